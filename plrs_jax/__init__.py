@@ -1,0 +1,31 @@
+"""plrs_jax: probabilistic learning-rate scheduling for JAX and Optax.
+
+PLRS (arXiv 2407.07613) draws the learning rate uniformly from
+[L_min, L_max] at every step, as a pure function of (PRNG key, step).
+"""
+
+from plrs_jax.baselines import constant_schedule
+from plrs_jax.baselines import cosine_warm_restarts_schedule
+from plrs_jax.baselines import cyclic_triangular_schedule
+from plrs_jax.baselines import knee_schedule
+from plrs_jax.baselines import multistep_schedule
+from plrs_jax.baselines import one_cycle_schedule
+from plrs_jax.factory import create_schedule
+from plrs_jax.factory import SCHEDULES
+from plrs_jax.plrs import plrs_schedule
+from plrs_jax.plrs import PLRSSchedule
+
+__version__ = '0.1.0'
+
+__all__ = (
+    'PLRSSchedule',
+    'SCHEDULES',
+    'constant_schedule',
+    'cosine_warm_restarts_schedule',
+    'create_schedule',
+    'cyclic_triangular_schedule',
+    'knee_schedule',
+    'multistep_schedule',
+    'one_cycle_schedule',
+    'plrs_schedule',
+)

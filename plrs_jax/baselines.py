@@ -1,0 +1,489 @@
+"""The paper's baseline learning-rate schedules, as optax schedules.
+
+PLRS (arXiv 2407.07613) is compared against six deterministic schedules:
+constant, multi-step, cosine annealing with warm restarts, knee, one-cycle and
+cyclic (triangular). Each factory here validates its arguments eagerly, on the
+host, and returns a closure ``schedule(count)`` written in jnp that can be
+jitted, vmapped over counts, and called with a Python int, an int32 array or a
+traced count. Rates come back in the default float dtype (float32), with the
+shape of ``count``.
+
+Where the paper used PyTorch's schedulers, the schedules here follow PyTorch's
+algorithms step for step (step ``t`` here is the rate PyTorch's scheduler gives
+after ``t`` calls to ``scheduler.step()``). They are built from optax's pieces
+where optax has an equivalent, and written as closed forms otherwise.
+"""
+
+from collections.abc import Callable, Iterable, Mapping
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from plrs_jax._validation import check_int
+from plrs_jax._validation import check_order
+from plrs_jax._validation import check_value
+
+__all__ = (
+    'constant_schedule',
+    'cosine_warm_restarts_schedule',
+    'cyclic_triangular_schedule',
+    'knee_schedule',
+    'multistep_schedule',
+    'one_cycle_schedule',
+)
+
+# optax counts steps in int32: no step count, period or boundary can exceed it.
+_MAX_STEP = 2**31 - 1
+
+
+def _check_steps(fn: str, name: str, value: object, *, minimum: int) -> int:
+  """Checks that `value` is an int in [minimum, 2**31 - 1] (an int32 step)."""
+  value = check_int(fn, name, value, minimum=minimum)
+  if value > _MAX_STEP:
+    raise ValueError(
+        f'{fn}: `{name}` must be an int in [{minimum}, 2**31 - 1] (step counts '
+        f'are int32), got {value}.'
+    )
+  return value
+
+
+def _as_rate_schedule(
+    schedule: Callable[[chex.Numeric], chex.Numeric],
+) -> optax.Schedule:
+  """Wraps `schedule` to return default-float arrays of the shape of `count`."""
+
+  def rate_schedule(count: chex.Numeric) -> jax.Array:
+    rate = jnp.asarray(schedule(count), dtype=jnp.result_type(float))
+    return jnp.broadcast_to(rate, jnp.shape(count))
+
+  return rate_schedule
+
+
+def constant_schedule(value: chex.Numeric) -> optax.Schedule:
+  r"""A constant learning rate.
+
+  .. math::
+    \eta_t = v
+
+  The paper's constant baseline: 0.1 (0.05 for VGG-16).
+
+  Args:
+    value: the rate, a finite number >= 0.
+
+  Returns:
+    A schedule: a function from step count to a float32 rate (of the shape of
+    the count).
+
+  Example:
+    >>> import plrs_jax
+    >>> schedule = plrs_jax.constant_schedule(0.1)
+    >>> print(round(float(schedule(0)), 6), round(float(schedule(10**6)), 6))
+    0.1 0.1
+  """
+  check_value('constant_schedule', 'value', value)
+  return _as_rate_schedule(optax.constant_schedule(value))
+
+
+def multistep_schedule(
+    init_value: chex.Numeric,
+    boundaries: Iterable[int],
+    factor: chex.Numeric = 0.1,
+) -> optax.Schedule:
+  r"""Step decay: the rate is multiplied by ``factor`` at each boundary.
+
+  PyTorch's ``MultiStepLR`` (``milestones=boundaries``, ``gamma=factor``):
+
+  .. math::
+    \eta_t = \eta_0 \cdot f^{\,|\{b \in B : t \geq b\}|}
+
+  where :math:`\eta_0` is ``init_value``, :math:`f` is ``factor`` and
+  :math:`B` the set of ``boundaries``. The paper's settings, in epochs (multiply
+  by the steps per epoch): ResNets 0.1, /10 at 100 and 150; DenseNet /10 at 150
+  and 225; VGG /10 every 30; WRN 0.2, x0.2 at 60, 120 and 160.
+
+  Args:
+    init_value: the rate before the first boundary, a finite number >= 0.
+    boundaries: the steps at which the rate is multiplied by ``factor``: ints
+      >= 1 (and < 2**31), strictly increasing. May be empty (a constant rate).
+    factor: the multiplier applied at each boundary, a finite number >= 0.
+
+  Returns:
+    A schedule: a function from step count to a float32 rate.
+
+  Example:
+    >>> import plrs_jax
+    >>> schedule = plrs_jax.multistep_schedule(0.1, boundaries=[100, 150])
+    >>> print([round(float(schedule(t)), 6) for t in (99, 100, 149, 150)])
+    [0.1, 0.01, 0.01, 0.001]
+
+  References:
+    He et al., `Deep Residual Learning for Image Recognition
+    <https://arxiv.org/abs/1512.03385>`_, 2016.
+  """
+  fn = 'multistep_schedule'
+  check_value(fn, 'init_value', init_value)
+  check_value(fn, 'factor', factor)
+  if isinstance(boundaries, (str, bytes, Mapping)) or not isinstance(
+      boundaries, Iterable
+  ):
+    raise TypeError(
+        f'{fn}: `boundaries` must be a sequence of ints >= 1, strictly '
+        f'increasing, got {boundaries!r} of type {type(boundaries).__name__}.'
+    )
+  boundaries = list(boundaries)
+  steps = [
+      _check_steps(fn, f'boundaries[{i}]', b, minimum=1)
+      for i, b in enumerate(boundaries)
+  ]
+  for i in range(1, len(steps)):
+    if steps[i] <= steps[i - 1]:
+      raise ValueError(
+          f'{fn}: `boundaries` must be strictly increasing, got {steps} '
+          f'(boundaries[{i}]={steps[i]} <= boundaries[{i - 1}]='
+          f'{steps[i - 1]}).'
+      )
+  boundaries_and_scales = {b: factor for b in steps} or None
+  return _as_rate_schedule(
+      optax.piecewise_constant_schedule(init_value, boundaries_and_scales)
+  )
+
+
+def cosine_warm_restarts_schedule(
+    init_value: chex.Numeric,
+    first_period: int,
+    period_multiplier: int = 1,
+    min_value: chex.Numeric = 0.0,
+) -> optax.Schedule:
+  r"""Cosine annealing with warm restarts (SGDR).
+
+  PyTorch's ``CosineAnnealingWarmRestarts`` (``T_0=first_period``,
+  ``T_mult=period_multiplier``, ``eta_min=min_value``), stepped once per step:
+
+  .. math::
+    \eta_t = \eta_{\min} + \frac{\eta_0 - \eta_{\min}}{2}
+      \left(1 + \cos\left(\pi \frac{T_{cur}}{T_i}\right)\right)
+
+  Cycle :math:`i = 0, 1, \ldots` lasts :math:`T_i = T_0 m^i` steps and starts
+  at step :math:`s_i = \sum_{j < i} T_j`; :math:`T_{cur} = t - s_i` counts the
+  steps since the last restart. At a restart the rate jumps back to
+  ``init_value``. The paper's setting: ``T_0`` = 1 epoch, ``T_mult`` = 2,
+  ``eta_min`` = 1e-4.
+
+  The cycle is found in integers, so restarts fall on the right step for every
+  int32 count: by ``count % first_period`` when ``period_multiplier`` is 1, and
+  otherwise by a binary search of the start steps of the cycles that begin
+  below 2**31, computed exactly on the host (a floating-point logarithm, as in
+  PyTorch's ``step(epoch)``, puts some restarts one step late).
+
+  Args:
+    init_value: the rate at the start of every cycle, a finite number >= 0.
+    first_period: the length of the first cycle in steps, an int >= 1 (and
+      < 2**31).
+    period_multiplier: each cycle is this many times longer than the previous
+      one, an int >= 1.
+    min_value: the rate the cosine anneals to, a finite number in
+      [0, ``init_value``].
+
+  Returns:
+    A schedule: a function from step count to a float32 rate.
+
+  Example:
+    >>> import plrs_jax
+    >>> schedule = plrs_jax.cosine_warm_restarts_schedule(
+    ...     1.0, first_period=4, period_multiplier=2)
+    >>> print([round(float(schedule(t)), 4) for t in range(0, 13, 2)])
+    [1.0, 0.5, 1.0, 0.8536, 0.5, 0.1464, 1.0]
+
+  References:
+    Loshchilov and Hutter, `SGDR: Stochastic Gradient Descent with Warm
+    Restarts <https://arxiv.org/abs/1608.03983>`_, 2017.
+  """
+  fn = 'cosine_warm_restarts_schedule'
+  init = check_value(fn, 'init_value', init_value)
+  low = check_value(fn, 'min_value', min_value)
+  check_order(fn, 'min_value', low, 'init_value', init)
+  first_period = _check_steps(fn, 'first_period', first_period, minimum=1)
+  period_multiplier = check_int(
+      fn, 'period_multiplier', period_multiplier, minimum=1
+  )
+
+  if period_multiplier == 1:
+    starts = lengths = None
+  else:
+    # Every cycle that starts at an int32 count, in exact (Python) integers.
+    start_list, length_list = [], []
+    start, length = 0, first_period
+    while start <= _MAX_STEP:
+      start_list.append(start)
+      length_list.append(length)
+      start, length = start + length, length * period_multiplier
+    starts = np.asarray(start_list, dtype=np.int64)
+    # A cycle longer than 2**64 steps gives T_cur / T_i < 2**-33 for every
+    # int32 count: capping it changes no float32 rate and keeps it finite.
+    lengths = np.asarray([min(n, 2**64) for n in length_list], np.float64)
+
+  def schedule(count: chex.Numeric) -> jax.Array:
+    count = jnp.asarray(count)
+    dtype = jnp.result_type(float)
+    if starts is None:
+      since_restart = count % first_period
+      period = jnp.asarray(first_period, dtype)
+    else:
+      cycle = jnp.searchsorted(
+          jnp.asarray(starts, jnp.int32), count, side='right'
+      )
+      cycle = jnp.maximum(cycle - 1, 0)
+      since_restart = count - jnp.asarray(starts, jnp.int32)[cycle]
+      period = jnp.asarray(lengths, dtype)[cycle]
+    fraction = since_restart.astype(dtype) / period
+    cosine = (1 + jnp.cos(jnp.pi * fraction)) / 2
+    return min_value + (init_value - min_value) * cosine
+
+  return _as_rate_schedule(schedule)
+
+
+def knee_schedule(
+    peak_value: chex.Numeric,
+    warmup_steps: int,
+    explore_steps: int,
+    total_steps: int,
+) -> optax.Schedule:
+  r"""The knee (explore-exploit) schedule: warmup, a long plateau, linear decay.
+
+  .. math::
+    \eta_t = \begin{cases}
+      \eta_{\max}\, t / W, & 0 \leq t < W \\
+      \eta_{\max}, & W \leq t < W + E \\
+      \eta_{\max}\, (N - t) / (N - W - E), & W + E \leq t < N \\
+      0, & t \geq N
+    \end{cases}
+
+  where :math:`W` is ``warmup_steps``, :math:`E` is ``explore_steps`` and
+  :math:`N` is ``total_steps``. The long explore phase at a high rate is meant
+  to find wide minima; the decay then settles into one. The paper's setting:
+  explore at 0.1 for 100 epochs, then decay linearly to 0, no warmup.
+
+  Args:
+    peak_value: the rate of the explore phase, a finite number >= 0.
+    warmup_steps: steps of linear warmup from 0 to ``peak_value``, an int >= 0
+      (0 for none).
+    explore_steps: steps at ``peak_value`` after the warmup, an int >= 0.
+    total_steps: the step at which the decay reaches 0, an int >= 1 (and
+      < 2**31) with ``warmup_steps + explore_steps <= total_steps``. The rate
+      is 0 from then on.
+
+  Returns:
+    A schedule: a function from step count to a float32 rate.
+
+  Example:
+    >>> import plrs_jax
+    >>> schedule = plrs_jax.knee_schedule(
+    ...     0.1, warmup_steps=0, explore_steps=100, total_steps=200)
+    >>> print([round(float(schedule(t)), 6) for t in (0, 99, 100, 150, 200)])
+    [0.1, 0.1, 0.1, 0.05, 0.0]
+
+  References:
+    Iyer et al., `Wide-minima Density Hypothesis and the Explore-Exploit
+    Learning Rate Schedule <https://arxiv.org/abs/2003.03977>`_, 2020.
+  """
+  fn = 'knee_schedule'
+  check_value(fn, 'peak_value', peak_value)
+  warmup_steps = _check_steps(fn, 'warmup_steps', warmup_steps, minimum=0)
+  explore_steps = _check_steps(fn, 'explore_steps', explore_steps, minimum=0)
+  total_steps = _check_steps(fn, 'total_steps', total_steps, minimum=1)
+  if warmup_steps + explore_steps > total_steps:
+    raise ValueError(
+        f'{fn}: `warmup_steps` + `explore_steps` must be <= `total_steps`, got '
+        f'warmup_steps={warmup_steps}, explore_steps={explore_steps} and '
+        f'total_steps={total_steps}.'
+    )
+  decay_steps = total_steps - warmup_steps - explore_steps
+  phases = [
+      (warmup_steps, optax.linear_schedule(0.0, peak_value, warmup_steps)),
+      (explore_steps, optax.constant_schedule(peak_value)),
+      (decay_steps, optax.linear_schedule(peak_value, 0.0, decay_steps)),
+  ]
+  phases = [(steps, phase) for steps, phase in phases if steps > 0]
+  schedules = [phase for _, phase in phases] + [optax.constant_schedule(0.0)]
+  boundaries = np.cumsum([steps for steps, _ in phases]).tolist()
+  return _as_rate_schedule(optax.join_schedules(schedules, boundaries))
+
+
+def one_cycle_schedule(
+    max_value: chex.Numeric,
+    total_steps: int,
+    *,
+    pct_start: float = 0.3,
+    div_factor: chex.Numeric = 25.0,
+    final_div_factor: chex.Numeric = 1e4,
+) -> optax.Schedule:
+  r"""The three-phase linear one-cycle schedule of PyTorch's ``OneCycleLR``.
+
+  Exactly ``torch.optim.lr_scheduler.OneCycleLR(max_lr=max_value,
+  total_steps=total_steps, pct_start=pct_start, div_factor=div_factor,
+  final_div_factor=final_div_factor, anneal_strategy='linear',
+  three_phase=True)``: the rate is piecewise linear through the points
+
+  .. math::
+    (0, \eta_0),\ (e_1, \eta_{\max}),\ (e_2, \eta_0),\ (e_3, \eta_{\min})
+
+  with :math:`\eta_0 = \eta_{\max} / d`, :math:`\eta_{\min} = \eta_0 / d_f`,
+  :math:`e_1 = pN - 1`, :math:`e_2 = 2pN - 2` and :math:`e_3 = N - 1`, where
+  :math:`p` is ``pct_start``, :math:`N` is ``total_steps``, :math:`d` is
+  ``div_factor`` and :math:`d_f` is ``final_div_factor``. After step
+  :math:`N - 1` (where PyTorch raises an error) the rate stays at
+  :math:`\eta_{\min}`. The paper's setting: 45% up, 45% down, then a final
+  decay, ``pct_start=0.45``, ``div_factor=10``, ``final_div_factor=10``.
+
+  ``optax.linear_onecycle_schedule`` is not used: it puts the phase ends at
+  ``int(pct * N)`` rather than PyTorch's ``pct * N - 1``.
+
+  Args:
+    max_value: the peak rate, a finite number > 0.
+    total_steps: the length of the cycle in steps, an int >= 2 (and < 2**31).
+    pct_start: the fraction of ``total_steps`` spent increasing the rate, a
+      number in (0, 0.5) (the decrease takes as long, then the final phase).
+    div_factor: ``max_value / div_factor`` is the initial rate, a finite
+      number > 0.
+    final_div_factor: the initial rate divided by ``final_div_factor`` is the
+      final rate, a finite number > 0.
+
+  Returns:
+    A schedule: a function from step count to a float32 rate.
+
+  Raises:
+    ValueError: an argument is out of range, or the phases are empty
+      (``pct_start * total_steps <= 1``).
+
+  Example:
+    >>> import plrs_jax
+    >>> schedule = plrs_jax.one_cycle_schedule(
+    ...     1.0, total_steps=12, pct_start=0.25, div_factor=10,
+    ...     final_div_factor=10)
+    >>> print([round(float(schedule(t)), 6) for t in (0, 1, 2, 3, 4, 11, 12)])
+    [0.1, 0.55, 1.0, 0.55, 0.1, 0.01, 0.01]
+
+  References:
+    Smith and Topin, `Super-Convergence: Very Fast Training of Neural Networks
+    Using Large Learning Rates <https://arxiv.org/abs/1708.07120>`_, 2017.
+  """
+  fn = 'one_cycle_schedule'
+  check_value(fn, 'max_value', max_value, positive=True)
+  total_steps = _check_steps(fn, 'total_steps', total_steps, minimum=2)
+  pct = check_value(fn, 'pct_start', pct_start, positive=True)
+  if pct is None:
+    raise TypeError(
+        f'{fn}: `pct_start` must be a concrete number in (0, 0.5): it sets the '
+        'phase boundaries, got a traced value.'
+    )
+  if pct >= 0.5:
+    raise ValueError(
+        f'{fn}: `pct_start` must be a number in (0, 0.5) for the three-phase '
+        f'schedule (the rise and the fall take 2 * pct_start of the steps), '
+        f'got {pct_start!r}.'
+    )
+  check_value(fn, 'div_factor', div_factor, positive=True)
+  check_value(fn, 'final_div_factor', final_div_factor, positive=True)
+  # PyTorch's phase ends, in float64 as PyTorch computes them.
+  ends = (
+      float(pct * total_steps) - 1,
+      float(2 * pct * total_steps) - 2,
+      float(total_steps - 1),
+  )
+  if not 0 < ends[0] < ends[1] < ends[2]:
+    raise ValueError(
+        f'{fn}: the phases must have positive length, but with '
+        f'total_steps={total_steps} and pct_start={pct_start!r} they end at '
+        f'steps {ends[0]}, {ends[1]} and {ends[2]} (pct_start * total_steps - '
+        '1, 2 * pct_start * total_steps - 2, total_steps - 1). Use more '
+        '`total_steps` or a larger `pct_start`, so that pct_start * '
+        'total_steps > 1.'
+    )
+
+  def schedule(count: chex.Numeric) -> jax.Array:
+    dtype = jnp.result_type(float)
+    initial = max_value / div_factor
+    points = jnp.asarray((0.0,) + ends, dtype)
+    values = jnp.stack([
+        jnp.asarray(v, dtype)
+        for v in (initial, max_value, initial, initial / final_div_factor)
+    ])
+    # jnp.interp holds the end values outside [0, e3]: the final rate after
+    # the cycle, as if the last phase were clamped rather than raising.
+    return jnp.interp(jnp.asarray(count, dtype), points, values)
+
+  return _as_rate_schedule(schedule)
+
+
+def cyclic_triangular_schedule(
+    base_value: chex.Numeric,
+    max_value: chex.Numeric,
+    step_size_up: int,
+    step_size_down: int | None = None,
+) -> optax.Schedule:
+  r"""The triangular cyclical learning rate of PyTorch's ``CyclicLR``.
+
+  ``torch.optim.lr_scheduler.CyclicLR(base_lr=base_value, max_lr=max_value,
+  step_size_up=step_size_up, step_size_down=step_size_down,
+  mode='triangular')``: the rate climbs linearly from ``base_value`` to
+  ``max_value`` in :math:`U` steps, falls back in :math:`D` steps, and repeats:
+
+  .. math::
+    \eta_t = \eta_b + (\eta_{\max} - \eta_b) \cdot \begin{cases}
+      \tau / U, & \tau \leq U \\
+      (U + D - \tau) / D, & \tau > U
+    \end{cases}
+    \qquad \tau = t \bmod (U + D)
+
+  which is PyTorch's ``x / ratio`` and ``(x - 1) / (ratio - 1)`` written with
+  the step within the cycle, :math:`\tau`, computed in integers (exact for
+  every int32 count).
+
+  Args:
+    base_value: the lowest rate, a finite number >= 0.
+    max_value: the highest rate, a finite number >= ``base_value``.
+    step_size_up: steps from ``base_value`` to ``max_value``, an int >= 1.
+    step_size_down: steps from ``max_value`` back to ``base_value``, an int
+      >= 1; None (the default) for ``step_size_up``.
+
+  Returns:
+    A schedule: a function from step count to a float32 rate.
+
+  Example:
+    >>> import plrs_jax
+    >>> schedule = plrs_jax.cyclic_triangular_schedule(
+    ...     0.1, 0.5, step_size_up=2, step_size_down=4)
+    >>> print([round(float(schedule(t)), 6) for t in range(8)])
+    [0.1, 0.3, 0.5, 0.4, 0.3, 0.2, 0.1, 0.3]
+
+  References:
+    Smith, `Cyclical Learning Rates for Training Neural Networks
+    <https://arxiv.org/abs/1506.01186>`_, 2017.
+  """
+  fn = 'cyclic_triangular_schedule'
+  low = check_value(fn, 'base_value', base_value)
+  high = check_value(fn, 'max_value', max_value)
+  check_order(fn, 'base_value', low, 'max_value', high)
+  up = _check_steps(fn, 'step_size_up', step_size_up, minimum=1)
+  if step_size_down is None:
+    down = up
+  else:
+    down = _check_steps(fn, 'step_size_down', step_size_down, minimum=1)
+  period = up + down
+
+  def schedule(count: chex.Numeric) -> jax.Array:
+    dtype = jnp.result_type(float)
+    count = jnp.asarray(count)
+    # A period beyond int32 is never completed by an int32 count.
+    in_cycle = count % period if period <= _MAX_STEP else count
+    in_cycle = in_cycle.astype(dtype)
+    scale = jnp.where(
+        in_cycle <= up, in_cycle / up, (float(period) - in_cycle) / down
+    )
+    return base_value + (max_value - base_value) * scale
+
+  return _as_rate_schedule(schedule)
+

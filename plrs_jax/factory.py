@@ -1,0 +1,64 @@
+"""Schedules chosen by name, so a config can say which one to use."""
+
+from collections.abc import Callable
+import inspect
+from typing import Any
+
+import optax
+
+from plrs_jax import baselines
+from plrs_jax import plrs
+
+SCHEDULES: dict[str, Callable[..., optax.Schedule]] = {
+    'plrs': plrs.plrs_schedule,
+    'constant': baselines.constant_schedule,
+    'multistep': baselines.multistep_schedule,
+    'cosine_warm_restarts': baselines.cosine_warm_restarts_schedule,
+    'knee': baselines.knee_schedule,
+    'one_cycle': baselines.one_cycle_schedule,
+    'cyclic_triangular': baselines.cyclic_triangular_schedule,
+}
+
+
+def create_schedule(name: str, **kwargs: Any) -> optax.Schedule:
+  """Builds the schedule called ``name`` from keyword arguments.
+
+  Args:
+    name: one of ``plrs``, ``constant``, ``multistep``,
+      ``cosine_warm_restarts``, ``knee``, ``one_cycle``, ``cyclic_triangular``.
+    **kwargs: the arguments of that schedule's factory (for ``plrs``,
+      :func:`plrs_jax.plrs_schedule`; an int seed is a valid ``key``).
+
+  Returns:
+    The schedule, a callable ``count -> learning rate``.
+
+  Raises:
+    ValueError: ``name`` is not a known schedule.
+    TypeError: ``kwargs`` do not fit the schedule's arguments.
+
+  Example:
+    >>> import plrs_jax
+    >>> schedule = plrs_jax.create_schedule(
+    ...     'multistep', init_value=0.1, boundaries=[100, 150], factor=0.1)
+    >>> print(round(float(schedule(120)), 6))
+    0.01
+    >>> plrs = plrs_jax.create_schedule(
+    ...     'plrs', key=0, min_value=0.07, max_value=0.1)
+    >>> bool(0.07 <= plrs(5) < 0.1)
+    True
+  """
+  if name not in SCHEDULES:
+    raise ValueError(
+        f'create_schedule: unknown schedule {name!r}; known schedules are '
+        f'{", ".join(sorted(SCHEDULES))}.'
+    )
+  factory = SCHEDULES[name]
+  signature = inspect.signature(factory)
+  try:
+    signature.bind(**kwargs)
+  except TypeError as e:
+    raise TypeError(
+        f'create_schedule: wrong arguments for schedule {name!r} ({e}); it '
+        f'takes {factory.__name__}{signature}.'
+    ) from None
+  return factory(**kwargs)

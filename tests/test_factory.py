@@ -1,0 +1,51 @@
+"""create_schedule: every name builds the schedule its factory builds."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import plrs_jax
+
+ARGS = {
+    'plrs': dict(key=0, min_value=0.07, max_value=0.1),
+    'constant': dict(value=0.05),
+    'multistep': dict(init_value=0.1, boundaries=[10, 20], factor=0.1),
+    'cosine_warm_restarts': dict(init_value=0.1, first_period=8,
+                                 period_multiplier=2, min_value=1e-4),
+    'knee': dict(peak_value=0.1, warmup_steps=5, explore_steps=20,
+                 total_steps=40),
+    'one_cycle': dict(max_value=0.1, total_steps=40, pct_start=0.45,
+                      div_factor=10.0, final_div_factor=10.0),
+    'cyclic_triangular': dict(base_value=0.01, max_value=0.1, step_size_up=6),
+}
+
+
+def test_every_known_name_is_covered():
+  assert set(ARGS) == set(plrs_jax.SCHEDULES)
+
+
+@pytest.mark.parametrize('name', sorted(ARGS))
+def test_name_builds_the_factory_schedule(name):
+  by_name = plrs_jax.create_schedule(name, **ARGS[name])
+  direct = plrs_jax.SCHEDULES[name](**ARGS[name])
+  steps = jnp.arange(50)
+  np.testing.assert_array_equal(
+      jax.jit(jax.vmap(by_name))(steps), jax.jit(jax.vmap(direct))(steps))
+
+
+def test_unknown_name_lists_the_known_ones():
+  with pytest.raises(ValueError, match='unknown schedule .cosine.*knee.*plrs'):
+    plrs_jax.create_schedule('cosine', init_value=0.1)
+
+
+def test_wrong_arguments_name_the_schedule_and_its_signature():
+  with pytest.raises(TypeError, match="'plrs'.*max_value"):
+    plrs_jax.create_schedule('plrs', key=0, min_value=0.1, maximum=0.2)
+  with pytest.raises(TypeError, match="'knee'.*total_steps"):
+    plrs_jax.create_schedule('knee', peak_value=0.1)
+
+
+def test_bad_values_still_reach_the_factory_checks():
+  with pytest.raises(ValueError, match='min_value'):
+    plrs_jax.create_schedule('plrs', key=0, min_value=0.3, max_value=0.2)

@@ -1,0 +1,336 @@
+"""PLRS: distribution, determinism, composition with optax, and devices."""
+
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from scipy import stats
+
+import plrs_jax
+
+L_MIN, L_MAX = 0.07, 0.1
+N_DRAWS = 100_000
+
+
+def _rates(schedule, num_steps, start=0):
+  return np.asarray(jax.jit(jax.vmap(schedule))(jnp.arange(start, num_steps)))
+
+
+def _assert_same_rates(actual, expected):
+  # Different compiled programs may fuse `low + u * (high - low)` into one FMA
+  # or not: the same draw then differs in the last bit. Within one program
+  # (replicas, resumed runs) the tests below demand exact equality.
+  np.testing.assert_array_max_ulp(np.asarray(actual, np.float32),
+                                  np.asarray(expected, np.float32), maxulp=1)
+
+
+# --- distribution -----------------------------------------------------------
+
+
+@pytest.fixture(scope='module')
+def draws():
+  schedule = plrs_jax.plrs_schedule(jax.random.key(42), L_MIN, L_MAX)
+  return _rates(schedule, N_DRAWS).astype(np.float64)
+
+
+def test_draws_are_uniform_on_the_bounds(draws):
+  assert draws.min() >= L_MIN and draws.max() < L_MAX
+  # Kolmogorov-Smirnov against U[L_MIN, L_MAX]: a correct sampler fails this
+  # one time in 1000.
+  result = stats.kstest(draws, stats.uniform(loc=L_MIN, scale=L_MAX - L_MIN).cdf)
+  assert result.pvalue > 1e-3, result
+
+
+def test_mean_and_variance_match_the_uniform_law(draws):
+  width = L_MAX - L_MIN
+  mean, var = (L_MIN + L_MAX) / 2, width**2 / 12
+  # Standard errors of the sample mean and variance of U[a, b]: sd / sqrt(n)
+  # and sqrt((mu4 - var^2) / n) with mu4 = width^4 / 80. Tolerance: 5 SE.
+  se_mean = np.sqrt(var / N_DRAWS)
+  se_var = np.sqrt((width**4 / 80 - var**2) / N_DRAWS)
+  assert abs(draws.mean() - mean) < 5 * se_mean
+  assert abs(draws.var() - var) < 5 * se_var
+
+
+def test_successive_draws_are_uncorrelated(draws):
+  centered = draws - draws.mean()
+  lag1 = np.dot(centered[:-1], centered[1:]) / np.dot(centered, centered)
+  # Under independence lag-1 autocorrelation is ~N(0, 1/n); 5 SD tolerance.
+  assert abs(lag1) < 5 / np.sqrt(N_DRAWS)
+
+
+def test_noise_is_zero_mean_around_the_center(draws):
+  schedule = plrs_jax.plrs_schedule(jax.random.key(42), L_MIN, L_MAX)
+  noise = np.asarray(jax.vmap(schedule.noise)(jnp.arange(N_DRAWS)))
+  np.testing.assert_allclose(noise, draws - (L_MIN + L_MAX) / 2, atol=1e-7)
+  half = (L_MAX - L_MIN) / 2
+  assert noise.min() >= -half and noise.max() < half
+  assert abs(noise.mean()) < 5 * np.sqrt((L_MAX - L_MIN) ** 2 / 12 / N_DRAWS)
+  # An explicit center shifts the noise, not the rates.
+  shifted = plrs_jax.plrs_schedule(jax.random.key(42), L_MIN, L_MAX, center=0.08)
+  _assert_same_rates(_rates(shifted, 100), draws[:100])
+  np.testing.assert_allclose(shifted.noise(5), draws[5] - 0.08, atol=1e-7)
+
+
+@pytest.mark.parametrize('hold_steps', [2, 7, 50])
+def test_hold_steps_gives_constant_runs_of_exactly_k(hold_steps):
+  schedule = plrs_jax.plrs_schedule(0, L_MIN, L_MAX, hold_steps=hold_steps)
+  rates = _rates(schedule, 20 * hold_steps).reshape(20, hold_steps)
+  assert (rates == rates[:, :1]).all(), 'rate changed inside a block'
+  # Consecutive blocks differ (continuous draws: equal with probability 0).
+  assert (np.diff(rates[:, 0]) != 0).all()
+
+
+def test_warmup_is_exactly_linear_then_samples():
+  warmup = 50
+  schedule = plrs_jax.plrs_schedule(3, L_MIN, L_MAX, warmup_steps=warmup)
+  rates = _rates(schedule, 400)
+  steps = np.arange(warmup)
+  expected = L_MIN + (L_MAX - L_MIN) * steps / warmup
+  np.testing.assert_allclose(rates[:warmup], expected, rtol=1e-6)
+  plain = _rates(plrs_jax.plrs_schedule(3, L_MIN, L_MAX), 400)
+  _assert_same_rates(rates[warmup:], plain[warmup:])
+
+
+def test_equal_bounds_give_a_constant_rate():
+  rates = _rates(plrs_jax.plrs_schedule(0, 0.1, 0.1), 100)
+  np.testing.assert_allclose(rates, 0.1, rtol=1e-7)
+
+
+def test_schedule_bounds_are_respected():
+  total = 500
+  max_value = optax.cosine_decay_schedule(0.3, total, alpha=0.2)
+  min_value = optax.linear_schedule(0.01, 0.05, total)
+  schedule = plrs_jax.plrs_schedule(1, min_value, max_value)
+  rates = _rates(schedule, total + 50)
+  steps = np.minimum(np.arange(total + 50), total)
+  # Bounds in closed form (optax's cosine decay and linear schedule).
+  high = 0.3 * (0.2 + 0.8 * 0.5 * (1 + np.cos(np.pi * steps / total)))
+  low = 0.01 + 0.04 * steps / total
+  assert (rates >= low - 1e-7).all() and (rates <= high + 1e-7).all()
+  # The draws fill the band, not one edge of it.
+  position = (rates - low) / (high - low)
+  assert position.min() < 0.05 and position.max() > 0.95
+  default_center = 0.5 * (low + high)
+  noise = np.asarray(jax.vmap(schedule.noise)(jnp.arange(total + 50)))
+  np.testing.assert_allclose(noise, rates - default_center, atol=1e-6)
+
+
+# --- determinism ------------------------------------------------------------
+
+
+def test_same_key_same_rates_eager_jit_and_vmap():
+  schedule = plrs_jax.plrs_schedule(jax.random.key(7), L_MIN, L_MAX)
+  vmapped = _rates(schedule, 64)
+  eager = np.array([float(schedule(t)) for t in range(64)], np.float32)
+  jitted = np.array([jax.jit(schedule)(jnp.int32(t)) for t in range(64)])
+  _assert_same_rates(eager, vmapped)
+  _assert_same_rates(jitted, vmapped)
+
+
+def test_key_forms_agree():
+  typed = _rates(plrs_jax.plrs_schedule(jax.random.key(5), L_MIN, L_MAX), 32)
+  legacy = _rates(plrs_jax.plrs_schedule(jax.random.PRNGKey(5), L_MIN, L_MAX), 32)
+  seed = _rates(plrs_jax.plrs_schedule(5, L_MIN, L_MAX), 32)
+  _assert_same_rates(typed, legacy)
+  _assert_same_rates(typed, seed)
+
+
+def test_different_keys_give_different_rates():
+  a = _rates(plrs_jax.plrs_schedule(0, L_MIN, L_MAX), 100)
+  b = _rates(plrs_jax.plrs_schedule(1, L_MIN, L_MAX), 100)
+  assert (a != b).all()
+
+
+def test_same_rates_in_a_fresh_process():
+  code = textwrap.dedent("""
+      import jax, jax.numpy as jnp, numpy as np, plrs_jax
+      s = plrs_jax.plrs_schedule(jax.random.key(11), 0.07, 0.1)
+      print(repr(np.asarray(jax.vmap(s)(jnp.arange(20))).tolist()))
+  """)
+  out = subprocess.run(
+      [sys.executable, '-c', code], capture_output=True, text=True, check=True,
+      env={'JAX_PLATFORMS': 'cpu', 'PATH': ''},
+  ).stdout
+  here = _rates(plrs_jax.plrs_schedule(jax.random.key(11), L_MIN, L_MAX), 20)
+  _assert_same_rates(np.array(eval(out)), here)
+
+
+def _quadratic_run(schedule, params, opt_state, start, stop):
+  """SGD on f(w) = 0.5 * sum(a * w**2); returns params, state, recorded rates."""
+  tx = optax.inject_hyperparams(optax.sgd)(learning_rate=schedule)
+  a = jnp.array([1.0, 2.0, 3.0])
+
+  @jax.jit
+  def step(params, opt_state):
+    grads = jax.grad(lambda w: 0.5 * jnp.sum(a * w**2))(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+  if opt_state is None:
+    opt_state = tx.init(params)
+  rates = []
+  for _ in range(start, stop):
+    params, opt_state = step(params, opt_state)
+    rates.append(float(opt_state.hyperparams['learning_rate']))
+  return params, opt_state, rates
+
+
+def test_resume_continues_the_uninterrupted_sequence():
+  schedule = plrs_jax.plrs_schedule(jax.random.key(3), L_MIN, L_MAX)
+  w0 = jnp.ones(3)
+  full, _, full_rates = _quadratic_run(schedule, w0, None, 0, 30)
+  # Stop at step 12, keep only the arrays (as a checkpoint would), resume.
+  half, state, first = _quadratic_run(schedule, w0, None, 0, 12)
+  state = jax.tree.map(np.asarray, state)
+  resumed, _, second = _quadratic_run(schedule, half, state, 12, 30)
+  assert first + second == full_rates
+  np.testing.assert_array_equal(resumed, full)
+
+
+# --- composition with optax -------------------------------------------------
+
+
+def test_inject_hyperparams_records_the_rate_used_at_each_step():
+  schedule = plrs_jax.plrs_schedule(jax.random.key(9), L_MIN, L_MAX)
+  tx = optax.inject_hyperparams(optax.sgd)(learning_rate=schedule)
+  a = np.array([1.0, 2.0, 3.0])
+  w = np.array([1.0, -1.0, 0.5], np.float32)
+  params = jnp.asarray(w)
+  opt_state = tx.init(params)
+  grad_fn = jax.jit(jax.grad(lambda v: 0.5 * jnp.sum(jnp.asarray(a) * v**2)))
+  update = jax.jit(tx.update)
+  for t in range(25):
+    updates, opt_state = update(grad_fn(params), opt_state, params)
+    # The update at count t uses schedule(t) and records it in the new state.
+    recorded = float(opt_state.hyperparams['learning_rate'])
+    np.testing.assert_array_max_ulp(np.float32(recorded), schedule(t), 1)
+    # Plain SGD by hand in numpy: update = -lr_t * grad, grad = a * w.
+    expected = -np.float32(recorded) * (a * w).astype(np.float32)
+    np.testing.assert_allclose(updates, expected, rtol=1e-6)
+    w = w + expected
+    params = optax.apply_updates(params, updates)
+  np.testing.assert_allclose(params, w, rtol=1e-5)
+
+
+def test_join_schedules_with_a_warmup():
+  warmup = 20
+  plrs = plrs_jax.plrs_schedule(jax.random.key(2), L_MIN, L_MAX)
+  joined = optax.join_schedules(
+      [optax.linear_schedule(0.0, L_MIN, warmup), plrs], [warmup])
+  rates = _rates(joined, 200)
+  np.testing.assert_allclose(
+      rates[:warmup], L_MIN * np.arange(warmup) / warmup, rtol=1e-6)
+  # join_schedules restarts the count at the boundary.
+  _assert_same_rates(rates[warmup:], _rates(plrs, 200 - warmup))
+
+
+# --- many keys and many devices ---------------------------------------------
+
+
+def test_vmap_over_keys_equals_separate_runs():
+  keys = jax.random.split(jax.random.key(0), 8)
+  a = jnp.array([1.0, 2.0, 3.0])
+
+  def train(key):
+    tx = optax.sgd(plrs_jax.plrs_schedule(key, 0.1, 0.3))
+    w = jnp.ones(3)
+    state = tx.init(w)
+    for _ in range(20):
+      grads = a * w
+      updates, state = tx.update(grads, state, w)
+      w = optax.apply_updates(w, updates)
+    return w
+
+  together = jax.jit(jax.vmap(train))(keys)
+  separate = np.stack([np.asarray(jax.jit(train)(k)) for k in keys])
+  np.testing.assert_allclose(together, separate, rtol=1e-6)
+  assert len({tuple(np.round(row, 6)) for row in separate}) == 8
+
+
+def test_every_replica_reads_the_same_rate_under_pmap():
+  n = jax.local_device_count()
+  assert n == 8, 'conftest sets 8 simulated CPU devices'
+  schedule = plrs_jax.plrs_schedule(jax.random.key(4), L_MIN, L_MAX)
+  # Each device holds its own copy of the step counts, as optimizer state does.
+  counts = jnp.broadcast_to(jnp.arange(50), (n, 50))
+  per_device = jax.pmap(jax.vmap(schedule))(counts)
+  per_device = np.asarray(per_device)
+  assert per_device.shape == (n, 50)
+  assert (per_device == per_device[:1]).all(), 'replicas disagree'
+  _assert_same_rates(per_device[0], _rates(schedule, 50))
+
+
+def test_data_parallel_step_equals_single_device_step():
+  n = jax.local_device_count()
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(8 * n, 5)).astype(np.float32)
+  y = rng.normal(size=(8 * n,)).astype(np.float32)
+  w0 = rng.normal(size=(5,)).astype(np.float32)
+  tx = optax.inject_hyperparams(optax.sgd)(
+      learning_rate=plrs_jax.plrs_schedule(jax.random.key(6), L_MIN, L_MAX))
+
+  def loss(w, xb, yb):
+    return jnp.mean((xb @ w - yb) ** 2)
+
+  def step(w, state, xb, yb, axis_name=None):
+    grads = jax.grad(loss)(w, xb, yb)
+    if axis_name:
+      grads = jax.lax.pmean(grads, axis_name)
+    updates, state = tx.update(grads, state, w)
+    return optax.apply_updates(w, updates), state, state.hyperparams[
+        'learning_rate']
+
+  single_w, single_state = jnp.asarray(w0), tx.init(jnp.asarray(w0))
+  p_step = jax.pmap(lambda *a: step(*a, axis_name='batch'), axis_name='batch')
+  replicate = lambda t: jax.tree.map(lambda v: jnp.stack([v] * n), t)
+  multi_w, multi_state = replicate(jnp.asarray(w0)), replicate(tx.init(w0))
+  shard = lambda v: v.reshape(n, -1, *v.shape[1:])
+  for _ in range(10):
+    single_w, single_state, _ = jax.jit(step)(single_w, single_state, x, y)
+    multi_w, multi_state, rates = p_step(multi_w, multi_state, shard(x),
+                                         shard(y))
+    assert (np.asarray(rates) == np.asarray(rates)[0]).all()
+    assert (np.asarray(multi_w) == np.asarray(multi_w)[:1]).all()
+  np.testing.assert_allclose(multi_w[0], single_w, rtol=1e-5, atol=1e-6)
+
+
+# --- bad inputs ---------------------------------------------------------------
+
+BAD_CALLS = [
+    (dict(min_value=0.2, max_value=0.1), ValueError, 'min_value.*max_value'),
+    (dict(min_value=-0.1, max_value=0.1), ValueError, 'min_value'),
+    (dict(min_value=0.0, max_value=float('inf')), ValueError, 'max_value'),
+    (dict(min_value=float('nan'), max_value=0.1), ValueError, 'min_value'),
+    (dict(min_value='0.1', max_value=0.2), TypeError, 'min_value'),
+    (dict(min_value=0.1, max_value=None), TypeError, 'max_value'),
+    (dict(min_value=0.1, max_value=jnp.ones(3)), ValueError, 'max_value'),
+    (dict(min_value=True, max_value=0.2), TypeError, 'min_value'),
+    (dict(min_value=0.1, max_value=0.2, hold_steps=0), ValueError, 'hold_steps'),
+    (dict(min_value=0.1, max_value=0.2, hold_steps=2.0), TypeError,
+     'hold_steps'),
+    (dict(min_value=0.1, max_value=0.2, warmup_steps=-1), ValueError,
+     'warmup_steps'),
+    (dict(min_value=0.1, max_value=0.2, warmup_steps=1.5), TypeError,
+     'warmup_steps'),
+    (dict(min_value=0.1, max_value=0.2, center=0.3), ValueError, 'center'),
+    (dict(min_value=0.1, max_value=0.2, center='mid'), TypeError, 'center'),
+    (dict(key=1.5, min_value=0.1, max_value=0.2), TypeError, 'key'),
+    (dict(key='seed', min_value=0.1, max_value=0.2), TypeError, 'key'),
+    (dict(key=jnp.zeros(3, jnp.uint32), min_value=0.1, max_value=0.2),
+     TypeError, 'key'),
+    (dict(key=jax.random.split(jax.random.key(0), 4), min_value=0.1,
+          max_value=0.2), ValueError, 'key.*vmap'),
+]
+
+
+@pytest.mark.parametrize('kwargs,error,pattern', BAD_CALLS)
+def test_bad_inputs_raise_naming_the_argument(kwargs, error, pattern):
+  kwargs = {'key': 0, **kwargs}
+  with pytest.raises(error, match=pattern):
+    plrs_jax.plrs_schedule(**kwargs)
