@@ -124,8 +124,8 @@ def multistep_schedule(
     <https://arxiv.org/abs/1512.03385>`_, 2016.
   """
   fn = 'multistep_schedule'
-  check_value(fn, 'init_value', init_value)
-  check_value(fn, 'factor', factor)
+  init = check_value(fn, 'init_value', init_value)
+  scale = check_value(fn, 'factor', factor)
   if isinstance(boundaries, (str, bytes, Mapping)) or not isinstance(
       boundaries, Iterable
   ):
@@ -145,6 +145,17 @@ def multistep_schedule(
           f'(boundaries[{i}]={steps[i]} <= boundaries[{i - 1}]='
           f'{steps[i - 1]}).'
       )
+  if init is not None and scale is not None:
+    # optax evaluates every scaled value at every step (masked, not skipped):
+    # one that overflows float32 turns the whole schedule into NaN.
+    largest = float(np.finfo(np.float32).max)
+    for k in range(1, len(steps) + 1):
+      if init * scale**k > largest:
+        raise ValueError(
+            f'{fn}: `factor`={factor} takes the rate to init_value * factor**'
+            f'{k} = {init * scale**k:.3g}, beyond float32\'s largest value '
+            f'{largest:.3g}; use a smaller factor or fewer boundaries.'
+        )
   boundaries_and_scales = {b: factor for b in steps} or None
   return _as_rate_schedule(
       optax.piecewise_constant_schedule(init_value, boundaries_and_scales)

@@ -436,6 +436,10 @@ _INVALID = [
      'factor'),
     (_B.multistep_schedule, (float('inf'), [10]), {}, ValueError,
      'init_value'),
+    # 0.1 * 1e20**2 overflows float32, which would turn optax's masked
+    # evaluation into NaN at every step.
+    (_B.multistep_schedule, (0.1, [10, 20]), {'factor': 1e20}, ValueError,
+     'factor'),
     (_B.cosine_warm_restarts_schedule, (0.1, 0), {}, ValueError,
      'first_period'),
     (_B.cosine_warm_restarts_schedule, (0.1, 10.0), {}, TypeError,
