@@ -57,8 +57,11 @@ def create_schedule(name: str, **kwargs: Any) -> optax.Schedule:
   try:
     signature.bind(**kwargs)
   except TypeError as e:
+    accepted = ', '.join(
+        p.name if p.default is p.empty else f'{p.name}={p.default!r}'
+        for p in signature.parameters.values())
     raise TypeError(
         f'create_schedule: wrong arguments for schedule {name!r} ({e}); it '
-        f'takes {factory.__name__}{signature}.'
+        f'takes {factory.__name__}({accepted}).'
     ) from None
   return factory(**kwargs)
