@@ -1,0 +1,1 @@
+"""The PLRS training application: Flax models, data, loop and CLI."""
