@@ -1,0 +1,1 @@
+"""Training configurations; each file has get_config(schedule='plrs')."""

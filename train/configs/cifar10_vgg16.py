@@ -1,0 +1,31 @@
+"""The paper's VGG-16 on CIFAR-10 (arXiv 2407.07613).
+
+PLRS with L_min, L_max = 0.07, 0.1; plain SGD (no momentum, no weight decay),
+batch 128, 500 epochs, 4-pixel pad + crop + flip augmentation. Needs a
+prepared TFDS cifar10 (see README); every baseline of the paper is one argument
+away:
+
+    python -m train --config=train/configs/cifar10_vgg16.py --workdir=DIR
+    python -m train --config=train/configs/cifar10_vgg16.py:knee --workdir=DIR
+"""
+
+import ml_collections
+
+from train.configs import base
+
+SCHEDULES = base.paper_schedules(
+    plrs_bounds=(0.07, 0.1), constant=0.05,
+    multistep=dict(init_value=0.1, boundaries_epochs=list(range(30, 500, 30)), factor=0.1))
+
+
+def get_config(schedule: str = 'plrs') -> ml_collections.ConfigDict:
+  config = base.base_config()
+  config.dataset = 'cifar10'
+  config.model = 'vgg16'
+  config.batch_size = 128
+  config.eval_batch_size = 1000
+  config.num_epochs = 500
+  config.augment = True
+  config.log_every_steps = 100
+  config.keep_checkpoints = 3
+  return base.with_schedule(config, SCHEDULES, schedule)

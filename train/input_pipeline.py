@@ -1,0 +1,284 @@
+"""Input pipeline: random-access sources, deterministic shuffling, host shards.
+
+Every batch is a pure function of (seed, step): grain shuffles each epoch with
+its own permutation derived from the seed, and batch `step` holds examples
+`[step * B, (step + 1) * B)` of that stream within its epoch. A resumed run
+therefore reads exactly the batches it would have read, and a host reads only
+its own rows of each global batch.
+
+Images stay uint8 until they reach the device; normalisation and augmentation
+happen inside the jitted train step (see train.py), keyed by (seed, step,
+position in the global batch), so they cost no host work and give the same
+result for any number of devices or hosts.
+"""
+
+from collections.abc import Iterator, Sequence
+import dataclasses
+import pathlib
+from typing import Any
+
+import grain
+import numpy as np
+
+DIGITS = 'digits'
+
+
+class DatasetError(ValueError):
+  """A dataset that cannot be read, with what to do about it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """Train and test splits as random-access sources of image/label records."""
+
+  name: str
+  train: Sequence[dict[str, Any]]
+  test: Sequence[dict[str, Any]]
+  num_classes: int
+  image_shape: tuple[int, int, int]
+  # Per-channel statistics of the training images, in [0, 255] units.
+  mean: tuple[float, ...]
+  std: tuple[float, ...]
+
+
+class _ArraySource(Sequence):
+  """An in-memory random-access source of {'image', 'label'} records."""
+
+  def __init__(self, images: np.ndarray, labels: np.ndarray):
+    self._images, self._labels = images, labels
+
+  def __len__(self) -> int:
+    return len(self._labels)
+
+  def __getitem__(self, index):
+    return {'image': self._images[index], 'label': self._labels[index]}
+
+
+def _digits(split_seed: int, test_fraction: float) -> Dataset:
+  """scikit-learn's 8x8 digits (1797 images, shipped inside the package)."""
+  from sklearn import datasets  # pylint: disable=g-import-not-at-top
+
+  digits = datasets.load_digits()
+  # Pixel values are 0..16; store them as uint8 in 0..255 like other images.
+  images = np.round(digits.images * (255 / 16)).astype(np.uint8)[..., None]
+  labels = digits.target.astype(np.int32)
+  order = np.random.default_rng(split_seed).permutation(len(labels))
+  num_test = int(round(len(labels) * test_fraction))
+  test, train = order[:num_test], order[num_test:]
+  mean = images[train].mean(axis=(0, 1, 2))
+  std = images[train].std(axis=(0, 1, 2))
+  return Dataset(
+      name=DIGITS,
+      train=_ArraySource(images[train], labels[train]),
+      test=_ArraySource(images[test], labels[test]),
+      num_classes=10,
+      image_shape=(8, 8, 1),
+      mean=tuple(float(m) for m in mean),
+      std=tuple(float(s) for s in std),
+  )
+
+
+# Published per-channel statistics (0..255) of common TFDS datasets; others are
+# estimated from the first training images.
+_KNOWN_STATS = {
+    'cifar10': ((125.3, 123.0, 113.9), (63.0, 62.1, 66.7)),
+    'cifar100': ((129.3, 124.1, 112.4), (68.2, 65.4, 70.4)),
+}
+
+
+def _prepared_builder(name: str, data_dir: str | None):
+  """The newest prepared version of a dataset outside the TFDS catalog."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  root = pathlib.Path(data_dir or '~/tensorflow_datasets').expanduser() / name
+  versions = sorted(root.glob('*/dataset_info.json'))
+  if not versions:
+    raise DatasetError(
+        f'Unknown dataset {name!r}: it is neither {DIGITS!r} (the offline '
+        'default), nor a TensorFlow Datasets name (see '
+        'https://www.tensorflow.org/datasets/catalog), nor a dataset prepared '
+        f'with a builder of your own under {root}/<version>/ (pass '
+        '--config.data_dir=DIR for another location).')
+  return tfds.builder_from_directory(versions[-1].parent)
+
+
+def _tfds(name: str, data_dir: str | None, train_split: str,
+          test_split: str) -> Dataset:
+  """A prepared TFDS image-classification dataset, read without TensorFlow."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  try:
+    try:
+      train = tfds.data_source(name, split=train_split, data_dir=data_dir,
+                               download=False)
+      test = tfds.data_source(name, split=test_split, data_dir=data_dir,
+                              download=False)
+    except tfds.core.registered.DatasetNotFoundError:
+      # Not in the TFDS catalog: a dataset the user prepared with a builder
+      # of their own (e.g. Tiny ImageNet) is read from its directory.
+      builder = _prepared_builder(name, data_dir)
+      train = builder.as_data_source(split=train_split)
+      test = builder.as_data_source(split=test_split)
+  except DatasetError:
+    raise
+  except (NotImplementedError, AssertionError, FileNotFoundError,
+          RuntimeError, ValueError, KeyError) as e:
+    where = data_dir or '~/tensorflow_datasets'
+    raise DatasetError(
+        f'TFDS dataset {name!r} is not prepared in {where} (as array_record).'
+        ' This machine reads prepared datasets only; prepare it once where '
+        'there is network access:\n'
+        '    pip install tensorflow tensorflow-datasets\n'
+        f'    tfds build {name} --file_format=array_record --data_dir=DIR\n'
+        'then pass --config.data_dir=DIR.\n'
+        f'(TFDS said: {str(e).splitlines()[0]})') from None
+  features = train.dataset_info.features
+  image_shape = tuple(features['image'].shape)
+  if name in _KNOWN_STATS:
+    mean, std = _KNOWN_STATS[name]
+  else:
+    sample = np.stack([train[i]['image'] for i in range(min(len(train), 512))])
+    mean = tuple(sample.mean(axis=(0, 1, 2)).tolist())
+    std = tuple(np.maximum(sample.std(axis=(0, 1, 2)), 1.0).tolist())
+  return Dataset(
+      name=name, train=train, test=test,
+      num_classes=features['label'].num_classes,
+      image_shape=image_shape, mean=mean, std=std,
+  )
+
+
+def load_dataset(name: str, *, data_dir: str | None = None,
+                 split_seed: int = 0, test_fraction: float = 0.2,
+                 train_split: str = 'train',
+                 test_split: str = 'test') -> Dataset:
+  """Loads `digits` (offline) or a prepared TFDS dataset by name.
+
+  Args:
+    name: 'digits' or a TFDS image-classification dataset name.
+    data_dir: where TFDS datasets are prepared (TFDS's default if None).
+    split_seed: seed of the fixed digits train/test split.
+    test_fraction: share of digits held out for testing.
+    train_split: TFDS split to train on.
+    test_split: TFDS split to evaluate on.
+
+  Returns:
+    The dataset.
+
+  Example:
+    >>> ds = load_dataset('digits')
+    >>> len(ds.train), len(ds.test), ds.image_shape
+    (1438, 359, (8, 8, 1))
+  """
+  if name == DIGITS:
+    return _digits(split_seed, test_fraction)
+  return _tfds(name, data_dir, train_split, test_split)
+
+
+def dataset_from_config(config) -> Dataset:
+  """Loads the dataset a training config names (see train/configs)."""
+  return load_dataset(
+      config.dataset, data_dir=config.get('data_dir'),
+      split_seed=config.get('split_seed', 0),
+      train_split=config.get('train_split', 'train'),
+      test_split=config.get('test_split', 'test'))
+
+
+def _record(example: dict[str, Any]) -> dict[str, np.ndarray]:
+  return {'image': np.asarray(example['image'], np.uint8),
+          'label': np.asarray(example['label'], np.int32)}
+
+
+def _stack(records: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+  return {k: np.stack([r[k] for r in records]) for k in records[0]}
+
+
+def steps_per_epoch(dataset: Dataset, global_batch_size: int) -> int:
+  """Number of full global batches in one pass over the training split."""
+  steps = len(dataset.train) // global_batch_size
+  if steps == 0:
+    raise DatasetError(
+        f'batch_size {global_batch_size} is larger than the {len(dataset.train)}'
+        f' training examples of {dataset.name!r}; use a smaller batch_size.')
+  return steps
+
+
+def train_batches(
+    dataset: Dataset,
+    *,
+    global_batch_size: int,
+    seed: int,
+    start_step: int,
+    num_steps: int,
+    process_index: int = 0,
+    process_count: int = 1,
+    num_threads: int = 4,
+) -> Iterator[dict[str, np.ndarray]]:
+  """Yields this host's rows of global training batches `start_step..`.
+
+  Each epoch is a fresh grain permutation of the training split (derived from
+  `seed`); the last incomplete batch of an epoch is dropped. Every batch has
+  'image' (uint8), 'label' (int32) and 'index', the rows' positions in the
+  global batch, which key per-example augmentation on the device.
+
+  Args:
+    dataset: the dataset.
+    global_batch_size: batch size over all hosts and devices.
+    seed: shuffling seed.
+    start_step: first step to read (0, or the step a run resumes from).
+    num_steps: total number of steps of the run.
+    process_index: this host's index.
+    process_count: number of hosts; must divide `global_batch_size`.
+    num_threads: threads reading examples ahead of the loop.
+
+  Yields:
+    Batches of `global_batch_size // process_count` rows.
+  """
+  if global_batch_size % process_count:
+    raise DatasetError(
+        f'batch_size {global_batch_size} is not divisible by the '
+        f'{process_count} processes.')
+  per_epoch = steps_per_epoch(dataset, global_batch_size)
+  local = global_batch_size // process_count
+  offset = process_index * local
+  size = len(dataset.train)
+  # shuffle-then-repeat: grain draws a new permutation for every epoch.
+  examples = grain.MapDataset.source(dataset.train).shuffle(seed=seed).repeat()
+  positions = np.arange(offset, offset + local, dtype=np.int32)
+
+  def read(step: int) -> dict[str, np.ndarray]:
+    epoch, within = divmod(step, per_epoch)
+    first = epoch * size + within * global_batch_size + offset
+    batch = _stack([_record(examples[first + i]) for i in range(local)])
+    batch['index'] = positions
+    return batch
+
+  steps = grain.MapDataset.range(start_step, num_steps).map(read)
+  yield from steps.to_iter_dataset(
+      grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=8))
+
+
+def eval_batches(dataset: Dataset, *, batch_size: int, process_index: int = 0,
+                 process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+  """Yields this host's rows of the test split in fixed-size padded batches.
+
+  The last batch is padded with copies of the first example and a 'mask' of
+  zeros, so every test example counts exactly once and shapes never change.
+
+  Args:
+    dataset: the dataset.
+    batch_size: global evaluation batch size; divisible by `process_count`.
+    process_index: this host's index.
+    process_count: number of hosts.
+
+  Yields:
+    Batches with 'image', 'label', 'mask' (1 for real rows, 0 for padding).
+  """
+  local = batch_size // process_count
+  size = len(dataset.test)
+  for start in range(0, size, batch_size):
+    rows = range(start + process_index * local,
+                 start + (process_index + 1) * local)
+    records = [_record(dataset.test[i if i < size else 0]) for i in rows]
+    batch = _stack(records)
+    batch['mask'] = np.array([i < size for i in rows], np.float32)
+    yield batch

@@ -1,0 +1,82 @@
+"""The figure of a run: learning rate, training loss and test accuracy.
+
+Usage, for a finished or running workdir:
+
+    python -m train.plots /tmp/run        # writes /tmp/run/run.png
+"""
+
+from collections.abc import Sequence
+import json
+import pathlib
+import sys
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+from matplotlib import ticker  # pylint: disable=g-import-not-at-top
+
+
+def read_metrics(path: pathlib.Path) -> tuple[list[dict], list[dict]]:
+  """Splits metrics.jsonl into per-step and per-epoch records."""
+  steps, epochs = [], []
+  for line in pathlib.Path(path).read_text().splitlines():
+    record = json.loads(line)
+    (epochs if 'epoch' in record else steps).append(record)
+  return steps, epochs
+
+
+def plot_run(metrics_path: pathlib.Path, out_path: pathlib.Path,
+             title: str = '',
+             learning_rates: Sequence[float] | None = None) -> pathlib.Path:
+  """Draws three panels from metrics.jsonl and writes them as a PNG.
+
+  Args:
+    metrics_path: the run's metrics.jsonl.
+    out_path: where the PNG goes.
+    title: the figure's title.
+    learning_rates: the rate of every step, if known (the schedule is a pure
+      function of the step, so the trainer passes it); otherwise the rates
+      logged every `log_every_steps` are drawn.
+
+  Returns:
+    `out_path`.
+  """
+  steps, epochs = read_metrics(metrics_path)
+  fig, (ax_lr, ax_loss, ax_acc) = plt.subplots(1, 3, figsize=(15, 4))
+  if learning_rates is not None:
+    ax_lr.plot(learning_rates, lw=0.5)
+  else:
+    ax_lr.plot([r['step'] for r in steps], [r['lr'] for r in steps], lw=0.8,
+               marker='.', ms=2)
+  ax_lr.set(title='learning rate', xlabel='step')
+  ax_loss.plot([r['step'] for r in steps], [r['train_loss'] for r in steps],
+               lw=0.8, label='logged steps')
+  ax_loss.plot([r['step'] for r in epochs], [r['train_loss'] for r in epochs],
+               marker='o', label='epoch mean')
+  ax_loss.set(title='training loss', xlabel='step', yscale='log')
+  ax_loss.legend()
+  ax_acc.plot([r['epoch'] for r in epochs], [r['test_accuracy'] for r in epochs],
+              marker='o', label='test')
+  ax_acc.plot([r['epoch'] for r in epochs],
+              [r['train_accuracy'] for r in epochs], marker='.', ls='--',
+              label='train')
+  ax_acc.set(title='accuracy per epoch', xlabel='epoch')
+  ax_acc.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+  ax_acc.legend()
+  for ax in (ax_lr, ax_loss, ax_acc):
+    ax.grid(alpha=0.3)
+  if title:
+    fig.suptitle(title)
+  fig.tight_layout()
+  out_path = pathlib.Path(out_path)
+  fig.savefig(out_path, dpi=110)
+  plt.close(fig)
+  return out_path
+
+
+if __name__ == '__main__':
+  if len(sys.argv) != 2:
+    sys.exit('usage: python -m train.plots WORKDIR')
+  workdir = pathlib.Path(sys.argv[1])
+  print(plot_run(workdir / 'metrics.jsonl', workdir / 'run.png'))
