@@ -78,6 +78,24 @@ def paper_schedules(*, plrs_bounds: tuple[float, float], constant: float,
   }
 
 
+def paper_config(*, dataset: str, model: str, batch_size: int,
+                 num_epochs: int, schedules: dict[str, dict], schedule: str,
+                 **overrides) -> ml_collections.ConfigDict:
+  """A paper setting: plain SGD with augmentation on a TFDS dataset."""
+  config = base_config()
+  config.dataset = dataset
+  config.model = model
+  config.batch_size = batch_size
+  config.num_epochs = num_epochs
+  config.eval_batch_size = 1000
+  config.augment = True
+  config.log_every_steps = 100
+  config.keep_checkpoints = 3
+  for field, value in overrides.items():
+    config[field] = value
+  return with_schedule(config, schedules, schedule)
+
+
 def with_schedule(config: ml_collections.ConfigDict, schedules: dict[str, dict],
                   name: str) -> ml_collections.ConfigDict:
   """Sets `config.schedule` to `schedules[name]`, with a clear error."""

@@ -19,13 +19,6 @@ SCHEDULES = base.paper_schedules(
 
 
 def get_config(schedule: str = 'plrs') -> ml_collections.ConfigDict:
-  config = base.base_config()
-  config.dataset = 'cifar100'
-  config.model = 'densenet40_12'
-  config.batch_size = 64
-  config.eval_batch_size = 1000
-  config.num_epochs = 500
-  config.augment = True
-  config.log_every_steps = 100
-  config.keep_checkpoints = 3
-  return base.with_schedule(config, SCHEDULES, schedule)
+  return base.paper_config(dataset='cifar100', model='densenet40_12', batch_size=64,
+                           num_epochs=500, schedules=SCHEDULES,
+                           schedule=schedule)

@@ -27,14 +27,7 @@ SCHEDULES = base.paper_schedules(
 
 
 def get_config(schedule: str = 'plrs') -> ml_collections.ConfigDict:
-  config = base.base_config()
-  config.dataset = 'tiny_imagenet'
-  config.test_split = 'validation'
-  config.model = 'resnet50'
-  config.batch_size = 50
-  config.eval_batch_size = 500
-  config.num_epochs = 100
-  config.augment = True
-  config.log_every_steps = 200
-  config.keep_checkpoints = 3
-  return base.with_schedule(config, SCHEDULES, schedule)
+  return base.paper_config(dataset='tiny_imagenet', model='resnet50',
+                           batch_size=50, num_epochs=100, schedules=SCHEDULES,
+                           schedule=schedule, test_split='validation',
+                           eval_batch_size=500, log_every_steps=200)
