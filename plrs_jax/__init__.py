@@ -4,6 +4,7 @@ PLRS (arXiv 2407.07613) draws the learning rate uniformly from
 [L_min, L_max] at every step, as a pure function of (PRNG key, step).
 """
 
+from plrs_jax import curvature
 from plrs_jax.baselines import constant_schedule
 from plrs_jax.baselines import cosine_warm_restarts_schedule
 from plrs_jax.baselines import cyclic_triangular_schedule
@@ -14,18 +15,25 @@ from plrs_jax.factory import create_schedule
 from plrs_jax.factory import SCHEDULES
 from plrs_jax.plrs import plrs_schedule
 from plrs_jax.plrs import PLRSSchedule
+from plrs_jax.range_test import lr_range_test
+from plrs_jax.range_test import RangeTestResult
+from plrs_jax.range_test import suggest_bounds
 
 __version__ = '0.1.0'
 
 __all__ = (
     'PLRSSchedule',
+    'RangeTestResult',
     'SCHEDULES',
     'constant_schedule',
     'cosine_warm_restarts_schedule',
     'create_schedule',
+    'curvature',
     'cyclic_triangular_schedule',
     'knee_schedule',
+    'lr_range_test',
     'multistep_schedule',
     'one_cycle_schedule',
     'plrs_schedule',
+    'suggest_bounds',
 )
