@@ -283,3 +283,15 @@ def test_two_processes_match_a_four_device_run(tmp_path):
     np.testing.assert_array_equal(loaded['0'][key], loaded['1'][key])
     np.testing.assert_allclose(loaded['0'][key], loaded['single'][key],
                                rtol=1e-5, atol=1e-6)
+
+
+def test_command_line_reports_config_errors_without_a_traceback(tmp_path):
+  out = subprocess.run(
+      [sys.executable, '-m', 'train', f'--workdir={tmp_path}',
+       '--config.schedule.name=cosine'],
+      cwd=REPO, capture_output=True, text=True, timeout=300,
+      env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  assert out.returncode == 1
+  assert out.stderr.strip().splitlines()[-1].startswith(
+      "error: create_schedule: unknown schedule 'cosine'")
+  assert 'Traceback' not in out.stderr

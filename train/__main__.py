@@ -5,14 +5,11 @@ Any config field can be overridden, e.g. `--config.num_epochs=10` or
 colon, e.g. `--config=train/configs/default.py:knee` picks the schedule.
 """
 
-import sys
-
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
-from train import input_pipeline
+from train import cli
 from train import train
 
 FLAGS = flags.FLAGS
@@ -27,15 +24,8 @@ flags.mark_flags_as_required(['workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
-  # Orbax logs every checkpoint step at INFO; keep the console to the progress
-  # bar unless asked for more with --verbosity.
-  if not FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
-  try:
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except (train.TrainingDiverged, input_pipeline.DatasetError,
-          ValueError, TypeError) as e:
-    sys.exit(f'error: {e}')
+  cli.quiet_logging()
+  cli.run_or_exit(train.train_and_evaluate, FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == '__main__':

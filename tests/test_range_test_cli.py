@@ -1,0 +1,44 @@
+"""python -m train.range_test on digits, end to end."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_range_test_cli_on_digits(tmp_path):
+  out = subprocess.run(
+      [sys.executable, '-m', 'train.range_test', f'--workdir={tmp_path}',
+       '--num_steps=40', '--power_iterations=30', '--max_lr=20'],
+      cwd=REPO, capture_output=True, text=True, timeout=600,
+      env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  assert out.returncode == 0, out.stderr[-3000:]
+  summary = json.loads((tmp_path / 'range_test.json').read_text())
+  assert (tmp_path / 'range_test.png').stat().st_size > 10_000
+  rates = np.array(summary['learning_rates'])
+  # The rates follow the documented exponential sweep.
+  np.testing.assert_allclose(
+      rates, 1e-4 * (20 / 1e-4) ** (np.arange(len(rates)) / 39), rtol=1e-9)
+  # The suggestion follows the documented rule on the recorded curve:
+  # L_max = 0.1 x the rate of the lowest smoothed loss before divergence,
+  # L_min = 0.7 x L_max.
+  losses = np.array([np.nan if v is None else v for v in summary['losses']])
+  end = summary['diverged_step'] or len(losses)
+  best_rate = rates[np.nanargmin(losses[:end])]
+  np.testing.assert_allclose(summary['suggested_max'], 0.1 * best_rate)
+  np.testing.assert_allclose(summary['suggested_min'],
+                             0.7 * summary['suggested_max'])
+  # beta is the spectral norm: |largest-magnitude eigenvalue|; the printed
+  # verdict agrees with 1/beta computed here.
+  beta = summary['beta']
+  assert beta == abs(summary['top_eigenvalue']) > 0
+  assert summary['below_theorem_bound'] == (summary['suggested_max'] < 1 / beta)
+  assert summary['below_stability_edge'] == (summary['suggested_max'] < 2 / beta)
+  assert f'1/beta = {1 / beta:.4g}' in summary['check'] or (
+      f'2/beta = {2 / beta:.4g}' in summary['check'])
+  assert 'Suggested PLRS bounds: min_value=' in out.stdout

@@ -1,0 +1,172 @@
+"""Pick PLRS's bounds for a config: an LR range test and a curvature check.
+
+    python -m train.range_test --config=train/configs/default.py --workdir=DIR
+
+Runs `plrs_jax.lr_range_test` on the configured model and data (one device,
+the config's batch size and seed), estimates the top Hessian eigenvalue beta of
+the training loss on one fixed batch, prints the suggested (L_min, L_max) and
+whether L_max satisfies the paper's condition L_max < 1/beta, and writes
+DIR/range_test.png and DIR/range_test.json.
+"""
+
+import functools
+import json
+import pathlib
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import matplotlib
+import ml_collections
+from ml_collections import config_flags
+import numpy as np
+
+import plrs_jax
+from plrs_jax import curvature
+from train import cli
+from train import input_pipeline
+from train import models
+from train import train
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('workdir', None, 'Directory for the figure and results.')
+flags.DEFINE_float('min_lr', 1e-4, 'First rate of the range test.')
+flags.DEFINE_float('max_lr', 10.0, 'Last rate of the range test.')
+flags.DEFINE_integer('num_steps', 100, 'Steps of the range test.')
+flags.DEFINE_integer('power_iterations', 100,
+                     'Power iterations for the top Hessian eigenvalue.')
+config_flags.DEFINE_config_file(
+    'config', 'train/configs/default.py', 'Training configuration file.',
+    lock_config=True)
+
+
+def make_loss_fn(model, batch_stats, mean, std):
+  """Training-mode loss `loss_fn(params, batch)`, as SGD sees it.
+
+  BatchNorm normalises with the batch's own statistics in training mode; the
+  running averages it would update are discarded.
+  """
+
+  def loss_fn(params, batch):
+    images = train.normalize(batch['image'], mean, std)
+    logits, _ = model.apply(
+        {'params': params, 'batch_stats': batch_stats}, images, train=True,
+        mutable=['batch_stats'], rngs={'dropout': jax.random.key(0)})
+    return train.cross_entropy(logits, batch['label']).mean()
+
+  return loss_fn
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, *, min_lr: float,
+        max_lr: float, num_steps: int, power_iterations: int) -> dict:
+  """Runs both measurements, writes the figure and JSON, returns the results."""
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  dataset = input_pipeline.dataset_from_config(config)
+  steps_per_epoch = input_pipeline.steps_per_epoch(dataset, config.batch_size)
+  model = models.create_model(config.model, num_classes=dataset.num_classes,
+                              **config.get('model_kwargs', {}))
+  init_key, curvature_key = jax.random.split(jax.random.key(config.seed))
+  variables = jax.jit(functools.partial(model.init, train=False))(
+      init_key, jnp.zeros((1, *dataset.image_shape), jnp.float32))
+  loss_fn = make_loss_fn(model, variables.get('batch_stats', {}),
+                         dataset.mean, dataset.std)
+
+  batches = input_pipeline.train_batches(
+      dataset, global_batch_size=config.batch_size, seed=config.seed,
+      start_step=0, num_steps=max(num_steps, steps_per_epoch))
+  first = next(batches)
+  result = plrs_jax.lr_range_test(
+      loss_fn, variables['params'], _chain(first, batches), min_lr=min_lr,
+      max_lr=max_lr, num_steps=num_steps)
+  eigen = curvature.top_hessian_eigenvalue(
+      lambda p: loss_fn(p, first), variables['params'], key=curvature_key,
+      num_iterations=power_iterations)
+  # The paper's beta is the smoothness constant, a bound on the Hessian's
+  # spectral norm: the largest eigenvalue in magnitude, which power iteration
+  # finds (at initialisation it is often a negative one).
+  beta = abs(eigen.eigenvalue)
+  summary = {
+      'suggested_min': result.suggested_min,
+      'suggested_max': result.suggested_max,
+      'min_loss_lr': result.min_loss_lr,
+      'diverged_step': result.diverged_step,
+      'top_eigenvalue': eigen.eigenvalue,
+      'beta': beta,
+      'beta_converged': eigen.converged,
+      'learning_rates': result.learning_rates.tolist(),
+      'losses': [None if not np.isfinite(v) else v for v in result.losses],
+  }
+  if beta > 0:
+    check = curvature.check_bounds(result.suggested_max, beta)
+    summary.update(check=check.explanation,
+                   below_theorem_bound=check.below_theorem_bound,
+                   below_stability_edge=check.below_stability_edge)
+  else:
+    summary['check'] = 'The Hessian is zero on this batch: no bound applies.'
+  (workdir / 'range_test.json').write_text(json.dumps(summary, indent=1))
+  plot(result, beta, workdir / 'range_test.png',
+       title=f'{config.model} on {config.dataset}, batch {config.batch_size}')
+  return summary
+
+
+def _chain(first, rest):
+  yield first
+  yield from rest
+
+
+def plot(result: plrs_jax.RangeTestResult, beta: float, path: pathlib.Path,
+         title: str = '') -> pathlib.Path:
+  """Smoothed loss against the rate (log x) with the bounds and 1/beta, 2/beta."""
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  ax.plot(result.learning_rates, result.raw_losses, lw=0.6, alpha=0.4,
+          label='loss')
+  ax.plot(result.learning_rates, result.losses, lw=1.5, label='smoothed loss')
+  ax.axvspan(result.suggested_min, result.suggested_max, color='tab:green',
+             alpha=0.25, label=f'suggested [L_min, L_max] = '
+             f'[{result.suggested_min:.3g}, {result.suggested_max:.3g}]')
+  if beta > 0:
+    ax.axvline(1 / beta, color='tab:red', ls='--',
+               label=f'1/beta = {1 / beta:.3g} (Theorem 1)')
+    ax.axvline(2 / beta, color='tab:purple', ls=':',
+               label=f'2/beta = {2 / beta:.3g} (stability edge)')
+  smoothed = result.losses[np.isfinite(result.losses)]
+  raw = result.raw_losses[np.isfinite(result.raw_losses)]
+  if smoothed.size:
+    # Diverging losses would flatten the interesting part: cap the view.
+    ax.set_ylim(min(raw.min(), smoothed.min()) * 0.9,
+                min(max(raw.max(), smoothed.max()), 2 * smoothed[0]) * 1.05)
+  ax.set(xscale='log', xlabel='learning rate', ylabel='training loss',
+         title=title or 'LR range test')
+  ax.grid(alpha=0.3, which='both')
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  cli.quiet_logging()
+  summary = cli.run_or_exit(
+      run, FLAGS.config, FLAGS.workdir, min_lr=FLAGS.min_lr,
+      max_lr=FLAGS.max_lr, num_steps=FLAGS.num_steps,
+      power_iterations=FLAGS.power_iterations)
+  print(f'Suggested PLRS bounds: min_value={summary["suggested_min"]:.4g}, '
+        f'max_value={summary["suggested_max"]:.4g} (lowest smoothed loss at '
+        f'rate {summary["min_loss_lr"]:.4g}).')
+  print(f'Largest Hessian eigenvalue in magnitude at initialisation: '
+        f'{summary["top_eigenvalue"]:.4g}, so beta = {summary["beta"]:.4g}. '
+        f'{summary["check"]}')
+  print(f'Figure: {pathlib.Path(FLAGS.workdir) / "range_test.png"}')
+
+
+if __name__ == '__main__':
+  flags.mark_flags_as_required(['workdir'])
+  app.run(main)
