@@ -1,0 +1,1 @@
+"""Measured comparisons: each module is a program, `python -m benchmarks.NAME`."""

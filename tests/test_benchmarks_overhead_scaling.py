@@ -1,0 +1,69 @@
+"""Smoke tests of benchmarks/overhead.py and benchmarks/scaling.py.
+
+Each benchmark runs with `--quick --out TMP` in a subprocess (it must start
+its own JAX: scaling launches one process per simulated device count), and the
+tests check the shape of what it wrote. No timing is asserted: the machines are
+shared, so only that the programs run and record what they claim is tested.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _run_benchmark(name: str, out: pathlib.Path) -> dict:
+  """Runs `python -m benchmarks.NAME --quick --out OUT`; returns its JSON."""
+  env = dict(os.environ)
+  env['JAX_PLATFORMS'] = 'cpu'
+  # The smoke run checks that the programs work, not how fast the code is:
+  # unoptimized XLA code halves the compile time that dominates it.
+  env['XLA_FLAGS'] = '--xla_backend_optimization_level=0'
+  done = subprocess.run(
+      [sys.executable, '-m', f'benchmarks.{name}', '--quick', '--out',
+       str(out)], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+      timeout=600, check=False)
+  assert done.returncode == 0, done.stderr[-4000:]
+  assert '| ' in done.stdout  # the Markdown table
+  assert (out / f'{name}.png').stat().st_size > 0
+  return json.loads((out / f'{name}.json').read_text())
+
+
+def test_overhead_quick(tmp_path):
+  results = _run_benchmark('overhead', tmp_path)
+  assert results['benchmark'] == 'overhead' and results['quick']
+  assert set(results['models']) == {'mlp', 'resnet20'}
+  for entry in results['models'].values():
+    rounds = entry['rounds']
+    assert set(entry['candidates']) == {'constant', 'plrs',
+                                        'inject_hyperparams'}
+    for stats in entry['candidates'].values():
+      assert stats['median_s_per_step'] > 0
+      assert stats['ratio_vs_constant'] > 0
+      assert stats['transfer_free'] is True
+      assert len(stats['round_s_per_step']) == rounds
+      assert all(t > 0 for t in stats['round_s_per_step'])
+    assert entry['candidates']['constant']['ratio_vs_constant'] == 1
+  for name in ('constant', 'plrs'):
+    schedule = results['schedule'][name]
+    assert schedule['us_per_call'] > 0
+    assert schedule['us_per_evaluation_in_loop'] > 0
+    assert schedule['transfer_free'] is True
+
+
+def test_scaling_quick(tmp_path):
+  results = _run_benchmark('scaling', tmp_path)
+  assert results['benchmark'] == 'scaling' and results['quick']
+  series = results['series']['cpu']
+  assert [e['devices'] for e in series] == [1, 2, 4, 8]
+  for entry in series:
+    assert entry['platform'] == 'cpu'
+    assert entry['global_batch'] == entry['devices'] * entry[
+        'per_device_batch']
+    assert entry['steps_per_s'] > 0 and entry['images_per_s'] > 0
+    assert len(entry['round_s_per_step']) == entry['rounds']
+    assert entry['step_time_vs_1_device'] > 0
+  assert series[0]['step_time_vs_1_device'] == 1
