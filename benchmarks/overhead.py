@@ -13,7 +13,7 @@ Each is one jitted step `(params, model_state, opt_state, batch) -> ...` that
 donates its state. After compilation and warm-up, with the batch already on the
 device, the three are timed with `common.time_interleaved`: rounds of several
 steps, the candidates' order alternating between rounds; the result is the
-median time per step and its ratio to `constant` (the issue's goal: ratio <=
+median time per step and its ratio to `constant` (the project's goal: ratio <=
 1.01), with a 95% bootstrap interval over the paired rounds. Every step is
 waited for before the next is dispatched, so the host-side cost of a step
 (flattening a larger optimizer state, for instance) is not hidden behind the
