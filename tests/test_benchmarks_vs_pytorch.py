@@ -55,5 +55,5 @@ def test_vs_pytorch_quick_writes_json_and_png(tmp_path):
   assert results['pytorch_scheduler_step']['median_us'] > 0
   names = [experiment['name'] for experiment in results['experiments']]
   assert 'xla default' in names and 'torch default' in names
-  assert 'conv layout (one layer)' in names
+  assert 'conv layout (one layer)' in names and 'mlp: fusion pass off' in names
   assert results['profile']['default']['hlo']['convolutions'] > 0
