@@ -241,18 +241,10 @@ def _cifar_variant(base, **model_kwargs):
   Attributes such as `dtype` change the computation, not the parameters, so
   the variant shares the base's parameters, state and batch.
   """
-  import optax  # pylint: disable=g-import-not-at-top
   from benchmarks import workloads  # pylint: disable=g-import-not-at-top
   from train import models  # pylint: disable=g-import-not-at-top
   model = models.create_model('resnet20', num_classes=10, **model_kwargs)
-
-  def loss_fn(params, model_state, batch):
-    logits, updates = model.apply(
-        {'params': params, 'batch_stats': model_state}, batch['image'],
-        train=True, mutable=['batch_stats'])
-    loss = optax.softmax_cross_entropy_with_integer_labels(
-        logits, batch['label']).mean()
-    return loss, updates['batch_stats']
+  loss_fn = workloads.cifar_loss_fn(model)
 
   name = '-'.join([base.name] + [f'{k}={getattr(v, "__name__", v)}'
                                  for k, v in sorted(model_kwargs.items())])
