@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import float_tolerance
 import plrs_jax
 from benchmarks import seeds
 
@@ -58,10 +59,17 @@ def test_vmapped_mlp_seeds_equal_sequential_runs():
                 seed=5)
   together = seeds.train_seeds(PLRS, **kwargs)
   apart = seeds.train_seeds(PLRS, sequential=True, **kwargs)
+  # The two programs sum in another order (see float_tolerance): losses are
+  # smooth in the parameters and move by about their relative error, 1e-3 at
+  # most; an accuracy may flip one borderline example of the 359.
   for field in FIELDS:
     assert together[field].shape == (3, 2)
-    np.testing.assert_allclose(together[field], apart[field], rtol=1e-5,
-                               atol=1e-6, err_msg=field)
+    if field.endswith('accuracy'):
+      np.testing.assert_allclose(together[field], apart[field], rtol=0,
+                                 atol=1.01 / 359, err_msg=field)
+    else:
+      np.testing.assert_allclose(together[field], apart[field],
+                                 rtol=float_tolerance.RTOL, err_msg=field)
   np.testing.assert_array_equal(together['learning_rate'],
                                 apart['learning_rate'])
   # Different seeds trained differently (nothing shared by mistake).
@@ -77,14 +85,14 @@ def test_vmapped_resnet_seeds_equal_sequential_steps_and_own_schedules():
   together, metrics = trainer.train_epoch(
       trainer.init(jnp.arange(3, dtype=jnp.int32)), jnp.int32(0))
   for s in range(3):
-    alone, alone_metrics = trainer.train_epoch(
-        trainer.init(jnp.array([s], jnp.int32)), jnp.int32(0))
+    start = trainer.init(jnp.array([s], jnp.int32))
+    # train_epoch donates its input: train a copy, keep `start`.
+    alone, alone_metrics = trainer.train_epoch(jax.tree.map(jnp.copy, start),
+                                               jnp.int32(0))
     own = jax.tree.map(lambda x, s=s: x[s:s + 1], together)
     for name in ('params', 'batch_stats'):
-      for got, want in zip(jax.tree.leaves(getattr(own, name)),
-                           jax.tree.leaves(getattr(alone, name))):
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5,
-                                   err_msg=name)
+      float_tolerance.assert_same_training(
+          getattr(own, name), getattr(alone, name), getattr(start, name))
     np.testing.assert_allclose(metrics['train_loss'][s],
                                alone_metrics['train_loss'][0], rtol=1e-5)
     # The seed's rates are its own PLRS draws, computed here directly: the
