@@ -8,16 +8,18 @@ machine, the library versions and the date, next to a PNG figure.
 
 import argparse
 import datetime
-import importlib.metadata
 import json
 import os
 import pathlib
 import platform
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+
+from train import workdir
 
 RESULTS = pathlib.Path(__file__).resolve().parent / 'results'
 PACKAGES = ('jax', 'jaxlib', 'optax', 'flax', 'numpy', 'torch')
@@ -26,15 +28,25 @@ PACKAGES = ('jax', 'jaxlib', 'optax', 'flax', 'numpy', 'torch')
 def parse_args(description: str,
                extra: Callable[[argparse.ArgumentParser], None] | None = None
                ) -> argparse.Namespace:
-  """`--quick` (tiny sizes, for the smoke test) and `--out DIR`."""
+  """`--quick` (tiny sizes, for the smoke test) and `--out DIR`.
+
+  A full run writes to benchmarks/results/, the results the README quotes; a
+  `--quick` run writes to a fresh temporary directory unless `--out` says
+  where, so a smoke run never replaces them.
+  """
   parser = argparse.ArgumentParser(description=description)
   parser.add_argument('--quick', action='store_true',
                       help='tiny sizes: checks that the benchmark runs')
-  parser.add_argument('--out', type=pathlib.Path, default=RESULTS,
-                      help='directory for the JSON and PNG results')
+  parser.add_argument('--out', type=pathlib.Path, default=None,
+                      help='directory for the JSON and PNG results (default: '
+                      f'{RESULTS}, or a temporary directory with --quick)')
   if extra is not None:
     extra(parser)
-  return parser.parse_args()
+  args = parser.parse_args()
+  if args.out is None:
+    args.out = (pathlib.Path(tempfile.mkdtemp(prefix='plrs_bench_'))
+                if args.quick else RESULTS)
+  return args
 
 
 def _cpu_model() -> str:
@@ -50,12 +62,6 @@ def _cpu_model() -> str:
 def environment() -> dict[str, Any]:
   """The machine, library versions and date a result was measured with."""
   import jax  # pylint: disable=g-import-not-at-top
-  versions = {}
-  for package in PACKAGES:
-    try:
-      versions[package] = importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-      pass
   return {
       'date': datetime.datetime.now(datetime.timezone.utc).isoformat(
           timespec='seconds'),
@@ -66,7 +72,7 @@ def environment() -> dict[str, Any]:
           'jax_backend': jax.default_backend(),
           'jax_devices': [str(d) for d in jax.devices()],
       },
-      'versions': versions,
+      'versions': workdir.package_versions(PACKAGES),
   }
 
 

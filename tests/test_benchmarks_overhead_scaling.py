@@ -67,3 +67,17 @@ def test_scaling_quick(tmp_path):
     assert len(entry['round_s_per_step']) == entry['rounds']
     assert entry['step_time_vs_1_device'] > 0
   assert series[0]['step_time_vs_1_device'] == 1
+
+
+def test_quick_runs_never_write_over_the_committed_results(monkeypatch):
+  from benchmarks import common  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(sys, 'argv', ['benchmark', '--quick'])
+  quick = common.parse_args('a benchmark')
+  assert quick.out.resolve() != common.RESULTS.resolve()
+  assert not quick.out.resolve().is_relative_to(REPO_ROOT)
+  monkeypatch.setattr(sys, 'argv', ['benchmark'])
+  assert common.parse_args('a benchmark').out == common.RESULTS
+  # Every benchmark takes its flags from common.parse_args.
+  for path in (REPO_ROOT / 'benchmarks').glob('*.py'):
+    if path.name != 'common.py':
+      assert 'ArgumentParser(' not in path.read_text(), path
