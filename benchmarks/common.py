@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from train import workdir
+from train import workdir as workdirs
 
 RESULTS = pathlib.Path(__file__).resolve().parent / 'results'
 PACKAGES = ('jax', 'jaxlib', 'optax', 'flax', 'numpy', 'torch')
@@ -72,7 +72,7 @@ def environment() -> dict[str, Any]:
           'jax_backend': jax.default_backend(),
           'jax_devices': [str(d) for d in jax.devices()],
       },
-      'versions': workdir.package_versions(PACKAGES),
+      'versions': workdirs.package_versions(PACKAGES),
   }
 
 

@@ -49,7 +49,6 @@ draws the curves (mean +- SD band) to the matching PNG.
 
 import argparse
 import importlib.util
-import json
 import pathlib
 import sys
 import time
@@ -65,6 +64,7 @@ from benchmarks import common
 from benchmarks import seeds
 from train import input_pipeline
 from train import train
+from train import workdir as workdirs
 from train.configs import default
 
 matplotlib.use('Agg')
@@ -251,8 +251,7 @@ def load_config_module(path: pathlib.Path):
 def read_metrics(path: pathlib.Path) -> dict[str, list[float]]:
   """Per-epoch records (and the logged rates) of a run's metrics.jsonl."""
   epochs, rates = {}, []
-  for line in path.read_text().splitlines():
-    record = json.loads(line)
+  for record in workdirs.read_metrics(path):
     if 'epoch' in record:
       epochs[record['epoch']] = record
     elif 'lr' in record:

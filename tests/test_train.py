@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +22,7 @@ import float_tolerance
 from train import input_pipeline
 from train import models
 from train import train
+from train import workdir as workdirs
 from train.configs import default
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -65,60 +67,135 @@ def test_digits_run_logs_metrics_and_draws_the_figure(reference_run):
   assert [r['epoch'] for r in epochs] == [1, 2, 3]
   assert {'train_loss', 'train_accuracy', 'test_loss',
           'test_accuracy'} <= set(epochs[0])
-  # Every 5th step (1-based) and each epoch's last step, as 0-based indices.
-  expected = sorted({s - 1 for s in range(5, 67, 5)} | {21, 43, 65})
+  # Steps count updates from 1: every 5th step and each epoch's last one.
+  expected = sorted(set(range(5, 67, 5)) | {22, 44, 66})
   assert [r['step'] for r in steps] == expected
-  # The logged rate is the PLRS draw of that step: within the bounds and
-  # equal to the schedule rebuilt from the seed, as plrs_jax defines it.
+  assert [r['step'] for r in epochs] == [22, 44, 66]
+  # The logged rate is the PLRS draw of that update (optax's count is one
+  # less): within the bounds and equal to the schedule rebuilt from the seed,
+  # as plrs_jax defines it.
   key = jax.random.split(jax.random.key(0), 3)[0]
   schedule = train.create_schedule(small_config().schedule, key=key,
                                    steps_per_epoch=22, num_steps=66)
   for r in steps:
     assert 0.07 <= r['lr'] < 0.1
-    np.testing.assert_allclose(r['lr'], schedule(r['step']), rtol=1e-6)
+    np.testing.assert_allclose(r['lr'], schedule(r['step'] - 1), rtol=1e-6)
   assert epochs[-1]['test_accuracy'] > 0.9
   assert result.metrics['test_accuracy'] == epochs[-1]['test_accuracy']
   assert int(result.state.step) == 66
   assert (workdir / 'run.png').stat().st_size > 10_000
 
 
-def test_resumed_run_is_bit_identical(reference_run, tmp_path):
+def test_resumed_run_is_bit_identical_and_prunes_old_checkpoints(
+    reference_run, tmp_path):
   ref_dir, ref = reference_run
-  train.train_and_evaluate(small_config(num_epochs=2), str(tmp_path))
-  resumed = train.train_and_evaluate(small_config(num_epochs=3), str(tmp_path))
+  # PLRS does not depend on the run's length, so 2 epochs extend to 3.
+  # Keeping one checkpoint (plus the best) also checks that the checkpoints
+  # written before the resume are pruned like the others.
+  train.train_and_evaluate(small_config(num_epochs=2, keep_checkpoints=1),
+                           str(tmp_path))
+  resumed = train.train_and_evaluate(
+      small_config(num_epochs=3, keep_checkpoints=1), str(tmp_path))
   assert_trees_equal(resumed.state.params, ref.state.params)
   assert_trees_equal(resumed.state.batch_stats, ref.state.batch_stats)
   assert read_metrics(tmp_path) == read_metrics(ref_dir)
-
-
-def test_sigterm_checkpoints_and_resume_matches(reference_run, tmp_path,
-                                                capsys):
-  ref_dir, ref = reference_run
-  metrics = tmp_path / 'metrics.jsonl'
-
-  def send_sigterm_once_training_runs():
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-      # The 7th line is logged mid-way through the second epoch.
-      if metrics.exists() and len(metrics.read_text().splitlines()) >= 7:
-        os.kill(os.getpid(), signal.SIGTERM)
-        return
-      time.sleep(0.005)
-
-  thread = threading.Thread(target=send_sigterm_once_training_runs)
-  thread.start()
-  stopped = train.train_and_evaluate(small_config(), str(tmp_path))
-  thread.join()
-  assert stopped.metrics['stopped_early']
-  assert 'Stopped by SIGTERM' in capsys.readouterr().out
-  stop_step = int(stopped.state.step)
-  assert 22 < stop_step < 66
+  epochs = [r for r in read_metrics(tmp_path) if 'epoch' in r]
+  best = max(epochs, key=lambda r: r['test_accuracy'])['step']
   manager = ocp.CheckpointManager(tmp_path / 'checkpoints')
-  assert manager.latest_step() == stop_step
+  assert set(manager.all_steps()) == {66, best}
   manager.close()
-  resumed = train.train_and_evaluate(small_config(), str(tmp_path))
+
+
+def copy_of(workdir, tmp_path):
+  copy = tmp_path / 'run'
+  shutil.copytree(workdir, copy)
+  return copy
+
+
+def test_finished_run_is_left_as_it_is(reference_run, tmp_path, capsys):
+  ref_dir, ref = reference_run
+  workdir = copy_of(ref_dir, tmp_path)
+  before = {p: p.stat().st_mtime_ns for p in workdir.rglob('*')}
+  result = train.train_and_evaluate(small_config(), str(workdir))
+  assert 'is finished (66 steps, 3 epoch(s)' in capsys.readouterr().out
+  # Nothing was written: same files, same times (run.json included).
+  assert {p: p.stat().st_mtime_ns for p in workdir.rglob('*')} == before
+  assert_trees_equal(result.state.params, ref.state.params)
+  assert result.metrics['test_accuracy'] == ref.metrics['test_accuracy']
+
+
+@pytest.mark.parametrize('overrides,changed', [
+    (dict(batch_size=32), 'batch_size: 64 -> 32'),
+    (dict(seed=1), 'seed: 0 -> 1'),
+    (dict(schedule=dict(name='plrs', min_value=0.05, max_value=0.1)),
+     'schedule.min_value: 0.07 -> 0.05'),
+    (dict(momentum=0.9, augment=True),
+     'augment: False -> True\n  momentum: 0.0 -> 0.9'),
+])
+def test_resume_with_another_config_is_refused(reference_run, tmp_path,
+                                               overrides, changed):
+  workdir = copy_of(reference_run[0], tmp_path)
+  before = {p: p.stat().st_mtime_ns for p in workdir.rglob('*')}
+  with pytest.raises(workdirs.WorkdirError) as error:
+    train.train_and_evaluate(small_config(**overrides), str(workdir))
+  assert 'holds a run started with another config' in str(error.value)
+  assert changed in str(error.value)
+  assert 'Choose a new --workdir' in str(error.value)
+  assert {p: p.stat().st_mtime_ns for p in workdir.rglob('*')} == before
+
+
+def test_longer_run_is_refused_for_a_schedule_shaped_by_its_length(tmp_path):
+  # Knee explores for one epoch of 22 steps, then decays to 0 at the end of
+  # the run: after 30 steps of a 66-step run, a 110-step run would have used
+  # other rates at steps 23-30. After 20 steps it would not.
+  config = small_config(num_epochs=3)
+  config.schedule = dict(name='knee', peak_value=0.1, warmup_steps=0,
+                         explore_steps_epochs=1)
+  recorded = config.to_dict()
+  longer = small_config(num_epochs=5, schedule=config.schedule)
+  schedule_for_length = lambda n: train.create_schedule(
+      longer.schedule, key=jax.random.key(0), steps_per_epoch=22, num_steps=n)
+  with pytest.raises(workdirs.WorkdirError,
+                     match=r"num_epochs: 3 -> 5 \(the knee schedule depends "
+                     r"on the run's length: the 30 steps taken"):
+    train._check_same_run(recorded, longer, tmp_path, 30, schedule_for_length,
+                          22)
+  train._check_same_run(recorded, longer, tmp_path, 20, schedule_for_length,
+                        22)
+  # PLRS does not depend on the length: any extension passes.
+  plrs = small_config(num_epochs=3)
+  plrs_longer = small_config(num_epochs=9)
+  train._check_same_run(
+      plrs.to_dict(), plrs_longer, tmp_path, 66, lambda n: train.create_schedule(
+          plrs.schedule, key=jax.random.key(0), steps_per_epoch=22,
+          num_steps=n), 22)
+
+
+def test_damaged_checkpoint_and_partial_metrics_line_do_not_strand_a_run(
+    reference_run, tmp_path, capsys):
+  ref_dir, ref = reference_run
+  workdir = copy_of(ref_dir, tmp_path)
+  # The newest checkpoint loses half of every file (a crash mid-copy); the
+  # metrics log ends in half a line (a crash mid-write).
+  damaged = [f for f in (workdir / 'checkpoints' / '66').rglob('*')
+             if f.is_file() and f.stat().st_size > 0]
+  for f in damaged:
+    f.write_bytes(f.read_bytes()[:f.stat().st_size // 2])
+  with (workdir / 'metrics.jsonl').open('a') as f:
+    f.write('{"step": 67, "lr": 0.0')
+  resumed = train.train_and_evaluate(small_config(), str(workdir))
+  out, err = capsys.readouterr()
+  assert 'dropped the partial last line' in err
+  skipped = [line for line in out.splitlines() if 'Skipped checkpoint' in line]
+  assert len(skipped) == 1 and 'Skipped checkpoint 66: it does not restore' in (
+      skipped[0])
+  assert 'Resuming from the checkpoint at step 44' in out
+  # Nothing deleted: the damaged checkpoint was moved aside, intact.
+  aside = workdir / 'damaged_checkpoints' / '66'
+  assert sorted(p.name for p in aside.rglob('*') if p.is_file()) == sorted(
+      p.name for p in damaged)
   assert_trees_equal(resumed.state.params, ref.state.params)
-  assert read_metrics(tmp_path) == read_metrics(ref_dir)
+  assert read_metrics(workdir) == read_metrics(ref_dir)
 
 
 def initial_state(config):
@@ -152,16 +229,27 @@ def test_four_devices_equal_one_device(tmp_path):
                              one.metrics['test_accuracy'], atol=1 / 359)
 
 
-def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
-  # A rate of 0.1 for one epoch, then 3e37: the second epoch overflows.
-  # (BatchNorm keeps the loss finite at merely huge rates such as 1e29.)
+@pytest.mark.parametrize('factor,message', [
+    # A rate of 1000: the loss stays finite, but its smoothed value leaves
+    # the range within a few steps.
+    (1e4, r'at step 2[3-9] the smoothed training loss reached [\d.e+]+, more '
+          r'than divergence_factor=4 times the first step\'s [\d.]+, where '
+          r'the learning rate was 1000\.'),
+    # 3e37: the loss overflows. The smoothed-loss rule is turned off to see
+    # that a non-finite loss alone stops the run.
+    (3e38, r'the loss was not finite at step (2[3-9]|3\d|4[0-4]), where the '
+           r'learning rate was 3e\+37\.'),
+])
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(
+    tmp_path, factor, message):
+  # A rate of 0.1 for one epoch, then 0.1 * factor.
   config = small_config(num_epochs=3)
   config.schedule = dict(name='multistep', init_value=0.1,
-                         boundaries_epochs=[1], factor=3e38)
+                         boundaries_epochs=(1,), factor=factor)
+  if factor > 1e30:
+    config.divergence_factor = float('inf')
   with pytest.raises(train.TrainingDiverged,
-                     match=r'not finite at step (2[2-9]|3\d|4[0-3]), where '
-                     r'the learning rate was 3e\+37.*last good checkpoint is '
-                     r'step 22'):
+                     match=message + r'.*last good checkpoint is step 22 '):
     train.train_and_evaluate(config, str(tmp_path))
   manager = ocp.CheckpointManager(tmp_path / 'checkpoints')
   assert manager.all_steps() == [22]
@@ -311,7 +399,7 @@ def test_command_line_reports_config_errors_without_a_traceback(tmp_path):
        '--config.schedule.name=cosine'],
       cwd=REPO, capture_output=True, text=True, timeout=300,
       env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
-  assert out.returncode == 1
+  assert out.returncode == 2
   assert out.stderr.strip().splitlines()[-1].startswith(
-      "error: create_schedule: unknown schedule 'cosine'")
+      "error: config.schedule: create_schedule: unknown schedule 'cosine'")
   assert 'Traceback' not in out.stderr

@@ -1,5 +1,12 @@
-"""What the command-line programs share: quiet logs, errors without tracebacks."""
+"""What the command-line programs share: quiet logs, errors without tracebacks.
 
+Exit statuses: 0 done, 1 the run failed (it diverged, or a file could not be
+written), 2 a mistake in the command line or config (nothing was written) or
+a workdir that cannot take this run, 128 + N stopped by signal N after saving
+a checkpoint (130 for Ctrl-C, 143 for SIGTERM).
+"""
+
+import errno
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -7,12 +14,16 @@ from typing import Any
 from absl import flags
 from absl import logging
 
+from train import config_validation
 from train import input_pipeline
 from train import train
+from train import workdir
 
-# Mistakes in a config or a diverging run: shown as one message, not a trace.
-USER_ERRORS = (train.TrainingDiverged, input_pipeline.DatasetError, ValueError,
-               TypeError)
+# Mistakes in the command line, the config or the workdir: one message, exit 2.
+USAGE_ERRORS = (config_validation.ConfigError, input_pipeline.DatasetError,
+                workdir.WorkdirError)
+# A run that could not finish: one message, exit 1.
+RUN_ERRORS = (train.TrainingDiverged,)
 
 
 def quiet_logging() -> None:
@@ -24,9 +35,69 @@ def quiet_logging() -> None:
     logging.set_verbosity(logging.WARNING)
 
 
+def _write_error(e: BaseException) -> OSError | None:
+  """The OSError of a failed write somewhere in e's chain, if there is one."""
+  seen = set()
+  while e is not None and id(e) not in seen:
+    seen.add(id(e))
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT,
+                                              errno.EROFS, errno.EACCES,
+                                              errno.EFBIG, errno.EIO):
+      return e
+    e = e.__cause__ or e.__context__
+  return None
+
+
 def run_or_exit(fn: Callable[..., Any], *args, **kwargs) -> Any:
-  """Calls fn; a user error exits with status 1 and its message."""
+  """Calls fn; user errors and failed writes exit with one line, no trace."""
   try:
     return fn(*args, **kwargs)
-  except USER_ERRORS as e:
-    sys.exit(f'error: {e}')
+  except USAGE_ERRORS as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  except RUN_ERRORS as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(1)
+  except Exception as e:  # pylint: disable=broad-except
+    failed = _write_error(e)
+    if failed is None:
+      raise  # A bug: keep the traceback.
+    where = f' {failed.filename}' if failed.filename else ''
+    print(f'error: cannot write{where}: {failed.strerror or failed}. Free '
+          'some space (or fix the permissions) and run the same command again '
+          'to resume from the last checkpoint.', file=sys.stderr)
+    sys.exit(1)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a bad flag reported in one line (exit 2)."""
+  try:
+    return flags.FLAGS(argv)
+  except OSError as e:
+    # An override applied to a config file that failed to load.
+    _config_load_failed(e)
+  except flags.Error as e:
+    # A config file that raises is reported with its traceback inside the
+    # message: keep the flag and the exception's own line.
+    lines = [line for line in str(e).splitlines() if line.strip()]
+    message = lines[0] if len(lines) == 1 else (
+        f'{lines[0].rstrip(":")} {lines[-1].strip()}')
+    print(f'error: {message}\nSee --helpfull for the flags.', file=sys.stderr)
+    sys.exit(2)
+
+
+def loaded_config(name: str = 'config'):
+  """The config flag's value; a config file that fails to load exits 2."""
+  config = getattr(flags.FLAGS, name)
+  try:
+    config.keys()  # A file that failed to load raises on first use.
+    return config
+  except OSError as e:
+    _config_load_failed(e, name)
+
+
+def _config_load_failed(e: OSError, name: str = 'config'):
+  lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+  print(f'error: cannot load the --{name} file: {lines[-1] if lines else e}',
+        file=sys.stderr)
+  sys.exit(2)

@@ -6,7 +6,6 @@ Usage, for a finished or running workdir:
 """
 
 from collections.abc import Sequence
-import json
 import pathlib
 import sys
 
@@ -16,12 +15,13 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 from matplotlib import ticker  # pylint: disable=g-import-not-at-top
 
+from train import workdir as workdirs  # pylint: disable=g-import-not-at-top
+
 
 def read_metrics(path: pathlib.Path) -> tuple[list[dict], list[dict]]:
   """Splits metrics.jsonl into per-step and per-epoch records."""
   steps, epochs = [], []
-  for line in pathlib.Path(path).read_text().splitlines():
-    record = json.loads(line)
+  for record in workdirs.read_metrics(path):
     (epochs if 'epoch' in record else steps).append(record)
   return steps, epochs
 
@@ -37,7 +37,8 @@ def plot_run(metrics_path: pathlib.Path, out_path: pathlib.Path,
     title: the figure's title.
     learning_rates: the rate of every step, if known (the schedule is a pure
       function of the step, so the trainer passes it); otherwise the rates
-      logged every `log_every_steps` are drawn.
+      logged every `log_every_steps` are drawn. Entry i is the rate of step
+      i + 1 (steps count updates from 1, optax's count from 0).
 
   Returns:
     `out_path`.
@@ -45,7 +46,7 @@ def plot_run(metrics_path: pathlib.Path, out_path: pathlib.Path,
   steps, epochs = read_metrics(metrics_path)
   fig, (ax_lr, ax_loss, ax_acc) = plt.subplots(1, 3, figsize=(15, 4))
   if learning_rates is not None:
-    ax_lr.plot(learning_rates, lw=0.5)
+    ax_lr.plot(range(1, len(learning_rates) + 1), learning_rates, lw=0.5)
   else:
     ax_lr.plot([r['step'] for r in steps], [r['lr'] for r in steps], lw=0.8,
                marker='.', ms=2)

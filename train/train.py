@@ -13,18 +13,20 @@ the metrics are computed on the device and fetched only every
 """
 
 from collections.abc import Callable
+import contextlib
 import functools
 import inspect
 import json
 import pathlib
 import signal
 import sys
+import threading
 from typing import Any, NamedTuple
 
-from absl import logging
 from flax import jax_utils
 from flax.training import train_state
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -34,15 +36,19 @@ from orbax.checkpoint.checkpoint_managers import preservation_policy
 import tqdm
 
 import plrs_jax
+from train import config_validation
 from train import input_pipeline
 from train import models
 from train import plots
+from train import workdir as workdirs
+
+ConfigError = config_validation.ConfigError
 
 AXIS = 'batch'
 
 
 class TrainingDiverged(RuntimeError):
-  """The training loss became non-finite."""
+  """The training loss became non-finite or left any sensible range."""
 
 
 class TrainState(train_state.TrainState):
@@ -179,28 +185,33 @@ def train_step(
     state: TrainState,
     batch: dict[str, jax.Array],
     totals: dict[str, jax.Array],
+    monitor: dict[str, jax.Array],
     *,
     schedule: optax.Schedule,
     augment_key: jax.Array | None,
     dropout_key: jax.Array,
     mean: tuple[float, ...],
     std: tuple[float, ...],
-) -> tuple[TrainState, dict[str, jax.Array], dict[str, jax.Array]]:
+    divergence_factor: float,
+) -> tuple[TrainState, dict[str, jax.Array], dict[str, jax.Array],
+           dict[str, jax.Array]]:
   """One SGD step on this device's shard; runs under pmap(axis_name='batch').
 
   Args:
     state: the replicated train state.
     batch: this device's rows: 'image' (uint8), 'label', 'index'.
-    totals: running sums of this epoch's metrics, and `first_nonfinite`, the
-      first step whose loss was not finite (-1 while none was).
+    totals: running sums of this epoch's metrics.
+    monitor: the divergence watch (see `_new_monitor`).
     schedule: the learning-rate schedule.
     augment_key: key for crop-and-flip augmentation, or None for none.
     dropout_key: key for dropout.
     mean: per-channel image mean.
     std: per-channel image standard deviation.
+    divergence_factor: the run has diverged once the smoothed loss exceeds
+      this multiple of the run's first loss.
 
   Returns:
-    The new state, the updated totals and this step's metrics.
+    The new state, the updated totals and monitor, and this step's metrics.
   """
   step = state.step
   images = normalize(batch['image'], mean, std)
@@ -227,16 +238,44 @@ def train_step(
       'accuracy': jnp.mean(jnp.argmax(logits, -1) == batch['label']),
   }, AXIS)
   metrics['lr'] = schedule(step)
-  finite = jnp.isfinite(metrics['loss'])
   totals = {
       'loss': totals['loss'] + metrics['loss'],
       'accuracy': totals['accuracy'] + metrics['accuracy'],
       'count': totals['count'] + 1,
-      'first_nonfinite': jnp.where(
-          (totals['first_nonfinite'] < 0) & ~finite, step,
-          totals['first_nonfinite']),
   }
-  return new_state, totals, metrics
+  return new_state, totals, _watch(monitor, metrics['loss'], step + 1,
+                                   divergence_factor), metrics
+
+
+# The divergence watch: an exponential moving average of the training loss
+# over about 10 steps, against the loss of the run's first step.
+SMOOTHING = 0.9
+
+
+def _new_monitor() -> dict[str, jax.Array]:
+  nan = jnp.float32(jnp.nan)
+  return {'first_loss': nan, 'smoothed_loss': nan,
+          'diverged_step': jnp.int32(-1), 'diverged_loss': nan}
+
+
+def _watch(monitor: dict[str, jax.Array], loss: jax.Array, step: jax.Array,
+           divergence_factor: float) -> dict[str, jax.Array]:
+  """Updates the watch with the loss of step `step` (counted from 1)."""
+  first = monitor['first_loss']
+  first = jnp.where(jnp.isnan(first), loss, first)
+  smoothed = monitor['smoothed_loss']
+  smoothed = jnp.where(jnp.isnan(smoothed), loss,
+                       SMOOTHING * smoothed + (1 - SMOOTHING) * loss)
+  bad = ~jnp.isfinite(loss) | (smoothed > divergence_factor * first)
+  new = bad & (monitor['diverged_step'] < 0)
+  return {
+      'first_loss': first,
+      'smoothed_loss': smoothed,
+      'diverged_step': jnp.where(new, step, monitor['diverged_step']),
+      'diverged_loss': jnp.where(
+          new, jnp.where(jnp.isfinite(loss), smoothed, loss),
+          monitor['diverged_loss']),
+  }
 
 
 def eval_step(state: TrainState, batch: dict[str, jax.Array], *,
@@ -258,7 +297,7 @@ def eval_step(state: TrainState, batch: dict[str, jax.Array], *,
 
 def _zero_totals() -> dict[str, jax.Array]:
   return {'loss': jnp.float32(0), 'accuracy': jnp.float32(0),
-          'count': jnp.int32(0), 'first_nonfinite': jnp.int32(-1)}
+          'count': jnp.int32(0)}
 
 
 def _shard(batch: dict[str, np.ndarray], num_devices: int):
@@ -291,9 +330,9 @@ def _setup_devices(config: ml_collections.ConfigDict) -> list[jax.Device]:
   devices = jax.local_devices()
   if config.get('num_devices'):
     if config.num_devices > len(devices):
-      raise ValueError(
-          f'num_devices={config.num_devices} but this process has only '
-          f'{len(devices)} devices.')
+      raise ConfigError(
+          f'config.num_devices={config.num_devices} but this process has only '
+          f'{len(devices)} devices; use at most {len(devices)}, or 0 for all.')
     devices = devices[:config.num_devices]
   return devices
 
@@ -302,10 +341,23 @@ def _check_batch_size(config: ml_collections.ConfigDict, num_devices: int):
   total = num_devices * jax.process_count()
   for field in ('batch_size', 'eval_batch_size'):
     if config[field] % total:
-      raise ValueError(
+      raise ConfigError(
           f'config.{field}={config[field]} is not divisible by the {total} '
           f'devices ({jax.process_count()} processes x {num_devices} local); '
           f'use a multiple of {total}.')
+
+
+def _built(field: str, factory: Callable[..., Any], *args, **kwargs) -> Any:
+  """factory(*args, **kwargs), its argument errors reported as config errors.
+
+  The model and schedule factories validate their arguments eagerly, before
+  any JAX computation, so a ValueError or TypeError from them is a mistake in
+  the config's `field`, not a bug.
+  """
+  try:
+    return factory(*args, **kwargs)
+  except (ValueError, TypeError) as e:
+    raise ConfigError(f'config.{field}: {e}') from None
 
 
 class _MetricsLog:
@@ -319,11 +371,10 @@ class _MetricsLog:
     # run's log is the uninterrupted run's log.
     kept = []
     if path.exists() and resume_step > 0:
-      for line in path.read_text().splitlines():
-        record = json.loads(line)
-        if record['step'] < resume_step:
-          kept.append(line)
-    path.write_text(''.join(line + '\n' for line in kept))
+      kept = [r for r in workdirs.read_metrics(path)
+              if r['step'] <= resume_step]
+    workdirs.atomic_write_text(
+        path, ''.join(json.dumps(r) + '\n' for r in kept))
 
   def write(self, **record):
     if self.enabled:
@@ -332,165 +383,282 @@ class _MetricsLog:
 
 
 class _Stop:
-  """Set by SIGTERM; the loop checkpoints and returns at the next step."""
+  """SIGINT and SIGTERM ask the loop to checkpoint and return.
+
+  The first signal is recorded (`signum`) and the loop stops after the step
+  in flight; a second one of the same kind acts as if this were not
+  installed (Ctrl-C twice interrupts at once).
+  """
 
   def __init__(self):
-    self.requested = False
+    self.signum = 0
+    self._previous = {}
 
-  def __call__(self, signum, frame):
-    del signum, frame
-    self.requested = True
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for signum in (signal.SIGINT, signal.SIGTERM):
+        self._previous[signum] = signal.signal(signum, self._handle)
+    return self
+
+  def __exit__(self, *exc_info):
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.signum == signum:
+      signal.signal(signum, self._previous[signum])
+      signal.raise_signal(signum)
+    self.signum = self.signum or signum
+
+
+def _agreed(value: int) -> int:
+  """The largest of every process's `value` (a collective on the host)."""
+  if jax.process_count() == 1:
+    return value
+  return int(np.max(multihost_utils.process_allgather(np.int32(value))))
+
+
+# Config fields that change how a run is watched or where it runs, not what
+# it computes: a resumed run may change them.
+RESUMABLE_CHANGES = frozenset({
+    'log_every_steps', 'progress', 'keep_checkpoints', 'data_dir',
+    'num_devices', 'distributed', 'coordinator_address', 'num_processes',
+    'process_id', 'cpu_collectives'})
+
+
+def _check_same_run(recorded: dict[str, Any], config: ml_collections.ConfigDict,
+                    workdir: pathlib.Path, done_steps: int,
+                    schedule_for_length: Callable[[int], optax.Schedule],
+                    steps_per_epoch: int) -> None:
+  """Refuses to resume a run whose config changed what it computes.
+
+  `num_epochs` may change when the steps already taken keep their rates in a
+  run of the new length (PLRS, constant, multistep, warm restarts): the
+  resumed run is then exactly a run started with the new length. For
+  schedules shaped by the run's length (knee, one-cycle) it may not.
+  """
+  changed = workdirs.differences(recorded, config.to_dict())
+  refused = {field: change for field, change in changed.items()
+             if field.split('.')[0] not in RESUMABLE_CHANGES}
+  notes = {}
+  if 'num_epochs' in refused and len(refused) == 1:
+    old_epochs, new_epochs = refused['num_epochs']
+    steps = jnp.arange(done_steps)
+    before = jax.vmap(schedule_for_length(old_epochs * steps_per_epoch))(steps)
+    after = jax.vmap(schedule_for_length(new_epochs * steps_per_epoch))(steps)
+    if np.allclose(before, after, rtol=1e-6, atol=0):
+      refused = {}
+    else:
+      notes['num_epochs'] = (
+          f' (the {config.schedule.name} schedule depends on the run\'s '
+          f'length: the {done_steps} steps taken would have had other rates)')
+  if refused:
+    lines = '\n'.join(f'  {field}: {old!r} -> {new!r}{notes.get(field, "")}'
+                      for field, (old, new) in refused.items())
+    raise workdirs.WorkdirError(
+        f'{workdir} holds a run started with another config; resuming would '
+        f'mix two runs. Changed (recorded -> now):\n{lines}\n'
+        'Choose a new --workdir for these settings, or run again with the '
+        f'recorded ones (see {workdir / "run.json"}).')
+
+
+def _checkpoint_steps(directory: pathlib.Path) -> list[int]:
+  """The steps of the checkpoints in `directory`, oldest first."""
+  if not directory.is_dir():
+    return []
+  return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+
+
+def _damage(step_dir: pathlib.Path) -> str | None:
+  """What is wrong with a checkpoint's JSON files (Orbax reads them all when
+  it opens the directory), or None."""
+  for name in ('_CHECKPOINT_METADATA', 'metrics/metrics'):
+    try:
+      if (step_dir / name).exists():
+        json.loads((step_dir / name).read_text())
+    except (OSError, ValueError) as e:
+      return f'{name}: {e}'
+  return None
+
+
+def _first_line(e: Exception) -> str:
+  text = str(e).strip()
+  return text.splitlines()[0] if text else type(e).__name__
+
+
+def _restore(directory: pathlib.Path, target: dict[str, Any],
+             workdir: pathlib.Path, is_main: bool):
+  """The newest checkpoint that restores: (step, restored) or (0, None).
+
+  A checkpoint that does not restore (truncated, partly deleted) is skipped
+  with a one-line note and moved to workdir/damaged_checkpoints/, so that
+  Orbax can open the directory and the run can save that step again; nothing
+  is deleted. When none restores, nothing is moved and the run stops.
+  """
+  failures, step, restored = [], 0, None
+  for candidate in reversed(_checkpoint_steps(directory)):
+    reason = _damage(directory / str(candidate))
+    if reason is None and restored is None:
+      try:
+        restored = ocp.StandardCheckpointer().restore(
+            directory / str(candidate) / 'default', target)
+        step = candidate
+      except Exception as e:  # pylint: disable=broad-except
+        # Damage shows as any error of the file formats underneath.
+        reason = _first_line(e)
+    if reason is not None:
+      failures.append((candidate, reason))
+  if failures and restored is None:
+    bad_step, reason = failures[0]
+    raise workdirs.WorkdirError(
+        f'No checkpoint in {directory} restores (the newest, step {bad_step}: '
+        f'{reason}). Nothing was changed; move the workdir aside to start '
+        'again, or restore the files.')
+  for bad_step, reason in failures:
+    aside = workdir / 'damaged_checkpoints' / str(bad_step)
+    if is_main:
+      aside.parent.mkdir(exist_ok=True)
+      (directory / str(bad_step)).rename(aside)
+    print(f'Skipped checkpoint {bad_step}: it does not restore ({reason}); '
+          f'moved it to {aside}.')
+  if failures and jax.process_count() > 1:
+    multihost_utils.sync_global_devices('plrs_jax: damaged checkpoints')
+  return step, restored
+
+
+def _diverged_message(monitor: dict[str, Any], schedule: optax.Schedule,
+                      factor: float, last_checkpoint: int | None,
+                      workdir: pathlib.Path) -> str:
+  step = int(monitor['diverged_step'])
+  rate = float(schedule(step - 1))
+  loss = float(monitor['diverged_loss'])
+  if np.isfinite(loss):
+    what = (f'at step {step} the smoothed training loss reached {loss:.4g}, '
+            f'more than divergence_factor={factor:g} times the first step\'s '
+            f'{float(monitor["first_loss"]):.4g}')
+  else:
+    what = f'the loss was not finite at step {step}'
+  where = (f'The last good checkpoint is step {last_checkpoint} in '
+           f'{workdir / "checkpoints"}.' if last_checkpoint else
+           'No checkpoint was saved before it.')
+  return (f'Training diverged: {what}, where the learning rate was '
+          f'{rate:.6g}. Lower the learning rate (or the schedule\'s bounds). '
+          f'{where}')
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str) -> TrainResult:
   """Trains, evaluates every epoch, logs, checkpoints and resumes.
 
-  Running again with the same workdir resumes from the last checkpoint and
-  ends exactly where an uninterrupted run ends.
+  Everything the config names is checked before anything is written. A
+  workdir belongs to one run: running again resumes from the newest
+  checkpoint that restores and ends exactly where an uninterrupted run ends;
+  a config that would change what the run computes is refused, and a
+  finished run is left as it is. Steps count from 1 everywhere (checkpoint
+  N, metrics.jsonl's `step` N and messages all mean "after N updates").
 
   Args:
     config: the run's configuration (see train/configs/default.py).
-    workdir: where metrics.jsonl, checkpoints/ and the figure go.
+    workdir: where run.json, metrics.jsonl, checkpoints/ and the figure go.
 
   Returns:
     The final state (unreplicated, on the host) and the last epoch's metrics
-    with 'stopped_early' (True when SIGTERM stopped the run).
+    with 'stopped_early' (True when SIGINT or SIGTERM stopped the run) and
+    'signal' (that signal's number, or 0).
 
   Raises:
-    TrainingDiverged: the loss became non-finite; the message names the step
-      and learning rate, and the last good checkpoint is kept.
-    ValueError: a bad configuration (unknown model, schedule or dataset, a
-      batch size the devices cannot split).
+    ConfigError: a field the run cannot use (nothing is written).
+    input_pipeline.DatasetError: the dataset cannot be read.
+    workdirs.WorkdirError: the workdir is in use, holds another run, or no
+      checkpoint in it restores.
+    TrainingDiverged: the loss became non-finite or left any sensible range;
+      the message names the step, its learning rate and the last good
+      checkpoint, which is kept.
   """
+  config_validation.validate(config)
+  workdir = workdirs.check_path(workdir)
   devices = _setup_devices(config)
   num_devices = len(devices)
   _check_batch_size(config, num_devices)
   is_main = jax.process_index() == 0
-  workdir = pathlib.Path(workdir).absolute()
-  workdir.mkdir(parents=True, exist_ok=True)
 
   dataset = input_pipeline.dataset_from_config(config)
   steps_per_epoch = input_pipeline.steps_per_epoch(dataset, config.batch_size)
   num_steps = config.num_epochs * steps_per_epoch
-  model = models.create_model(
-      config.model, num_classes=dataset.num_classes, bn_axis_name=AXIS,
-      **config.get('model_kwargs', {}))
+  model = _built('model_kwargs' if config.get('model_kwargs') else 'model',
+                 models.create_model, config.model,
+                 num_classes=dataset.num_classes, bn_axis_name=AXIS,
+                 **config.get('model_kwargs', {}))
 
   schedule_key, augment_key, dropout_key = jax.random.split(
       jax.random.key(config.seed), 3)
-  init_key = parameter_init_key(config.seed)
-  schedule = create_schedule(config.schedule, key=schedule_key,
-                             steps_per_epoch=steps_per_epoch,
-                             num_steps=num_steps)
-  state = create_train_state(init_key, model, dataset.image_shape,
-                             create_optimizer(config, schedule))
 
+  def schedule_for_length(length: int) -> optax.Schedule:
+    return _built('schedule', create_schedule, config.schedule,
+                  key=schedule_key, steps_per_epoch=steps_per_epoch,
+                  num_steps=length)
+
+  schedule = schedule_for_length(num_steps)
+  tx = create_optimizer(config, schedule)
+
+  workdir.mkdir(parents=True, exist_ok=True)
+  with workdirs.lock(workdir) if is_main else contextlib.nullcontext():
+    return _train(config, workdir, dataset, model, tx, schedule,
+                  schedule_for_length, devices, steps_per_epoch, num_steps,
+                  augment_key=augment_key, dropout_key=dropout_key)
+
+
+def _train(config, workdir, dataset, model, tx, schedule, schedule_for_length,
+           devices, steps_per_epoch, num_steps, *, augment_key,
+           dropout_key) -> TrainResult:
+  """The body of `train_and_evaluate`, run while holding the workdir."""
+  is_main = jax.process_index() == 0
+  directory = workdir / 'checkpoints'
+  recorded = workdirs.read_record(workdir)
+  steps = _checkpoint_steps(directory)
+  if steps and recorded is not None:
+    _check_same_run(recorded['config'], config, workdir, steps[-1],
+                    schedule_for_length, steps_per_epoch)
+  state = create_train_state(parameter_init_key(config.seed), model,
+                             dataset.image_shape, tx)
+  totals, monitor = _zero_totals(), _new_monitor()
+  done, restored = _restore(
+      directory, {'state': state, 'totals': totals, 'monitor': monitor},
+      workdir, is_main)
+  if restored is not None:
+    state, totals, monitor = (restored['state'], restored['totals'],
+                              restored['monitor'])
+  if done >= num_steps:
+    return _finished(workdir, state, done, steps_per_epoch, is_main)
   checkpoints = ocp.CheckpointManager(
-      workdir / 'checkpoints',
+      directory,
       options=ocp.CheckpointManagerOptions(
           preservation_policy=preservation_policy.AnyPreservationPolicy([
               preservation_policy.LatestN(config.keep_checkpoints),
+              # A checkpoint taken mid-epoch (on a signal) has no test
+              # accuracy; LatestN alone decides when it goes.
               preservation_policy.BestN(
-                  get_metric_fn=lambda m: m['test_accuracy'], n=1),
+                  get_metric_fn=lambda m: m['test_accuracy'], n=1,
+                  keep_checkpoints_without_metrics=False),
           ]),
+          # Writes each checkpoint's metrics next to it, so the best one is
+          # still known after a restart.
+          best_fn=lambda m: m['test_accuracy'],
           enable_async_checkpointing=False,
       ),
   )
-  totals = _zero_totals()
-  start_step = 0
-  if checkpoints.latest_step() is not None:
-    start_step = checkpoints.latest_step()
-    restored = checkpoints.restore(
-        start_step, args=ocp.args.StandardRestore(
-            {'state': state, 'totals': totals}))
-    state, totals = restored['state'], restored['totals']
-    logging.info('Resumed from step %d in %s', start_step, workdir)
-    if is_main:
-      print(f'Resuming from the checkpoint at step {start_step}.')
-  log = _MetricsLog(workdir / 'metrics.jsonl', start_step, enabled=is_main)
-
-  stats = dict(mean=dataset.mean, std=dataset.std)
-  # pmap spans every process's devices unless the config picks fewer local
-  # ones (single process only).
-  pmap_devices = devices if config.get('num_devices') else None
-  p_train_step = jax.pmap(
-      functools.partial(
-          train_step, schedule=schedule, dropout_key=dropout_key,
-          augment_key=augment_key if config.augment else None, **stats),
-      axis_name=AXIS, devices=pmap_devices, donate_argnums=(0, 2))
-  p_eval_step = jax.pmap(functools.partial(eval_step, **stats),
-                         axis_name=AXIS, devices=pmap_devices)
-  state = jax_utils.replicate(state, devices)
-  totals = jax_utils.replicate(totals, devices)
-
-  stop = _Stop()
-  previous_handler = signal.signal(signal.SIGTERM, stop)
-  batches = input_pipeline.train_batches(
-      dataset, global_batch_size=config.batch_size, seed=config.seed,
-      start_step=start_step, num_steps=num_steps,
-      process_index=jax.process_index(), process_count=jax.process_count())
-  progress = tqdm.tqdm(total=num_steps, initial=start_step, unit='step',
-                       disable=not is_main or not config.get('progress', True),
-                       dynamic_ncols=True, file=sys.stderr)
-  summary: dict[str, Any] = {'stopped_early': False}
   try:
-    for step in range(start_step, num_steps):
-      batch = _shard(next(batches), num_devices)
-      state, totals, metrics = p_train_step(state, batch, totals)
-      progress.update()
-      done = step + 1
-      epoch_end = done % steps_per_epoch == 0
-      log_now = done % config.log_every_steps == 0 or epoch_end
-      if log_now or stop.requested:
-        # The only device-to-host transfer of the loop, every N steps.
-        host = _unreplicate({'metrics': metrics, 'totals': totals})
-        bad = int(host['totals']['first_nonfinite'])
-        if bad >= 0:
-          raise TrainingDiverged(
-              f'Training diverged: the loss was not finite at step {bad}, '
-              f'where the learning rate was {float(schedule(bad)):.6g}. '
-              'Lower the learning rate (or the schedule\'s bounds). The last '
-              f'good checkpoint is step {checkpoints.latest_step()} in '
-              f'{workdir / "checkpoints"}.')
-      if log_now:
-        loss, lr = float(host['metrics']['loss']), float(host['metrics']['lr'])
-        log.write(step=step, lr=lr, train_loss=loss)
-        progress.set_postfix(loss=f'{loss:.4f}', lr=f'{lr:.4g}', acc=(
-            f'{float(host["metrics"]["accuracy"]):.3f}'))
-      if epoch_end:
-        epoch = done // steps_per_epoch
-        count = float(host['totals']['count'])
-        test = evaluate(p_eval_step, state, dataset, config, num_devices)
-        summary = {
-            'epoch': epoch, 'step': step,
-            'train_loss': float(host['totals']['loss']) / count,
-            'train_accuracy': float(host['totals']['accuracy']) / count,
-            **test, 'stopped_early': False,
-        }
-        log.write(**{k: v for k, v in summary.items() if k != 'stopped_early'})
-        progress.write(
-            f'epoch {epoch}: train loss {summary["train_loss"]:.4f}, test '
-            f'accuracy {test["test_accuracy"]:.4f}')
-        totals = jax_utils.replicate(_zero_totals(), devices)
-        checkpoints.save(done, args=ocp.args.StandardSave(
-            {'state': _unreplicate(state),
-             'totals': jax.device_get(_zero_totals())}),
-                         metrics={'test_accuracy': test['test_accuracy']})
-      elif stop.requested:
-        checkpoints.save(done, args=ocp.args.StandardSave(
-            {'state': _unreplicate(state), 'totals': _unreplicate(totals)}),
-                         force=True)
-      if stop.requested:
-        checkpoints.wait_until_finished()
-        progress.write(
-            f'Stopped by SIGTERM after step {done}; the checkpoint is saved. '
-            'Run the same command again to resume.')
-        summary['stopped_early'] = True
-        break
+    if is_main:
+      workdirs.write_record(workdir, config.to_dict(), recorded)
+      if done:
+        print(f'Resuming from the checkpoint at step {done} in {workdir}.')
+    log = _MetricsLog(workdir / 'metrics.jsonl', done, enabled=is_main)
+    state, summary = _loop(
+        config, workdir, dataset, schedule, devices, checkpoints, log, state,
+        totals, monitor, done, steps_per_epoch, num_steps,
+        augment_key=augment_key, dropout_key=dropout_key)
   finally:
-    progress.close()
-    signal.signal(signal.SIGTERM, previous_handler)
     checkpoints.wait_until_finished()
     checkpoints.close()
   if is_main and not summary['stopped_early']:
@@ -500,7 +668,114 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         learning_rates=np.asarray(
             jax.jit(jax.vmap(schedule))(jnp.arange(num_steps))))
     print(f'Metrics: {workdir / "metrics.jsonl"}\nFigure: {figure}')
-  return TrainResult(state=_unreplicate(state), metrics=summary)
+  return TrainResult(state=state, metrics=summary)
+
+
+def _finished(workdir, state, done, steps_per_epoch, is_main) -> TrainResult:
+  """A rerun of a finished run: say so, change nothing."""
+  epochs = [r for r in workdirs.read_metrics(workdir / 'metrics.jsonl')
+            if 'epoch' in r and r['step'] <= done]
+  summary = {**(epochs[-1] if epochs else {}), 'stopped_early': False,
+             'signal': 0}
+  if is_main:
+    accuracy = (f'; last test accuracy {summary["test_accuracy"]:.4f}'
+                if 'test_accuracy' in summary else '')
+    print(f'The run in {workdir} is finished ({done} steps, '
+          f'{done // steps_per_epoch} epoch(s){accuracy}). Nothing to do: to '
+          'train longer, raise --config.num_epochs (for a schedule that does '
+          'not depend on the run\'s length), or choose a new --workdir.')
+  return TrainResult(state=state, metrics=summary)
+
+
+def _loop(config, workdir, dataset, schedule, devices, checkpoints, log, state,
+          totals, monitor, start_step, steps_per_epoch, num_steps, *,
+          augment_key, dropout_key):
+  """Steps `start_step + 1 .. num_steps`; returns (host state, summary)."""
+  num_devices = len(devices)
+  is_main = jax.process_index() == 0
+  stats = dict(mean=dataset.mean, std=dataset.std)
+  # pmap spans every process's devices unless the config picks fewer local
+  # ones (single process only).
+  pmap_devices = devices if config.get('num_devices') else None
+  p_train_step = jax.pmap(
+      functools.partial(
+          train_step, schedule=schedule, dropout_key=dropout_key,
+          augment_key=augment_key if config.augment else None,
+          divergence_factor=config.divergence_factor, **stats),
+      axis_name=AXIS, devices=pmap_devices, donate_argnums=(0, 2, 3))
+  p_eval_step = jax.pmap(functools.partial(eval_step, **stats),
+                         axis_name=AXIS, devices=pmap_devices)
+  state, totals, monitor = jax_utils.replicate((state, totals, monitor),
+                                               devices)
+
+  def save(step, host_totals, metrics=None):
+    checkpoints.save(step, args=ocp.args.StandardSave({
+        'state': _unreplicate(state), 'totals': host_totals,
+        'monitor': _unreplicate(monitor)}), metrics=metrics, force=True)
+
+  batches = input_pipeline.train_batches(
+      dataset, global_batch_size=config.batch_size, seed=config.seed,
+      start_step=start_step, num_steps=num_steps,
+      process_index=jax.process_index(), process_count=jax.process_count())
+  progress = tqdm.tqdm(total=num_steps, initial=start_step, unit='step',
+                       disable=not is_main or not config.get('progress', True),
+                       dynamic_ncols=True, file=sys.stderr)
+  summary: dict[str, Any] = {'stopped_early': False, 'signal': 0}
+  multi_process = jax.process_count() > 1
+  with _Stop() as stop, progress:
+    for done in range(start_step + 1, num_steps + 1):
+      batch = _shard(next(batches), num_devices)
+      state, totals, monitor, metrics = p_train_step(state, batch, totals,
+                                                     monitor)
+      progress.update()
+      epoch_end = done % steps_per_epoch == 0
+      log_now = done % config.log_every_steps == 0 or epoch_end
+      # Every process must stop at the same step: with several, they agree
+      # at the steps they all log (a host collective every log_every_steps).
+      signum = stop.signum if not multi_process else (
+          _agreed(stop.signum) if log_now else 0)
+      if log_now or signum:
+        # The only device-to-host transfer of the loop, every N steps.
+        host = _unreplicate({'metrics': metrics, 'totals': totals,
+                             'monitor': monitor})
+        if int(host['monitor']['diverged_step']) >= 0:
+          raise TrainingDiverged(_diverged_message(
+              host['monitor'], schedule, config.divergence_factor,
+              checkpoints.latest_step(), workdir))
+      if log_now:
+        loss, lr = float(host['metrics']['loss']), float(host['metrics']['lr'])
+        log.write(step=done, lr=lr, train_loss=loss)
+        progress.set_postfix(loss=f'{loss:.4f}', lr=f'{lr:.4g}', acc=(
+            f'{float(host["metrics"]["accuracy"]):.3f}'))
+      if epoch_end:
+        epoch = done // steps_per_epoch
+        count = float(host['totals']['count'])
+        test = evaluate(p_eval_step, state, dataset, config, num_devices)
+        summary = {
+            'epoch': epoch, 'step': done,
+            'train_loss': float(host['totals']['loss']) / count,
+            'train_accuracy': float(host['totals']['accuracy']) / count,
+            **test, 'stopped_early': False, 'signal': 0,
+        }
+        log.write(**{k: v for k, v in summary.items()
+                     if k not in ('stopped_early', 'signal')})
+        progress.write(
+            f'epoch {epoch}: train loss {summary["train_loss"]:.4f}, test '
+            f'accuracy {test["test_accuracy"]:.4f}')
+        totals = jax_utils.replicate(_zero_totals(), devices)
+        save(done, jax.device_get(_zero_totals()),
+             metrics={'test_accuracy': test['test_accuracy']})
+      elif signum:
+        save(done, host['totals'])
+      if signum:
+        checkpoints.wait_until_finished()
+        name = signal.Signals(signum).name
+        progress.write(
+            f'Stopped by {name} after step {done}; the checkpoint is saved in '
+            f'{workdir}. Run the same command again to resume.')
+        summary.update(stopped_early=True, signal=signum)
+        break
+  return _unreplicate(state), summary
 
 
 def evaluate(p_eval_step: Callable[..., Any], state: TrainState,

@@ -29,6 +29,9 @@ def base_config() -> ml_collections.ConfigDict:
   # 4-pixel pad, random crop and horizontal flip, on the device.
   config.augment = False
   config.log_every_steps = 10
+  # Stop when the training loss, smoothed over ~10 steps, exceeds this many
+  # times the run's first loss (inf: stop only at a non-finite loss).
+  config.divergence_factor = 4.0
   config.keep_checkpoints = 2
   config.progress = True
   # Devices: all local devices unless set; multi-host with distributed=True

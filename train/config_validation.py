@@ -1,0 +1,121 @@
+"""Checks a training config before a run does any work.
+
+Each mistake is reported as one `ConfigError` naming the field, the value and
+what to use instead, so that `python -m train` can print it in one line and
+exit with status 2 before it creates the workdir.
+"""
+
+from collections.abc import Callable
+import math
+import numbers
+from typing import Any
+
+import ml_collections
+
+from train.configs import base
+
+
+class ConfigError(ValueError):
+  """A config field has a value the run cannot use."""
+
+
+def _integer(minimum: int) -> Callable[[Any], str | None]:
+  def check(value):
+    if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+        or value < minimum):
+      return f'must be an integer >= {minimum}'
+    return None
+  return check
+
+
+def _fraction(*, upper_open: bool) -> Callable[[Any], str | None]:
+  interval = '[0, 1)' if upper_open else '[0, 1]'
+
+  def check(value):
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+        or not math.isfinite(value) or value < 0
+        or value > 1 or (upper_open and value == 1)):
+      return f'must be a number in {interval}'
+    return None
+  return check
+
+
+def _non_negative(value) -> str | None:
+  if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+      or not math.isfinite(value) or value < 0):
+    return 'must be a finite number >= 0'
+  return None
+
+
+def _greater_than_one(value) -> str | None:
+  if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+      or not value > 1):
+    return 'must be a number > 1 (or inf to stop only at a non-finite loss)'
+  return None
+
+
+# field -> check returning what is wrong, or None.
+_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    'batch_size': _integer(1),
+    'eval_batch_size': _integer(1),
+    'num_epochs': _integer(1),
+    'log_every_steps': _integer(1),
+    'keep_checkpoints': _integer(1),
+    'seed': _integer(0),
+    'split_seed': _integer(0),
+    'num_devices': _integer(0),
+    'momentum': _fraction(upper_open=True),
+    'weight_decay': _non_negative,
+    'divergence_factor': _greater_than_one,
+    'model_kwargs.dropout_rate': _fraction(upper_open=True),
+}
+
+
+def _lookup(config: ml_collections.ConfigDict, dotted: str) -> tuple[bool, Any]:
+  node = config
+  for part in dotted.split('.'):
+    if not hasattr(node, 'keys') or part not in node:
+      return False, None
+    node = node[part]
+  return True, node
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError for the first field a run cannot use.
+
+  Checks the fields' names (every field must be one of `base_config()`'s, or
+  `schedule`) and the values that would otherwise fail late or silently:
+  sizes and counts, momentum, weight decay, dropout. Schedules, models and
+  datasets are checked where they are built, by their own factories.
+
+  Args:
+    config: a training config.
+
+  Raises:
+    ConfigError: naming the field, the value and the allowed values.
+
+  Example:
+    >>> from train.configs import default
+    >>> config = default.get_config()
+    >>> config.batch_size = 0
+    >>> validate(config)
+    Traceback (most recent call last):
+    ...
+    train.config_validation.ConfigError: config.batch_size=0 must be an \
+integer >= 1.
+  """
+  known = set(base.base_config()) | {'schedule'}
+  unknown = sorted(set(config) - known)
+  if unknown:
+    raise ConfigError(
+        f'config.{unknown[0]} is not a config field. The fields are: '
+        f'{", ".join(sorted(known))}.')
+  if 'schedule' not in config or 'name' not in config.schedule:
+    raise ConfigError('config.schedule.name is missing: name a schedule, e.g. '
+                      '--config.schedule.name=plrs.')
+  for field, check in _CHECKS.items():
+    present, value = _lookup(config, field)
+    if present:
+      problem = check(value)
+      if problem:
+        raise ConfigError(f'config.{field}={value!r} {problem}.')

@@ -1,0 +1,252 @@
+"""A run's working directory: what it holds, who uses it, what it recorded.
+
+A workdir belongs to one run. It holds
+
+    run.json        the resolved config, and each start's command line,
+                    package versions and date
+    lock            the host and pid of the process training in it
+    metrics.jsonl   one JSON object per line (see `read_metrics`)
+    checkpoints/    Orbax checkpoints, numbered by steps completed
+    run.png         the figure, drawn when the run finishes
+
+Everything here is host-side file handling; the training loop in train.py
+decides when to call it.
+"""
+
+from collections.abc import Iterator, Mapping
+import contextlib
+import datetime
+import importlib.metadata
+import json
+import os
+import pathlib
+import socket
+import sys
+from typing import Any
+
+PACKAGES = ('plrs-jax', 'jax', 'jaxlib', 'optax', 'flax', 'orbax-checkpoint',
+            'grain', 'numpy')
+
+
+class WorkdirError(ValueError):
+  """The workdir cannot be used for this run; the message says what to do."""
+
+
+def check_path(workdir: str | os.PathLike[str]) -> pathlib.Path:
+  """The absolute workdir path, refusing an empty name or an existing file.
+
+  Nothing is created: a run validates everything before it writes anything.
+
+  Args:
+    workdir: the path given on the command line.
+
+  Returns:
+    The absolute path.
+
+  Raises:
+    WorkdirError: the path is empty or names something that is no directory.
+
+  Example:
+    >>> check_path('/tmp/run').name
+    'run'
+  """
+  if not str(workdir).strip():
+    raise WorkdirError('--workdir is empty; give the directory the run should '
+                       'write to, e.g. --workdir=/tmp/plrs_run.')
+  path = pathlib.Path(workdir).expanduser().absolute()
+  if path.exists() and not path.is_dir():
+    raise WorkdirError(f'--workdir={workdir} is a file, not a directory; '
+                       'choose a directory (it is created if missing).')
+  return path
+
+
+# --- The lock: one process trains in a workdir at a time. ---------------------
+
+
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # Somebody else's process: alive.
+    return True
+  return True
+
+
+@contextlib.contextmanager
+def lock(workdir: pathlib.Path) -> Iterator[None]:
+  """Holds `workdir/lock` (host and pid) while the block runs.
+
+  A lock left by a process of this host that no longer runs (killed, or the
+  machine rebooted) is taken over with a note; a live one is refused.
+
+  Args:
+    workdir: an existing directory.
+
+  Yields:
+    Nothing; the lock file is removed when the block exits.
+
+  Raises:
+    WorkdirError: another live process holds the lock.
+  """
+  path = workdir / 'lock'
+  me = {'host': socket.gethostname(), 'pid': os.getpid()}
+  while True:
+    try:
+      fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+      try:
+        holder = json.loads(path.read_text())
+        host, pid = str(holder['host']), int(holder['pid'])
+      except (OSError, ValueError, KeyError, TypeError):
+        # Unreadable: a process died between creating and writing it.
+        host, pid = me['host'], -1
+      if host == me['host'] and (pid <= 0 or not _alive(pid)):
+        print(f'Note: taking over {path}, left by process {pid}, which is no '
+              'longer running.')
+        path.unlink(missing_ok=True)
+        continue
+      raise WorkdirError(
+          f'{workdir} is in use by process {pid} on {host} (lock file {path}). '
+          'Wait for that run to finish, or choose another --workdir. If that '
+          f'process is gone, delete {path}.') from None
+    with os.fdopen(fd, 'w') as f:
+      json.dump(me, f)
+    break
+  try:
+    yield
+  finally:
+    path.unlink(missing_ok=True)
+
+
+# --- run.json: the config a workdir was started with. -------------------------
+
+
+def flatten(config: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
+  """{'a': {'b': 1}} -> {'a.b': 1}, with tuples as lists (as JSON has them).
+
+  Example:
+    >>> flatten({'model': 'resnet8', 'schedule': {'name': 'plrs', 'b': (1,)}})
+    {'model': 'resnet8', 'schedule.name': 'plrs', 'schedule.b': [1]}
+  """
+  flat = {}
+  for key, value in config.items():
+    if isinstance(value, Mapping):
+      flat.update(flatten(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = (list(value) if isinstance(value, tuple)
+                                else value)
+  return flat
+
+
+def differences(recorded: Mapping[str, Any],
+                current: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+  """Fields whose values differ, as {dotted name: (recorded, current)}.
+
+  A field present on one side only counts as changed, with `None` for the
+  missing side (so a field added with the value None is no change).
+
+  Example:
+    >>> differences({'a': 1, 'b': {'c': 2}}, {'a': 1, 'b': {'c': 3}, 'd': 4})
+    {'b.c': (2, 3), 'd': (None, 4)}
+  """
+  old, new = flatten(recorded), flatten(current)
+  keys = [*old, *(key for key in new if key not in old)]
+  return {key: (old.get(key), new.get(key)) for key in keys
+          if old.get(key) != new.get(key)}
+
+
+def package_versions(packages=PACKAGES) -> dict[str, str]:
+  """{name: version} of the installed ones of `packages`.
+
+  Example:
+    >>> list(package_versions(['numpy', 'no-such-package']))
+    ['numpy']
+  """
+  versions = {}
+  for package in packages:
+    try:
+      versions[package] = importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+      pass
+  return versions
+
+
+def read_record(workdir: pathlib.Path) -> dict[str, Any] | None:
+  """The workdir's run.json, or None where there is none."""
+  path = workdir / 'run.json'
+  if not path.exists():
+    return None
+  try:
+    return json.loads(path.read_text())
+  except ValueError as e:
+    raise WorkdirError(
+        f'{path} is damaged ({e}), so this workdir\'s config cannot be checked. '
+        'Restore the file, or choose another --workdir.') from None
+
+
+def write_record(workdir: pathlib.Path, config: Mapping[str, Any],
+                 previous: dict[str, Any] | None) -> None:
+  """Writes run.json: the run's config and this start's command and versions.
+
+  Args:
+    workdir: the workdir.
+    config: the run's resolved config (a dict).
+    previous: the record found at start (its starts are kept), or None.
+  """
+  start = {
+      'date': datetime.datetime.now(datetime.timezone.utc).isoformat(
+          timespec='seconds'),
+      'command': [sys.executable, *sys.argv],
+      'host': socket.gethostname(),
+      'versions': package_versions(),
+  }
+  record = {'config': json.loads(json.dumps(dict(config), default=list)),
+            'starts': [*(previous or {}).get('starts', []), start]}
+  atomic_write_text(workdir / 'run.json', json.dumps(record, indent=2) + '\n')
+
+
+def atomic_write_text(path: pathlib.Path, text: str) -> None:
+  """Writes through a temporary file, so a crash leaves the old or the new."""
+  temporary = path.with_name(path.name + '.tmp')
+  temporary.write_text(text)
+  os.replace(temporary, path)
+
+
+# --- metrics.jsonl ------------------------------------------------------------
+
+
+def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+  """The records of a metrics.jsonl, skipping a partial last line.
+
+  A process killed while writing can leave half a line at the end; it is
+  dropped with a warning on stderr. A damaged line elsewhere is an error.
+
+  Args:
+    path: the metrics.jsonl file.
+
+  Returns:
+    The records in file order: per-step ones ({'step', 'lr', 'train_loss'})
+    and per-epoch ones (with 'epoch').
+
+  Example:
+    >>> import tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / 'metrics.jsonl'
+    >>> _ = path.write_text('{"step": 1, "lr": 0.1}\\n{"step": 2, "l')
+    >>> read_metrics(path)  # doctest: +ELLIPSIS
+    [{'step': 1, 'lr': 0.1}]
+  """
+  path = pathlib.Path(path)
+  lines = path.read_text().splitlines()
+  records = []
+  for number, line in enumerate(lines, 1):
+    try:
+      records.append(json.loads(line))
+    except ValueError as e:
+      if number < len(lines):
+        raise WorkdirError(
+            f'{path}, line {number}, is damaged ({e}). Repair or remove that '
+            'line, or choose another --workdir.') from None
+      print(f'Warning: dropped the partial last line of {path} (a run was '
+            'stopped while writing it).', file=sys.stderr)
+  return records
