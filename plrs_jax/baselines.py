@@ -23,6 +23,8 @@ import numpy as np
 import optax
 
 from plrs_jax._validation import check_int
+from plrs_jax._validation import check_steps
+from plrs_jax._validation import MAX_STEP
 from plrs_jax._validation import check_order
 from plrs_jax._validation import check_value
 
@@ -34,21 +36,6 @@ __all__ = (
     'multistep_schedule',
     'one_cycle_schedule',
 )
-
-# optax counts steps in int32: no step count, period or boundary can exceed it.
-_MAX_STEP = 2**31 - 1
-
-
-def _check_steps(fn: str, name: str, value: object, *, minimum: int) -> int:
-  """Checks that `value` is an int in [minimum, 2**31 - 1] (an int32 step)."""
-  value = check_int(fn, name, value, minimum=minimum)
-  if value > _MAX_STEP:
-    raise ValueError(
-        f'{fn}: `{name}` must be an int in [{minimum}, 2**31 - 1] (step counts '
-        f'are int32), got {value}.'
-    )
-  return value
-
 
 def _as_rate_schedule(
     schedule: Callable[[chex.Numeric], chex.Numeric],
@@ -135,7 +122,7 @@ def multistep_schedule(
     )
   boundaries = list(boundaries)
   steps = [
-      _check_steps(fn, f'boundaries[{i}]', b, minimum=1)
+      check_steps(fn, f'boundaries[{i}]', b, minimum=1)
       for i, b in enumerate(boundaries)
   ]
   for i in range(1, len(steps)):
@@ -216,7 +203,7 @@ def cosine_warm_restarts_schedule(
   init = check_value(fn, 'init_value', init_value)
   low = check_value(fn, 'min_value', min_value)
   check_order(fn, 'min_value', low, 'init_value', init)
-  first_period = _check_steps(fn, 'first_period', first_period, minimum=1)
+  first_period = check_steps(fn, 'first_period', first_period, minimum=1)
   period_multiplier = check_int(
       fn, 'period_multiplier', period_multiplier, minimum=1
   )
@@ -227,7 +214,7 @@ def cosine_warm_restarts_schedule(
     # Every cycle that starts at an int32 count, in exact (Python) integers.
     start_list, length_list = [], []
     start, length = 0, first_period
-    while start <= _MAX_STEP:
+    while start <= MAX_STEP:
       start_list.append(start)
       length_list.append(length)
       start, length = start + length, length * period_multiplier
@@ -302,9 +289,9 @@ def knee_schedule(
   """
   fn = 'knee_schedule'
   check_value(fn, 'peak_value', peak_value)
-  warmup_steps = _check_steps(fn, 'warmup_steps', warmup_steps, minimum=0)
-  explore_steps = _check_steps(fn, 'explore_steps', explore_steps, minimum=0)
-  total_steps = _check_steps(fn, 'total_steps', total_steps, minimum=1)
+  warmup_steps = check_steps(fn, 'warmup_steps', warmup_steps, minimum=0)
+  explore_steps = check_steps(fn, 'explore_steps', explore_steps, minimum=0)
+  total_steps = check_steps(fn, 'total_steps', total_steps, minimum=1)
   if warmup_steps + explore_steps > total_steps:
     raise ValueError(
         f'{fn}: `warmup_steps` + `explore_steps` must be <= `total_steps`, got '
@@ -383,7 +370,7 @@ def one_cycle_schedule(
   """
   fn = 'one_cycle_schedule'
   check_value(fn, 'max_value', max_value, positive=True)
-  total_steps = _check_steps(fn, 'total_steps', total_steps, minimum=2)
+  total_steps = check_steps(fn, 'total_steps', total_steps, minimum=2)
   pct = check_value(fn, 'pct_start', pct_start, positive=True)
   if pct is None:
     raise TypeError(
@@ -478,18 +465,18 @@ def cyclic_triangular_schedule(
   low = check_value(fn, 'base_value', base_value)
   high = check_value(fn, 'max_value', max_value)
   check_order(fn, 'base_value', low, 'max_value', high)
-  up = _check_steps(fn, 'step_size_up', step_size_up, minimum=1)
+  up = check_steps(fn, 'step_size_up', step_size_up, minimum=1)
   if step_size_down is None:
     down = up
   else:
-    down = _check_steps(fn, 'step_size_down', step_size_down, minimum=1)
+    down = check_steps(fn, 'step_size_down', step_size_down, minimum=1)
   period = up + down
 
   def schedule(count: chex.Numeric) -> jax.Array:
     dtype = jnp.result_type(float)
     count = jnp.asarray(count)
     # A period beyond int32 is never completed by an int32 count.
-    in_cycle = count % period if period <= _MAX_STEP else count
+    in_cycle = count % period if period <= MAX_STEP else count
     in_cycle = in_cycle.astype(dtype)
     scale = jnp.where(
         in_cycle <= up, in_cycle / up, (float(period) - in_cycle) / down
