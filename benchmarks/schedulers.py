@@ -121,7 +121,7 @@ def digits_schedules(num_epochs: int,
       'knee': dict(base['knee'], explore_steps_epochs=num_epochs / 2),
       'one_cycle': base['one_cycle'],
       'cyclic_triangular': dict(base['cyclic_triangular'],
-                                step_size_up_epochs=num_epochs / 6),
+                                up_steps_epochs=num_epochs / 6),
   }
   return schedules
 

@@ -52,13 +52,15 @@ def test_knee_gets_the_run_length_and_plrs_per_epoch_holds_an_epoch():
   knee = train.create_schedule(module.get_config('knee').schedule, key=0,
                                steps_per_epoch=STEPS_PER_EPOCH,
                                num_steps=total)
-  # Explore at 0.1 for 100 epochs, then linear decay to 0 at the run's end.
+  # Explore at 0.1 for 100 epochs, then linear decay to 0 at the run's end;
+  # KneeLRScheduler counts from 1, so step t has its get_lr(t + 1).
   explore = 100 * STEPS_PER_EPOCH
   np.testing.assert_allclose(float(knee(explore - 1)), 0.1, rtol=1e-6)
   middle = (explore + total) // 2
   np.testing.assert_allclose(
-      float(knee(middle)), 0.1 * (total - middle) / (total - explore),
+      float(knee(middle)), 0.1 * (total - middle - 1) / (total - explore),
       rtol=1e-5)
+  assert float(knee(total - 1)) == 0.0
   per_epoch = train.create_schedule(
       module.get_config('plrs_per_epoch').schedule, key=0,
       steps_per_epoch=STEPS_PER_EPOCH, num_steps=total)

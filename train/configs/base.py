@@ -68,12 +68,12 @@ def paper_schedules(*, plrs_bounds: tuple[float, float], constant: float,
       'constant': dict(name='constant', value=constant),
       'multistep': dict(name='multistep', **multistep),
       'cosine_warm_restarts': dict(name='cosine_warm_restarts',
-                                   init_value=peak, first_period_epochs=1,
-                                   period_multiplier=2, min_value=1e-4),
+                                   init_value=peak, decay_steps_epochs=1,
+                                   period_multiplier=2, end_value=1e-4),
       # Explore at the peak (100 epochs in the paper), then decay to 0.
       'knee': dict(name='knee', peak_value=peak, warmup_steps=0,
                    explore_steps_epochs=knee_explore_epochs),
-      'one_cycle': dict(name='one_cycle', max_value=peak, pct_start=0.45,
+      'one_cycle': dict(name='one_cycle', peak_value=peak, pct_start=0.45,
                         div_factor=10.0, final_div_factor=10.0),
   }
 
