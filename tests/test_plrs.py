@@ -1,6 +1,7 @@
 """PLRS: distribution, determinism, composition with optax, and devices."""
 
 import dataclasses
+import functools
 import subprocess
 import sys
 import textwrap
@@ -580,3 +581,92 @@ def test_step_counts_beyond_int32_are_refused(name, value):
   # The largest is accepted and works.
   schedule = plrs_jax.plrs_schedule(0, L_MIN, L_MAX, **{name: 2**31 - 1})
   assert np.isfinite(float(schedule(2**31 - 2)))
+
+
+# --- jit over a mesh, and shard_map ------------------------------------------------
+
+
+def _sharded_sgd_problem():
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(64, 5)).astype(np.float32)
+  y = rng.normal(size=(64,)).astype(np.float32)
+  tx = optax.inject_hyperparams(optax.sgd)(
+      learning_rate=plrs_jax.plrs_schedule(jax.random.key(8), L_MIN, L_MAX))
+  loss = lambda w, xb, yb: jnp.mean((xb @ w - yb) ** 2)
+  return x, y, tx, loss
+
+
+def _single_device_run(x, y, tx, loss, num_steps):
+  @jax.jit
+  def step(w, state):
+    updates, state = tx.update(jax.grad(loss)(w, x, y), state, w)
+    return optax.apply_updates(w, updates), state
+
+  w = jnp.zeros(5)
+  state = tx.init(w)
+  rates = []
+  for _ in range(num_steps):
+    w, state = step(w, state)
+    rates.append(np.asarray(state.hyperparams['learning_rate']))
+  return w, np.stack(rates)
+
+
+def test_jit_over_a_mesh_equals_the_single_device_step():
+  mesh = jax.make_mesh((8,), ('batch',))
+  x, y, tx, loss = _sharded_sgd_problem()
+  rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('batch'))
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+  @jax.jit
+  def step(w, state, xb, yb):
+    updates, state = tx.update(jax.grad(loss)(w, xb, yb), state, w)
+    return optax.apply_updates(w, updates), state
+
+  w = jax.device_put(jnp.zeros(5), replicated)
+  state = jax.device_put(tx.init(jnp.zeros(5)), replicated)
+  xs, ys = jax.device_put(x, rows), jax.device_put(y, rows)
+  rates = []
+  for _ in range(10):
+    w, state = step(w, state, xs, ys)
+    rate = state.hyperparams['learning_rate']
+    # Replicated: every device holds the same rate.
+    shards = [np.asarray(s.data) for s in rate.addressable_shards]
+    assert len(shards) == 8 and all(s == shards[0] for s in shards)
+    rates.append(shards[0])
+  single_w, single_rates = _single_device_run(x, y, tx, loss, 10)
+  np.testing.assert_array_equal(np.stack(rates), single_rates)
+  # The mean over 8 shards is summed in another order: float32 rounding.
+  np.testing.assert_allclose(w, single_w, rtol=1e-5, atol=1e-6)
+
+
+def test_shard_map_step_with_the_loss_averaged_equals_the_single_device_step():
+  mesh = jax.make_mesh((8,), ('batch',))
+  x, y, tx, loss = _sharded_sgd_problem()
+  spec = jax.sharding.PartitionSpec
+
+  @jax.jit
+  @functools.partial(jax.shard_map, mesh=mesh,
+                     in_specs=(spec(), spec(), spec('batch'), spec('batch')),
+                     out_specs=(spec(), spec(), spec('batch')))
+  def step(w, state, xb, yb):
+    # With check_vma, the gradient of the replicated w is already summed over
+    # devices: average the loss, not the gradients (a pmean of the gradients
+    # would multiply them by 8).
+    grads = jax.grad(lambda v: jax.lax.pmean(loss(v, xb, yb), 'batch'))(w)
+    updates, state = tx.update(grads, state, w)
+    rate = state.hyperparams['learning_rate']
+    return optax.apply_updates(w, updates), state, rate[None]
+
+  # make_mesh's axes are Explicit: the batch must already be sharded.
+  rows = jax.sharding.NamedSharding(mesh, spec('batch'))
+  xs, ys = jax.device_put(x, rows), jax.device_put(y, rows)
+  w, state = jnp.zeros(5), tx.init(jnp.zeros(5))
+  rates = []
+  for _ in range(10):
+    w, state, per_device = step(w, state, xs, ys)
+    per_device = np.asarray(per_device)
+    assert per_device.shape == (8,) and (per_device == per_device[0]).all()
+    rates.append(per_device[0])
+  single_w, single_rates = _single_device_run(x, y, tx, loss, 10)
+  np.testing.assert_array_equal(np.stack(rates), single_rates)
+  np.testing.assert_allclose(w, single_w, rtol=1e-5, atol=1e-6)
