@@ -121,7 +121,7 @@ def digits_schedules(num_epochs: int,
       'knee': dict(base['knee'], explore_steps_epochs=num_epochs / 2),
       'one_cycle': base['one_cycle'],
       'cyclic_triangular': dict(base['cyclic_triangular'],
-                                step_size_up_epochs=num_epochs / 6),
+                                up_steps_epochs=num_epochs / 6),
   }
   return schedules
 
@@ -134,8 +134,8 @@ def range_test_bounds(dataset: input_pipeline.Dataset, *, model: str,
   The same measurement as `python -m train.range_test`: the training-mode
   loss (BatchNorm on the batch's statistics, running averages discarded) of
   the model initialised from `seed`, batches of 32 in the training order of
-  `seed`, rates 1e-4 to 10, and beta = |top Hessian eigenvalue| on the first
-  batch.
+  `seed`, rates 1e-4 to 10, and beta = the most positive Hessian eigenvalue
+  on the first batch.
 
   Args:
     dataset: the dataset.
@@ -166,8 +166,8 @@ def range_test_bounds(dataset: input_pipeline.Dataset, *, model: str,
                                   max_lr=10.0, num_steps=num_steps)
   eigen = curvature.top_hessian_eigenvalue(
       lambda p: loss_fn(p, batches[0]), params, key=curvature_key,
-      num_iterations=power_iterations)
-  beta = abs(eigen.eigenvalue)
+      num_iterations=power_iterations, which='largest')
+  beta = eigen.eigenvalue
   summary = {
       'model': model,
       'suggested_min': result.suggested_min,

@@ -5,6 +5,10 @@ PLRS (arXiv 2407.07613) draws the learning rate uniformly from
 """
 
 from plrs_jax import curvature
+from plrs_jax.curvature import BoundsCheck
+from plrs_jax.curvature import check_bounds
+from plrs_jax.curvature import EigenvalueResult
+from plrs_jax.curvature import top_hessian_eigenvalue
 from plrs_jax.baselines import constant_schedule
 from plrs_jax.baselines import cosine_warm_restarts_schedule
 from plrs_jax.baselines import cyclic_triangular_schedule
@@ -22,11 +26,14 @@ from plrs_jax.range_test import suggest_bounds
 __version__ = '0.1.0'
 
 __all__ = (
+    'BoundsCheck',
+    'EigenvalueResult',
     'PLRSSchedule',
     'RangeTestResult',
     'SCHEDULES',
     'constant_schedule',
     'cosine_warm_restarts_schedule',
+    'check_bounds',
     'create_schedule',
     'curvature',
     'cyclic_triangular_schedule',
@@ -36,4 +43,5 @@ __all__ = (
     'one_cycle_schedule',
     'plrs_schedule',
     'suggest_bounds',
+    'top_hessian_eigenvalue',
 )

@@ -100,6 +100,21 @@ def check_int(fn: str, name: str, value: Any, *, minimum: int) -> int:
   return int(value)
 
 
+# optax counts steps in int32: no step count, period or boundary can exceed it.
+MAX_STEP = 2**31 - 1
+
+
+def check_steps(fn: str, name: str, value: Any, *, minimum: int) -> int:
+  """Checks that `value` is an int in [minimum, 2**31 - 1] (an int32 step)."""
+  value = check_int(fn, name, value, minimum=minimum)
+  if value > MAX_STEP:
+    raise ValueError(
+        f'{fn}: `{name}` must be an int in [{minimum}, 2**31 - 1] (step counts '
+        f'are int32), got {value}.'
+    )
+  return value
+
+
 def check_order(fn: str, low_name: str, low: float | None, high_name: str,
                 high: float | None) -> None:
   """Checks `low <= high` where both are known."""
@@ -111,25 +126,32 @@ def check_order(fn: str, low_name: str, low: float | None, high_name: str,
     )
 
 
+# Seeds that jax.random.key maps to the same key whether or not jax_enable_x64
+# is set: with x64 off a seed is taken modulo 2**32 (2**32 aliases 0), with it
+# on negative seeds and seeds >= 2**32 fill the key's high word.
+MAX_SEED = 2**32 - 1
+
+
 def canonicalize_key(fn: str, key: Any) -> jax.Array:
   """Returns a typed PRNG key from a typed key, a legacy uint32 key or a seed.
 
   Args:
     fn: name of the calling factory, used in the message.
     key: a typed key from `jax.random.key`, a legacy key from
-      `jax.random.PRNGKey` (uint32 array of shape (2,)), or an int seed.
+      `jax.random.PRNGKey` (uint32 array of shape (2,)), or an int seed in
+      [0, 2**32 - 1] (the seeds whose key does not depend on jax_enable_x64).
 
   Returns:
     A typed key of shape ().
   """
   allowed = (
       'a typed key from jax.random.key(seed), a legacy uint32 key from '
-      'jax.random.PRNGKey(seed), or an int seed'
+      'jax.random.PRNGKey(seed), or an int seed in [0, 2**32 - 1]'
   )
   if isinstance(key, (bool, np.bool_)):
     raise TypeError(f'{fn}: `key` must be {allowed}, got the bool {key!r}.')
   if isinstance(key, numbers.Integral):
-    return jax.random.key(int(key))
+    return jax.random.key(_check_seed(fn, int(key), allowed))
   if isinstance(key, (jax.Array, np.ndarray)):
     dtype = key.dtype
     if jnp.issubdtype(dtype, jax.dtypes.prng_key):
@@ -143,6 +165,9 @@ def canonicalize_key(fn: str, key: Any) -> jax.Array:
     if dtype == jnp.uint32 and key.shape == (2,):
       return jax.random.wrap_key_data(key)
     if jnp.issubdtype(dtype, jnp.integer) and key.shape == ():
+      if is_concrete(key):
+        # Range-checked as a Python int, then converted without wrapping.
+        return jax.random.key(_check_seed(fn, int(key), allowed))
       return jax.random.key(key)
     raise TypeError(
         f'{fn}: `key` must be {allowed}, got an array of dtype {dtype} and '
@@ -152,6 +177,17 @@ def canonicalize_key(fn: str, key: Any) -> jax.Array:
       f'{fn}: `key` must be {allowed}, got {key!r} of type '
       f'{type(key).__name__}.'
   )
+
+
+def _check_seed(fn: str, seed: int, allowed: str) -> int:
+  if not 0 <= seed <= MAX_SEED:
+    raise ValueError(
+        f'{fn}: `key` must be {allowed}, got the seed {seed}: outside that '
+        'range jax.random.key wraps it (2**32 gives the key of seed 0) or '
+        'gives another key when jax_enable_x64 is set. Fold a large id into '
+        'a key instead: jax.random.fold_in(jax.random.key(0), id % 2**32).'
+    )
+  return seed
 
 
 def as_schedule(value: Any) -> Callable[[Any], jax.Array]:

@@ -12,6 +12,10 @@ Where the paper used PyTorch's schedulers, the schedules here follow PyTorch's
 algorithms step for step (step ``t`` here is the rate PyTorch's scheduler gives
 after ``t`` calls to ``scheduler.step()``). They are built from optax's pieces
 where optax has an equivalent, and written as closed forms otherwise.
+
+Arguments are named as optax names them: ``init_value`` (the rate a schedule
+starts from), ``peak_value``, ``end_value``, and durations as ``*_steps``
+(``constant_schedule`` keeps ``value``, the name of optax's own constant).
 """
 
 from collections.abc import Callable, Iterable, Mapping
@@ -23,6 +27,8 @@ import numpy as np
 import optax
 
 from plrs_jax._validation import check_int
+from plrs_jax._validation import check_steps
+from plrs_jax._validation import MAX_STEP
 from plrs_jax._validation import check_order
 from plrs_jax._validation import check_value
 
@@ -34,21 +40,6 @@ __all__ = (
     'multistep_schedule',
     'one_cycle_schedule',
 )
-
-# optax counts steps in int32: no step count, period or boundary can exceed it.
-_MAX_STEP = 2**31 - 1
-
-
-def _check_steps(fn: str, name: str, value: object, *, minimum: int) -> int:
-  """Checks that `value` is an int in [minimum, 2**31 - 1] (an int32 step)."""
-  value = check_int(fn, name, value, minimum=minimum)
-  if value > _MAX_STEP:
-    raise ValueError(
-        f'{fn}: `{name}` must be an int in [{minimum}, 2**31 - 1] (step counts '
-        f'are int32), got {value}.'
-    )
-  return value
-
 
 def _as_rate_schedule(
     schedule: Callable[[chex.Numeric], chex.Numeric],
@@ -135,7 +126,7 @@ def multistep_schedule(
     )
   boundaries = list(boundaries)
   steps = [
-      _check_steps(fn, f'boundaries[{i}]', b, minimum=1)
+      check_steps(fn, f'boundaries[{i}]', b, minimum=1)
       for i, b in enumerate(boundaries)
   ]
   for i in range(1, len(steps)):
@@ -164,14 +155,14 @@ def multistep_schedule(
 
 def cosine_warm_restarts_schedule(
     init_value: chex.Numeric,
-    first_period: int,
+    decay_steps: int,
     period_multiplier: int = 1,
-    min_value: chex.Numeric = 0.0,
+    end_value: chex.Numeric = 0.0,
 ) -> optax.Schedule:
   r"""Cosine annealing with warm restarts (SGDR).
 
-  PyTorch's ``CosineAnnealingWarmRestarts`` (``T_0=first_period``,
-  ``T_mult=period_multiplier``, ``eta_min=min_value``), stepped once per step:
+  PyTorch's ``CosineAnnealingWarmRestarts`` (``T_0=decay_steps``,
+  ``T_mult=period_multiplier``, ``eta_min=end_value``), stepped once per step:
 
   .. math::
     \eta_t = \eta_{\min} + \frac{\eta_0 - \eta_{\min}}{2}
@@ -184,18 +175,19 @@ def cosine_warm_restarts_schedule(
   ``eta_min`` = 1e-4.
 
   The cycle is found in integers, so restarts fall on the right step for every
-  int32 count: by ``count % first_period`` when ``period_multiplier`` is 1, and
+  int32 count: by ``count % decay_steps`` when ``period_multiplier`` is 1, and
   otherwise by a binary search of the start steps of the cycles that begin
   below 2**31, computed exactly on the host (a floating-point logarithm, as in
   PyTorch's ``step(epoch)``, puts some restarts one step late).
 
   Args:
     init_value: the rate at the start of every cycle, a finite number >= 0.
-    first_period: the length of the first cycle in steps, an int >= 1 (and
+    decay_steps: the length of the first cycle (optax's name for the length
+      of a cosine decay) in steps, an int >= 1 (and
       < 2**31).
     period_multiplier: each cycle is this many times longer than the previous
       one, an int >= 1.
-    min_value: the rate the cosine anneals to, a finite number in
+    end_value: the rate the cosine anneals to, a finite number in
       [0, ``init_value``].
 
   Returns:
@@ -204,7 +196,7 @@ def cosine_warm_restarts_schedule(
   Example:
     >>> import plrs_jax
     >>> schedule = plrs_jax.cosine_warm_restarts_schedule(
-    ...     1.0, first_period=4, period_multiplier=2)
+    ...     1.0, decay_steps=4, period_multiplier=2)
     >>> print([round(float(schedule(t)), 4) for t in range(0, 13, 2)])
     [1.0, 0.5, 1.0, 0.8536, 0.5, 0.1464, 1.0]
 
@@ -214,9 +206,9 @@ def cosine_warm_restarts_schedule(
   """
   fn = 'cosine_warm_restarts_schedule'
   init = check_value(fn, 'init_value', init_value)
-  low = check_value(fn, 'min_value', min_value)
-  check_order(fn, 'min_value', low, 'init_value', init)
-  first_period = _check_steps(fn, 'first_period', first_period, minimum=1)
+  low = check_value(fn, 'end_value', end_value)
+  check_order(fn, 'end_value', low, 'init_value', init)
+  decay_steps = check_steps(fn, 'decay_steps', decay_steps, minimum=1)
   period_multiplier = check_int(
       fn, 'period_multiplier', period_multiplier, minimum=1
   )
@@ -226,8 +218,8 @@ def cosine_warm_restarts_schedule(
   else:
     # Every cycle that starts at an int32 count, in exact (Python) integers.
     start_list, length_list = [], []
-    start, length = 0, first_period
-    while start <= _MAX_STEP:
+    start, length = 0, decay_steps
+    while start <= MAX_STEP:
       start_list.append(start)
       length_list.append(length)
       start, length = start + length, length * period_multiplier
@@ -240,8 +232,8 @@ def cosine_warm_restarts_schedule(
     count = jnp.asarray(count)
     dtype = jnp.result_type(float)
     if starts is None:
-      since_restart = count % first_period
-      period = jnp.asarray(first_period, dtype)
+      since_restart = count % decay_steps
+      period = jnp.asarray(decay_steps, dtype)
     else:
       cycle = jnp.searchsorted(
           jnp.asarray(starts, jnp.int32), count, side='right'
@@ -251,7 +243,7 @@ def cosine_warm_restarts_schedule(
       period = jnp.asarray(lengths, dtype)[cycle]
     fraction = since_restart.astype(dtype) / period
     cosine = (1 + jnp.cos(jnp.pi * fraction)) / 2
-    return min_value + (init_value - min_value) * cosine
+    return end_value + (init_value - end_value) * cosine
 
   return _as_rate_schedule(schedule)
 
@@ -264,27 +256,38 @@ def knee_schedule(
 ) -> optax.Schedule:
   r"""The knee (explore-exploit) schedule: warmup, a long plateau, linear decay.
 
+  Exactly Iyer et al.'s ``KneeLRScheduler(peak_lr=peak_value,
+  warmup_steps=warmup_steps, explore_steps=explore_steps,
+  total_steps=total_steps)``, the class the PLRS authors call, at every step.
+  That scheduler starts at ``current_step = 1``, so training step ``t``
+  (0-based, the rate of the ``t``-th update) uses its ``get_lr(t + 1)``:
+
   .. math::
     \eta_t = \begin{cases}
-      \eta_{\max}\, t / W, & 0 \leq t < W \\
-      \eta_{\max}, & W \leq t < W + E \\
-      \eta_{\max}\, (N - t) / (N - W - E), & W + E \leq t < N \\
+      \eta_{\max}\, (t + 1) / W, & t + 1 \leq W \\
+      \eta_{\max}, & t + 1 \leq W + E \\
+      \max\!\left(0,\ \eta_{\max} (N - t - 1) / (N - W - E)\right),
+        & t + 1 \leq N \\
       0, & t \geq N
     \end{cases}
 
   where :math:`W` is ``warmup_steps``, :math:`E` is ``explore_steps`` and
-  :math:`N` is ``total_steps``. The long explore phase at a high rate is meant
-  to find wide minima; the decay then settles into one. The paper's setting:
-  explore at 0.1 for 100 epochs, then decay linearly to 0, no warmup.
+  :math:`N` is ``total_steps``. The first warmup step trains at
+  ``peak_value / W`` (not 0), the explore phase covers steps ``W - 1`` to
+  ``W + E - 1``, and the last step, ``N - 1``, has rate 0. Beyond ``N`` (where
+  their scheduler divides by zero when ``N = W + E``) the rate stays 0. The
+  long explore phase at a high rate is meant to find wide minima; the decay
+  then settles into one. The paper's setting: explore at 0.1 for 100 epochs,
+  then decay linearly to 0, no warmup (the authors' call: ``warmup_steps=0,
+  explore_steps=39100, total_steps=195500``).
 
   Args:
     peak_value: the rate of the explore phase, a finite number >= 0.
-    warmup_steps: steps of linear warmup from 0 to ``peak_value``, an int >= 0
+    warmup_steps: steps of linear warmup up to ``peak_value``, an int >= 0
       (0 for none).
     explore_steps: steps at ``peak_value`` after the warmup, an int >= 0.
-    total_steps: the step at which the decay reaches 0, an int >= 1 (and
-      < 2**31) with ``warmup_steps + explore_steps <= total_steps``. The rate
-      is 0 from then on.
+    total_steps: the run's length in steps, an int >= 1 (and < 2**31) with
+      ``warmup_steps + explore_steps <= total_steps``.
 
   Returns:
     A schedule: a function from step count to a float32 rate.
@@ -293,38 +296,49 @@ def knee_schedule(
     >>> import plrs_jax
     >>> schedule = plrs_jax.knee_schedule(
     ...     0.1, warmup_steps=0, explore_steps=100, total_steps=200)
-    >>> print([round(float(schedule(t)), 6) for t in (0, 99, 100, 150, 200)])
-    [0.1, 0.1, 0.1, 0.05, 0.0]
+    >>> print([round(float(schedule(t)), 6) for t in (0, 99, 100, 149, 199)])
+    [0.1, 0.1, 0.099, 0.05, 0.0]
 
   References:
     Iyer et al., `Wide-minima Density Hypothesis and the Explore-Exploit
-    Learning Rate Schedule <https://arxiv.org/abs/2003.03977>`_, 2020.
+    Learning Rate Schedule <https://arxiv.org/abs/2003.03977>`_, 2020
+    (``KneeLRScheduler`` in github.com/nikhil-iyer-97/wide-minima-density-
+    hypothesis).
   """
   fn = 'knee_schedule'
   check_value(fn, 'peak_value', peak_value)
-  warmup_steps = _check_steps(fn, 'warmup_steps', warmup_steps, minimum=0)
-  explore_steps = _check_steps(fn, 'explore_steps', explore_steps, minimum=0)
-  total_steps = _check_steps(fn, 'total_steps', total_steps, minimum=1)
+  warmup_steps = check_steps(fn, 'warmup_steps', warmup_steps, minimum=0)
+  explore_steps = check_steps(fn, 'explore_steps', explore_steps, minimum=0)
+  total_steps = check_steps(fn, 'total_steps', total_steps, minimum=1)
   if warmup_steps + explore_steps > total_steps:
     raise ValueError(
         f'{fn}: `warmup_steps` + `explore_steps` must be <= `total_steps`, got '
         f'warmup_steps={warmup_steps}, explore_steps={explore_steps} and '
         f'total_steps={total_steps}.'
     )
-  decay_steps = total_steps - warmup_steps - explore_steps
-  phases = [
-      (warmup_steps, optax.linear_schedule(0.0, peak_value, warmup_steps)),
-      (explore_steps, optax.constant_schedule(peak_value)),
-      (decay_steps, optax.linear_schedule(peak_value, 0.0, decay_steps)),
-  ]
-  phases = [(steps, phase) for steps, phase in phases if steps > 0]
-  schedules = [phase for _, phase in phases] + [optax.constant_schedule(0.0)]
-  boundaries = np.cumsum([steps for steps, _ in phases]).tolist()
-  return _as_rate_schedule(optax.join_schedules(schedules, boundaries))
+  plateau_end = warmup_steps + explore_steps
+  decay_steps = total_steps - plateau_end
+
+  def schedule(count: chex.Numeric) -> jax.Array:
+    dtype = jnp.result_type(float)
+    # Clamped to total_steps: the phase tests stay exact int32 comparisons
+    # and t + 1 cannot overflow.
+    t = jnp.minimum(jnp.asarray(count), total_steps)
+    peak = jnp.asarray(peak_value, dtype)
+    warmup = peak * (t + 1).astype(dtype) / max(warmup_steps, 1)
+    # N - t - 1 is an exact integer; dividing last keeps the relative error
+    # of a float32 rate within a few ulps.
+    decay = peak * (total_steps - t - 1).astype(dtype) / max(decay_steps, 1)
+    return jnp.where(
+        t < warmup_steps, warmup,
+        jnp.where(t < plateau_end, peak,
+                  jnp.where(t < total_steps, jnp.maximum(decay, 0), 0.0)))
+
+  return _as_rate_schedule(schedule)
 
 
 def one_cycle_schedule(
-    max_value: chex.Numeric,
+    peak_value: chex.Numeric,
     total_steps: int,
     *,
     pct_start: float = 0.3,
@@ -333,7 +347,7 @@ def one_cycle_schedule(
 ) -> optax.Schedule:
   r"""The three-phase linear one-cycle schedule of PyTorch's ``OneCycleLR``.
 
-  Exactly ``torch.optim.lr_scheduler.OneCycleLR(max_lr=max_value,
+  Exactly ``torch.optim.lr_scheduler.OneCycleLR(max_lr=peak_value,
   total_steps=total_steps, pct_start=pct_start, div_factor=div_factor,
   final_div_factor=final_div_factor, anneal_strategy='linear',
   three_phase=True)``: the rate is piecewise linear through the points
@@ -353,11 +367,11 @@ def one_cycle_schedule(
   ``int(pct * N)`` rather than PyTorch's ``pct * N - 1``.
 
   Args:
-    max_value: the peak rate, a finite number > 0.
+    peak_value: the peak rate, a finite number > 0.
     total_steps: the length of the cycle in steps, an int >= 2 (and < 2**31).
     pct_start: the fraction of ``total_steps`` spent increasing the rate, a
       number in (0, 0.5) (the decrease takes as long, then the final phase).
-    div_factor: ``max_value / div_factor`` is the initial rate, a finite
+    div_factor: ``peak_value / div_factor`` is the initial rate, a finite
       number > 0.
     final_div_factor: the initial rate divided by ``final_div_factor`` is the
       final rate, a finite number > 0.
@@ -382,8 +396,8 @@ def one_cycle_schedule(
     Using Large Learning Rates <https://arxiv.org/abs/1708.07120>`_, 2017.
   """
   fn = 'one_cycle_schedule'
-  check_value(fn, 'max_value', max_value, positive=True)
-  total_steps = _check_steps(fn, 'total_steps', total_steps, minimum=2)
+  check_value(fn, 'peak_value', peak_value, positive=True)
+  total_steps = check_steps(fn, 'total_steps', total_steps, minimum=2)
   pct = check_value(fn, 'pct_start', pct_start, positive=True)
   if pct is None:
     raise TypeError(
@@ -416,11 +430,11 @@ def one_cycle_schedule(
 
   def schedule(count: chex.Numeric) -> jax.Array:
     dtype = jnp.result_type(float)
-    initial = max_value / div_factor
+    initial = peak_value / div_factor
     points = jnp.asarray((0.0,) + ends, dtype)
     values = jnp.stack([
         jnp.asarray(v, dtype)
-        for v in (initial, max_value, initial, initial / final_div_factor)
+        for v in (initial, peak_value, initial, initial / final_div_factor)
     ])
     # jnp.interp holds the end values outside [0, e3]: the final rate after
     # the cycle, as if the last phase were clamped rather than raising.
@@ -430,17 +444,16 @@ def one_cycle_schedule(
 
 
 def cyclic_triangular_schedule(
-    base_value: chex.Numeric,
-    max_value: chex.Numeric,
-    step_size_up: int,
-    step_size_down: int | None = None,
+    init_value: chex.Numeric,
+    peak_value: chex.Numeric,
+    up_steps: int,
+    down_steps: int | None = None,
 ) -> optax.Schedule:
   r"""The triangular cyclical learning rate of PyTorch's ``CyclicLR``.
 
-  ``torch.optim.lr_scheduler.CyclicLR(base_lr=base_value, max_lr=max_value,
-  step_size_up=step_size_up, step_size_down=step_size_down,
-  mode='triangular')``: the rate climbs linearly from ``base_value`` to
-  ``max_value`` in :math:`U` steps, falls back in :math:`D` steps, and repeats:
+  ``torch.optim.lr_scheduler.CyclicLR(base_lr=init_value, max_lr=peak_value,
+  step_size_up=up_steps, step_size_down=down_steps, mode='triangular')``: the rate climbs linearly from ``init_value`` to
+  ``peak_value`` in :math:`U` steps, falls back in :math:`D` steps, and repeats:
 
   .. math::
     \eta_t = \eta_b + (\eta_{\max} - \eta_b) \cdot \begin{cases}
@@ -454,11 +467,11 @@ def cyclic_triangular_schedule(
   every int32 count).
 
   Args:
-    base_value: the lowest rate, a finite number >= 0.
-    max_value: the highest rate, a finite number >= ``base_value``.
-    step_size_up: steps from ``base_value`` to ``max_value``, an int >= 1.
-    step_size_down: steps from ``max_value`` back to ``base_value``, an int
-      >= 1; None (the default) for ``step_size_up``.
+    init_value: the lowest rate, a finite number >= 0.
+    peak_value: the highest rate, a finite number >= ``init_value``.
+    up_steps: steps from ``init_value`` to ``peak_value``, an int >= 1.
+    down_steps: steps from ``peak_value`` back to ``init_value``, an int
+      >= 1; None (the default) for ``up_steps``.
 
   Returns:
     A schedule: a function from step count to a float32 rate.
@@ -466,7 +479,7 @@ def cyclic_triangular_schedule(
   Example:
     >>> import plrs_jax
     >>> schedule = plrs_jax.cyclic_triangular_schedule(
-    ...     0.1, 0.5, step_size_up=2, step_size_down=4)
+    ...     0.1, 0.5, up_steps=2, down_steps=4)
     >>> print([round(float(schedule(t)), 6) for t in range(8)])
     [0.1, 0.3, 0.5, 0.4, 0.3, 0.2, 0.1, 0.3]
 
@@ -475,26 +488,26 @@ def cyclic_triangular_schedule(
     <https://arxiv.org/abs/1506.01186>`_, 2017.
   """
   fn = 'cyclic_triangular_schedule'
-  low = check_value(fn, 'base_value', base_value)
-  high = check_value(fn, 'max_value', max_value)
-  check_order(fn, 'base_value', low, 'max_value', high)
-  up = _check_steps(fn, 'step_size_up', step_size_up, minimum=1)
-  if step_size_down is None:
+  low = check_value(fn, 'init_value', init_value)
+  high = check_value(fn, 'peak_value', peak_value)
+  check_order(fn, 'init_value', low, 'peak_value', high)
+  up = check_steps(fn, 'up_steps', up_steps, minimum=1)
+  if down_steps is None:
     down = up
   else:
-    down = _check_steps(fn, 'step_size_down', step_size_down, minimum=1)
+    down = check_steps(fn, 'down_steps', down_steps, minimum=1)
   period = up + down
 
   def schedule(count: chex.Numeric) -> jax.Array:
     dtype = jnp.result_type(float)
     count = jnp.asarray(count)
     # A period beyond int32 is never completed by an int32 count.
-    in_cycle = count % period if period <= _MAX_STEP else count
+    in_cycle = count % period if period <= MAX_STEP else count
     in_cycle = in_cycle.astype(dtype)
     scale = jnp.where(
         in_cycle <= up, in_cycle / up, (float(period) - in_cycle) / down
     )
-    return base_value + (max_value - base_value) * scale
+    return init_value + (peak_value - init_value) * scale
 
   return _as_rate_schedule(schedule)
 

@@ -56,8 +56,12 @@ class _LoopState(NamedTuple):
 
 
 @functools.partial(jax.jit, static_argnames=('loss_fn',))
-def _power_iteration(loss_fn, params, key, num_iterations, tolerance):
-  """Power iteration on v -> H v, in one compiled while loop."""
+def _power_iteration(loss_fn, params, key, num_iterations, tolerance, shift):
+  """Power iteration on v -> (H - shift I) v, in one compiled while loop.
+
+  The estimate is the Rayleigh quotient of H itself, v^T H v: the shift only
+  changes which eigenvector the iteration converges to.
+  """
   flat, unravel = flatten_util.ravel_pytree(params)
   # Iterate in at least float32: half-precision parameters keep their dtype
   # inside loss_fn (unravel casts back), the iteration does not lose digits.
@@ -78,7 +82,7 @@ def _power_iteration(loss_fn, params, key, num_iterations, tolerance):
   def body(state):
     hv = hvp(state.vector)
     eigenvalue = jnp.vdot(state.vector, hv)  # Rayleigh quotient, |v| = 1
-    vector, norm = normalize(hv)
+    vector, norm = normalize(hv - shift * state.vector)
     change = jnp.abs(eigenvalue - state.eigenvalue)
     # H v = 0 means v lies in the null space: the estimate 0 is final there
     # (and v is kept rather than divided by zero).
@@ -105,6 +109,7 @@ def top_hessian_eigenvalue(
     key: Any,
     num_iterations: int = 100,
     tolerance: float = 1e-4,
+    which: str = 'largest',
 ) -> EigenvalueResult:
   r"""Estimates the top Hessian eigenvalue of ``loss_fn`` at ``params``.
 
@@ -123,12 +128,18 @@ def top_hessian_eigenvalue(
   in one compiled program (cached per ``loss_fn`` and parameter structure);
   ``params`` may be any pytree of float arrays, treated as one flat vector.
 
-  Power iteration finds the eigenvalue of largest *magnitude*. For a convex
-  loss that is the largest eigenvalue, the local smoothness beta. Near a saddle
-  or a maximum of a non-convex loss it may be a negative eigenvalue: the
-  result is then negative, and :func:`check_bounds` refuses it. Convergence is
-  geometric in :math:`|\lambda_2 / \lambda_1|`; with two eigenvalues of nearly
-  equal magnitude it is slow and ``converged`` may come back False.
+  Power iteration finds the eigenvalue of largest *magnitude*
+  (``which='magnitude'``), the spectral norm of the Hessian up to its sign.
+  Near a saddle, as at a network's initialisation, that is often a negative
+  eigenvalue, which says nothing about the rates gradient descent can take:
+  along a direction of negative curvature it moves away at any rate. The rate
+  limit ``2/lambda`` comes from the most positive eigenvalue, which
+  ``which='largest'`` (the default) finds: when the first iteration returns a
+  negative :math:`\lambda_m`, a second one runs on :math:`H - \lambda_m I`,
+  whose eigenvalues :math:`\lambda - \lambda_m \ge 0` have the largest
+  eigenvalue of :math:`H` on top. Convergence is geometric in the ratio of the
+  two leading eigenvalues (of the shifted matrix for the second run); with
+  two of nearly equal size it is slow and ``converged`` may come back False.
 
   The value is local: the Hessian at ``params`` on the data ``loss_fn`` closes
   over. The paper's beta bounds the curvature everywhere, so it is at least
@@ -143,6 +154,10 @@ def top_hessian_eigenvalue(
     num_iterations: most Hessian-vector products to compute, an int >= 1.
     tolerance: relative change of the estimate at which to stop, a finite
       number > 0.
+    which: ``'largest'`` for the most positive eigenvalue (the curvature that
+      limits the rate), or ``'magnitude'`` for the eigenvalue of largest
+      magnitude (the spectral norm, with its sign). ``num_iterations`` bounds
+      each of the (at most two) power iterations.
 
   Returns:
     An :class:`EigenvalueResult`, with Python scalars.
@@ -178,6 +193,9 @@ def top_hessian_eigenvalue(
     raise TypeError(
         f'{fn}: `tolerance` must be a concrete number, not traced; call '
         f'{fn} eagerly, outside jit.')
+  if which not in ('largest', 'magnitude'):
+    raise ValueError(
+        f"{fn}: `which` must be 'largest' or 'magnitude', got {which!r}.")
   flat, _ = flatten_util.ravel_pytree(params)
   if flat.size == 0:
     raise ValueError(f'{fn}: `params` must hold at least one number, got '
@@ -186,11 +204,19 @@ def top_hessian_eigenvalue(
     raise TypeError(
         f'{fn}: `params` must be a pytree of float arrays, got leaves of '
         f'dtype {flat.dtype}.')
-  state = _power_iteration(loss_fn, params, key, num_iterations, tol)
+  state = _power_iteration(loss_fn, params, key, num_iterations, tol,
+                           jnp.float32(0))
+  iterations = int(state.iteration)
+  if which == 'largest' and float(state.eigenvalue) < 0:
+    # Every eigenvalue of H - lambda_m I is >= 0; the top one is
+    # lambda_max - lambda_m, and its eigenvector is lambda_max's.
+    state = _power_iteration(loss_fn, params, key, num_iterations, tol,
+                             state.eigenvalue)
+    iterations += int(state.iteration)
   return EigenvalueResult(
       eigenvalue=float(state.eigenvalue),
       eigenvector=state.vector,
-      num_iterations=int(state.iteration),
+      num_iterations=iterations,
       converged=bool(state.converged),
   )
 
@@ -230,10 +256,12 @@ def check_bounds(max_value: float, beta: float) -> BoundsCheck:
   as large, so ``below_theorem_bound`` is necessary for the theorem's
   condition, not sufficient.
 
-  A ``beta <= 0`` is refused rather than read as "every L_max is fine": a
-  top eigenvalue that is not positive means the loss is not locally convex
-  (power iteration returned a negative eigenvalue of larger magnitude) or is
-  flat, and neither bound is defined.
+  ``beta`` should be the most positive eigenvalue (``which='largest'``, the
+  default of :func:`top_hessian_eigenvalue`): only positive curvature limits
+  the rate. A ``beta <= 0`` is refused rather than read as "every L_max is
+  fine": it means the loss has no positive curvature there (a maximum, or a
+  flat loss), or a largest-magnitude eigenvalue that is negative was passed,
+  and neither bound is defined.
 
   Args:
     max_value: the candidate L_max, a finite number >= 0.
@@ -264,11 +292,10 @@ def check_bounds(max_value: float, beta: float) -> BoundsCheck:
   except ValueError as error:
     if math.isfinite(float(beta)):  # finite but <= 0: say what that means
       raise ValueError(
-          f'{error} A top Hessian eigenvalue <= 0 means the loss is not '
-          'locally convex there (power iteration returned a negative '
-          'eigenvalue of larger magnitude) or is flat: 1/beta and 2/beta are '
-          'undefined. Measure beta at other parameters, e.g. after a few '
-          'steps of training.') from None
+          f'{error} A top Hessian eigenvalue <= 0 means no positive '
+          'curvature there (or a negative largest-magnitude eigenvalue was '
+          "passed: use top_hessian_eigenvalue(..., which='largest')): 1/beta "
+          'and 2/beta are undefined.') from None
     raise
   if high is None or curvature is None:
     raise TypeError(

@@ -7,19 +7,83 @@ from typing import Any
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from plrs_jax import _validation
 
 ScalarOrSchedule = float | jax.Array | Callable[[chex.Numeric], chex.Numeric]
 
 
+_FN = 'plrs_schedule'
+_FLOAT32 = np.finfo(np.float32)
+
+
+def _check_float32(name: str, value: float | None) -> None:
+  """Refuses a bound that float32 cannot hold as a normal number (or zero)."""
+  if value is None or value == 0:
+    return
+  if not float(_FLOAT32.smallest_normal) <= value <= float(_FLOAT32.max):
+    raise ValueError(
+        f'{_FN}: `{name}` must be 0 or a float32 normal number, in '
+        f'[{_FLOAT32.smallest_normal:.4g}, {_FLOAT32.max:.4g}], got {value!r}: '
+        'rates are float32, and XLA flushes subnormal numbers to zero.')
+
+
+def interpolate(start: chex.Numeric, end: chex.Numeric,
+                fraction: chex.Numeric) -> jax.Array:
+  """Returns ``start + fraction * (end - start)`` in float32, never outside.
+
+  For a ``fraction`` in [0, 1] the exact value lies between ``start`` and
+  ``end``, but the float32 result need not: rounding (and XLA's fusion of the
+  multiply-add under ``jit``) can land one ulp past ``end``. Clipping to the
+  closed interval between the two makes ``min(start, end) <= rate <=
+  max(start, end)`` hold for every input, eager or jitted, in either order.
+
+  Args:
+    start: the value at ``fraction = 0``.
+    end: the value at ``fraction = 1``.
+    fraction: where to interpolate, in [0, 1].
+
+  Returns:
+    The interpolated value, float32.
+  """
+  start = jnp.asarray(start, jnp.float32)
+  end = jnp.asarray(end, jnp.float32)
+  value = start + jnp.asarray(fraction, jnp.float32) * (end - start)
+  return jnp.clip(value, jnp.minimum(start, end), jnp.maximum(start, end))
+
+
+def _bound_at(schedule: ScalarOrSchedule, name: str,
+              count: chex.Numeric) -> jax.Array:
+  """A bound's float32 value at ``count``; NaN (traced) or an error if < 0."""
+  value = jnp.asarray(_validation.as_schedule(schedule)(count), jnp.float32)
+  if not callable(schedule):
+    return value  # a float bound was checked once, when the schedule was built
+  if _validation.is_concrete(value):
+    bad = ~(jnp.isfinite(value) & (value >= 0))
+    if bool(jnp.any(bad)):
+      raise ValueError(
+          f'{_FN}: the `{name}` schedule gave {value} at step {count}; a bound '
+          'must be a finite number >= 0 at every step (a negative rate would '
+          'ascend the loss).')
+    return value
+  # Traced: no error can be raised, so make the step loudly non-finite.
+  return jnp.where(value >= 0, value, jnp.nan)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class PLRSSchedule:
   """A PLRS schedule: call it with a step count to get that step's rate.
 
-  Built by :func:`plrs_schedule`, which validates the arguments; it is an
+  Built by :func:`plrs_schedule` (whose docstring gives the contract); an
   ordinary optax schedule (a callable ``count -> rate``) that also exposes the
-  quantities of the paper's analysis.
+  quantities of the paper's analysis. The constructor validates its arguments,
+  so ``dataclasses.replace(schedule, hold_steps=0)`` raises like
+  ``plrs_schedule`` does.
+
+  It is a pytree: ``key`` is its one leaf, the other fields are static. A
+  schedule can be passed to a jitted function, and schedules that differ only
+  in their key share one compiled program.
 
   Attributes:
     key: the typed PRNG key the rates are drawn from.
@@ -28,59 +92,120 @@ class PLRSSchedule:
     hold_steps: a fresh rate is drawn every ``hold_steps`` steps.
     warmup_steps: steps of linear warmup from ``min_value`` to ``max_value``
       before sampling starts.
-    center: eta_c of the analysis, a float (with float bounds) or a schedule.
+    center: eta_c of the analysis, a float or a schedule; None for the
+      midpoint of the bounds.
   """
 
   key: jax.Array
   min_value: ScalarOrSchedule
   max_value: ScalarOrSchedule
-  hold_steps: int
-  warmup_steps: int
-  center: ScalarOrSchedule
+  hold_steps: int = 1
+  warmup_steps: int = 0
+  center: ScalarOrSchedule | None = None
+
+  def __post_init__(self):
+    key = _validation.canonicalize_key(_FN, self.key)
+    low = _validation.check_value(_FN, 'min_value', self.min_value,
+                                  allow_schedule=True)
+    high = _validation.check_value(_FN, 'max_value', self.max_value,
+                                   allow_schedule=True)
+    _check_float32('min_value', low)
+    _check_float32('max_value', high)
+    _validation.check_order(_FN, 'min_value', low, 'max_value', high)
+    hold_steps = _validation.check_steps(_FN, 'hold_steps', self.hold_steps,
+                                         minimum=1)
+    warmup_steps = _validation.check_steps(_FN, 'warmup_steps',
+                                           self.warmup_steps, minimum=0)
+    mid = None
+    if self.center is not None:
+      mid = _validation.check_value(_FN, 'center', self.center,
+                                    allow_schedule=True)
+      if mid is not None and low is not None and high is not None and not (
+          low <= mid <= high):
+        raise ValueError(
+            f'{_FN}: `center` must lie in [min_value, max_value] = [{low}, '
+            f'{high}], got {self.center!r}. Leave it unset for the midpoint.')
+    # Static fields must hash and compare by value (they key jit's cache):
+    # concrete numbers become Python floats; schedules stay as they are.
+    object.__setattr__(self, 'key', key)
+    object.__setattr__(self, 'min_value', self.min_value if low is None else low)
+    object.__setattr__(self, 'max_value',
+                       self.max_value if high is None else high)
+    object.__setattr__(self, 'hold_steps', hold_steps)
+    object.__setattr__(self, 'warmup_steps', warmup_steps)
+    object.__setattr__(self, 'center', self.center if mid is None else mid)
 
   def __call__(self, count: chex.Numeric) -> jax.Array:
-    """Returns the learning rate at step ``count``."""
+    """Returns the float32 learning rate at step ``count``."""
     step = jnp.asarray(count).astype(jnp.int32)
-    low = _validation.as_schedule(self.min_value)(count)
-    high = _validation.as_schedule(self.max_value)(count)
-    # The draw is a pure function of (key, block): nothing random is stored, so
-    # replicas, hosts and resumed runs all see the same rate.
-    block_key = jax.random.fold_in(self.key, step // self.hold_steps)
-    u = jax.random.uniform(block_key, dtype=jnp.result_type(float))
-    rate = low + u * (high - low)
+    low = _bound_at(self.min_value, 'min_value', count)
+    high = _bound_at(self.max_value, 'max_value', count)
+    # Blocks of hold_steps start where sampling starts, at warmup_steps. The
+    # draw is a pure function of (key, block): nothing random is stored, so
+    # replicas, hosts and resumed runs all see the same rate. u is float32
+    # whatever jax_enable_x64 says, so the flag changes no rate.
+    block = jnp.maximum(step - self.warmup_steps, 0) // self.hold_steps
+    u = jax.random.uniform(jax.random.fold_in(self.key, block), (), jnp.float32)
+    rate = interpolate(low, high, u)
     if self.warmup_steps:
-      ramp = low + (high - low) * (step / self.warmup_steps)
+      ramp = interpolate(low, high,
+                         step.astype(jnp.float32) / self.warmup_steps)
       rate = jnp.where(step < self.warmup_steps, ramp, rate)
     return rate
 
   def noise(self, count: chex.Numeric) -> jax.Array:
     """Returns u_t = lr_t - eta_c, the zero-mean perturbation of the analysis.
 
-    With the default (midpoint) center, ``noise(count)`` is uniform on
-    ``[-(L_max - L_min) / 2, (L_max - L_min) / 2)`` once sampling has started.
+    With the default (midpoint) center, ``noise(count)`` lies in
+    ``[-(L_max - L_min) / 2, (L_max - L_min) / 2]`` and is uniform there once
+    sampling has started.
 
     Args:
       count: the step.
 
     Returns:
-      The rate at ``count`` minus the center at ``count``.
+      The rate at ``count`` minus the center at ``count``, float32.
 
     Example:
       >>> import plrs_jax
       >>> schedule = plrs_jax.plrs_schedule(0, min_value=0.07, max_value=0.1)
       >>> u = schedule.noise(3)
-      >>> bool(-0.015 <= u < 0.015)
+      >>> bool(-0.015 <= u <= 0.015)
       True
     """
-    return self(count) - _validation.as_schedule(self.center)(count)
+    if self.center is None:
+      low = _bound_at(self.min_value, 'min_value', count)
+      high = _bound_at(self.max_value, 'max_value', count)
+      center = (low + high) / 2
+    else:
+      center = jnp.asarray(_validation.as_schedule(self.center)(count),
+                           jnp.float32)
+    return self(count) - center
+
+  def _flatten(self):
+    static = (self.min_value, self.max_value, self.hold_steps,
+              self.warmup_steps, self.center)
+    return (self.key,), static
+
+  def _flatten_with_keys(self):
+    children, static = self._flatten()
+    return ((jax.tree_util.GetAttrKey('key'), children[0]),), static
+
+  @classmethod
+  def _unflatten(cls, static, children):
+    # No validation: the static fields were checked when the schedule was
+    # built, and jax unflattens with tracers or placeholders as the key.
+    schedule = object.__new__(cls)
+    names = ('min_value', 'max_value', 'hold_steps', 'warmup_steps', 'center')
+    for name, value in zip(names, static):
+      object.__setattr__(schedule, name, value)
+    object.__setattr__(schedule, 'key', children[0])
+    return schedule
 
 
-def _midpoint(low: ScalarOrSchedule, high: ScalarOrSchedule) -> ScalarOrSchedule:
-  if not callable(low) and not callable(high):
-    return (low + high) / 2
-  low_fn = _validation.as_schedule(low)
-  high_fn = _validation.as_schedule(high)
-  return lambda count: (low_fn(count) + high_fn(count)) / 2
+jax.tree_util.register_pytree_with_keys(
+    PLRSSchedule, PLRSSchedule._flatten_with_keys,  # pylint: disable=protected-access
+    PLRSSchedule._unflatten, PLRSSchedule._flatten)  # pylint: disable=protected-access
 
 
 def plrs_schedule(
@@ -94,28 +219,51 @@ def plrs_schedule(
 ) -> PLRSSchedule:
   r"""Probabilistic learning-rate schedule (PLRS).
 
-  At every step the learning rate is drawn uniformly from
-  ``[min_value, max_value)``:
+  At every step the learning rate is drawn uniformly from the closed interval
+  ``[min_value, max_value]`` (the paper's ``[L_min, L_max]``):
 
   .. math::
 
     \eta_t = L_{min}(t) + u_t (L_{max}(t) - L_{min}(t)),\quad
-    u_t = \mathrm{uniform}(\mathrm{fold\_in}(key, \lfloor t / k \rfloor))
+    u_t = \mathrm{uniform}(\mathrm{fold\_in}(key, \lfloor (t - w) / k
+    \rfloor))
 
-  with ``k = hold_steps``. The draw is a pure function of ``(key, t)``: the
-  same key gives the same rates eagerly, under ``jit``, ``vmap`` and ``pmap``,
-  on every replica and host, and after a resume. ``hold_steps=1`` draws a new
+  with ``k = hold_steps`` and ``w = warmup_steps``. ``u_t`` is a float32 in
+  ``[0, 1)`` (a multiple of 2**-23) and the rate is float32, whether or not
+  ``jax_enable_x64`` is set: the flag changes no rate. The bounds are rounded
+  to float32 and the rate is clipped to the closed interval between them, so
+  ``float32(min_value) <= rate <= float32(max_value)`` holds for every draw
+  and every pair of bounds, eagerly and under ``jit``. The top is reached:
+  under ``jit`` XLA fuses the multiply-add, and the largest ``u``,
+  ``1 - 2**-23``, gives exactly ``float32(max_value)`` for bounds such as
+  (0.07, 0.1), so the interval is closed, as in the paper.
+
+  The draw is a pure function of ``(key, t)``: the same key gives the same
+  rates eagerly, under ``jit``, ``vmap`` and ``pmap``, on every replica and
+  host, and after a resume. Within one compiled program (a training step on
+  every replica and host, a resumed run) the rates are bit-identical; programs
+  compiled differently (an eager call against a jitted one) can differ in the
+  last bit, where XLA fuses the multiply-add. ``hold_steps=1`` draws a new
   rate every step (the paper's CIFAR runs); ``hold_steps=steps_per_epoch``
   draws once per epoch (its ImageNet runs).
 
-  Within one compiled program (a training step on every replica and host, a
-  resumed run) the rates are bit-identical. Programs compiled differently (an
-  eager call against a jitted one) can differ in the last bit, because XLA may
-  fuse ``low + u * (high - low)`` into one multiply-add.
-
   For ``t < warmup_steps`` the rate rises linearly instead,
   ``L_min + (L_max - L_min) t / warmup_steps`` (the authors' transformer
-  variant); sampling starts at ``t = warmup_steps``.
+  variant). Sampling starts at ``t = warmup_steps`` with a full block of
+  ``hold_steps`` steps: the schedule after the warmup is the schedule without
+  one, started ``warmup_steps`` later.
+
+  Bounds given as schedules may cross or touch zero: at every step the rate
+  lies between the two bound values of that step, whichever is larger. A
+  bound that is negative or not finite at a step is an error: an eager call
+  raises ``ValueError`` naming the bound and the step; a traced call (under
+  ``jit`` or ``vmap``), which cannot raise, returns NaN, so the training step
+  fails loudly instead of ascending the loss.
+
+  The bounds are called ``min_value`` and ``max_value``: optax has no pair of
+  lower and upper rates to borrow names from (its ``init_value``,
+  ``peak_value`` and ``end_value`` are points in time), and the names say
+  which bound is which.
 
   The paper writes the rate as ``eta_c + u`` with ``u`` uniform on
   ``[L_min - eta_c, L_max - eta_c]``, so that SGD-PLRS is SGD at the center
@@ -124,14 +272,19 @@ def plrs_schedule(
 
   Args:
     key: a typed key (``jax.random.key(seed)``), a legacy uint32 key
-      (``jax.random.PRNGKey(seed)``) or an int seed.
-    min_value: L_min, a finite float >= 0 or an optax schedule (to anneal it).
+      (``jax.random.PRNGKey(seed)``) or an int seed in [0, 2**32 - 1] (the
+      seeds whose key is the same with and without ``jax_enable_x64``).
+    min_value: L_min, 0 or a float in float32's normal range, [1.18e-38,
+      3.4e38] (XLA flushes smaller ones to 0), or an optax schedule (to
+      anneal it).
     max_value: L_max, a finite float >= ``min_value`` or an optax schedule.
       ``min_value == max_value`` gives a constant rate.
-    hold_steps: draw a new rate every ``hold_steps`` steps (an int >= 1).
-    warmup_steps: steps of linear warmup before sampling (an int >= 0).
-    center: eta_c for the analysis; defaults to the midpoint of the bounds.
-      With float bounds it must lie in ``[min_value, max_value]``.
+    hold_steps: draw a new rate every ``hold_steps`` steps, an int in
+      [1, 2**31 - 1] (steps are int32).
+    warmup_steps: steps of linear warmup before sampling, an int in
+      [0, 2**31 - 1].
+    center: eta_c for the analysis; None (the default) for the midpoint of
+      the bounds. With float bounds it must lie in ``[min_value, max_value]``.
 
   Returns:
     A :class:`PLRSSchedule`, usable wherever optax takes a schedule.
@@ -145,8 +298,8 @@ def plrs_schedule(
     >>> schedule = plrs_jax.plrs_schedule(
     ...     jax.random.key(0), min_value=0.07, max_value=0.1)
     >>> rates = jax.vmap(schedule)(jax.numpy.arange(1000))
-    >>> bool(rates.min() >= 0.07 and rates.max() < 0.1)
-    True
+    >>> bool(rates.min() >= 0.07 and rates.max() <= 0.1), rates.dtype
+    (True, dtype('float32'))
     >>> bool(jax.numpy.isclose(schedule(7), rates[7], rtol=1e-6))
     True
     >>> tx = optax.inject_hyperparams(optax.sgd)(learning_rate=schedule)
@@ -156,24 +309,6 @@ def plrs_schedule(
     scheduler with provable convergence <https://arxiv.org/abs/2407.07613>`_,
     2024.
   """
-  fn = 'plrs_schedule'
-  key = _validation.canonicalize_key(fn, key)
-  low = _validation.check_value(fn, 'min_value', min_value, allow_schedule=True)
-  high = _validation.check_value(fn, 'max_value', max_value, allow_schedule=True)
-  _validation.check_order(fn, 'min_value', low, 'max_value', high)
-  hold_steps = _validation.check_int(fn, 'hold_steps', hold_steps, minimum=1)
-  warmup_steps = _validation.check_int(
-      fn, 'warmup_steps', warmup_steps, minimum=0)
-  if center is None:
-    center = _midpoint(min_value, max_value)
-  else:
-    mid = _validation.check_value(fn, 'center', center, allow_schedule=True)
-    if mid is not None and low is not None and high is not None and not (
-        low <= mid <= high):
-      raise ValueError(
-          f'{fn}: `center` must lie in [min_value, max_value] = [{low}, {high}]'
-          f', got {center!r}. Leave it unset for the midpoint.'
-      )
   return PLRSSchedule(
       key=key,
       min_value=min_value,

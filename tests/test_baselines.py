@@ -191,8 +191,8 @@ def test_cosine_warm_restarts_run(t_0, t_mult, init_value, eta_min):
 def test_cosine_warm_restarts_huge_counts(t_0, t_mult):
   init_value, eta_min = 0.1, 1e-4
   schedule = baselines.cosine_warm_restarts_schedule(
-      init_value, first_period=t_0, period_multiplier=t_mult,
-      min_value=eta_min,
+      init_value, decay_steps=t_0, period_multiplier=t_mult,
+      end_value=eta_min,
   )
   if t_mult == 1:
     base = (2**30 // t_0) * t_0
@@ -224,14 +224,39 @@ def test_cosine_warm_restarts_paper_setting():
 # ---------------------------------------------------------------------- knee
 
 
-def _knee_reference(peak, warmup, explore, total, t):
-  if t < warmup:
-    return peak * t / warmup
-  if t < warmup + explore:
-    return peak
-  if t < total:
-    return peak * (total - t) / (total - warmup - explore)
-  return 0.0
+class _KneeLRScheduler:
+  """Iyer et al.'s KneeLRScheduler, restated: it counts from 1."""
+
+  def __init__(self, peak_lr, warmup_steps, explore_steps, total_steps):
+    self.peak_lr, self.warmup_steps = peak_lr, warmup_steps
+    self.explore_steps, self.total_steps = explore_steps, total_steps
+    self.decay_steps = total_steps - (warmup_steps + explore_steps)
+    self.current_step = 1
+
+  def get_lr(self, global_step):
+    if global_step <= self.warmup_steps:
+      return self.peak_lr * global_step / self.warmup_steps
+    if global_step <= self.warmup_steps + self.explore_steps:
+      return self.peak_lr
+    slope = -1 * self.peak_lr / self.decay_steps
+    return max(0.0, self.peak_lr + slope * (
+        global_step - self.warmup_steps - self.explore_steps))
+
+  def step(self):
+    self.current_step += 1
+
+
+def _knee_rates(peak, warmup, explore, total, n):
+  """The rate of each of n training steps: get_lr, then step(), per batch."""
+  scheduler = _KneeLRScheduler(peak, warmup, explore, total)
+  rates = []
+  for _ in range(n):
+    if scheduler.current_step > total and scheduler.decay_steps == 0:
+      rates.append(0.0)  # past the run; their get_lr divides by zero here
+    else:
+      rates.append(scheduler.get_lr(scheduler.current_step))
+    scheduler.step()
+  return rates
 
 
 @pytest.mark.parametrize(
@@ -251,14 +276,30 @@ def test_knee(warmup, explore, total):
   peak = 0.1
   schedule = baselines.knee_schedule(peak, warmup, explore, total)
   n = total + 20
-  expected = [_knee_reference(peak, warmup, explore, total, t) for t in range(n)]
+  expected = _knee_rates(peak, warmup, explore, total, n)
   edges = [warmup - 1, warmup, warmup + explore - 1, warmup + explore,
-           total - 1, total, 2**31 - 1]
-  _assert_matches(
-      schedule, lambda t: _knee_reference(peak, warmup, explore, total, t),
-      counts=list(range(n)), int_counts=[e for e in edges if e >= 0],
-  )
+           total - 1, total, total + 1]
+  _assert_matches(schedule, expected,
+                  int_counts=[e for e in edges if 0 <= e < n])
   assert expected[total] == 0.0
+  if warmup + explore < total:
+    assert expected[total - 1] == 0.0  # the decay ends on the run's last step
+  if warmup:
+    assert expected[0] == peak / warmup  # the first step trains
+  np.testing.assert_allclose(float(schedule(2**31 - 1)), 0.0, atol=ATOL)
+
+
+def test_knee_authors_call_at_every_step():
+  # KneeLRScheduler(peak_lr=0.1, warmup_steps=0, explore_steps=39100,
+  # total_steps=195500): 100 and 500 epochs of 391 steps.
+  total = 195_500
+  expected = np.array(_knee_rates(0.1, 0, 39_100, total, total + 10))
+  schedule = baselines.knee_schedule(0.1, 0, 39_100, total)
+  # float32 rate against float64: a few ulps of 0.1 at most.
+  np.testing.assert_allclose(_rates(schedule, np.arange(total + 10)), expected,
+                             rtol=RTOL, atol=ATOL)
+  # One step ahead of a 0-based reading: the decay starts at step 39100.
+  assert expected[39_099] == 0.1 and expected[39_100] < 0.1
 
 
 # ----------------------------------------------------------------- one-cycle
@@ -411,7 +452,8 @@ def test_values_may_be_traced():
   """Rate values (not step counts) may be vmapped over, e.g. a sweep."""
   peaks = jnp.array([0.1, 0.2, 0.4])
   rates = jax.vmap(lambda p: baselines.knee_schedule(p, 0, 5, 10)(7))(peaks)
-  np.testing.assert_allclose(rates, peaks * 3 / 5, rtol=RTOL)
+  # Step 7 is KneeLRScheduler's get_lr(8): 2 of the 5 decay steps remain.
+  np.testing.assert_allclose(rates, peaks * 2 / 5, rtol=RTOL)
   rates = jax.vmap(
       lambda p: baselines.cosine_warm_restarts_schedule(p, 4, 2)(2)
   )(peaks)
@@ -441,23 +483,24 @@ _INVALID = [
     (_B.multistep_schedule, (0.1, [10, 20]), {'factor': 1e20}, ValueError,
      'factor'),
     (_B.cosine_warm_restarts_schedule, (0.1, 0), {}, ValueError,
-     'first_period'),
+     'decay_steps'),
     (_B.cosine_warm_restarts_schedule, (0.1, 10.0), {}, TypeError,
-     'first_period'),
+     'decay_steps'),
     (_B.cosine_warm_restarts_schedule, (0.1, 10), {'period_multiplier': 0},
      ValueError, 'period_multiplier'),
     (_B.cosine_warm_restarts_schedule, (0.1, 10), {'period_multiplier': 1.5},
      TypeError, 'period_multiplier'),
-    (_B.cosine_warm_restarts_schedule, (0.1, 10), {'min_value': 0.2},
-     ValueError, 'min_value'),
-    (_B.cosine_warm_restarts_schedule, (0.1, 10), {'min_value': -1e-4},
-     ValueError, 'min_value'),
+    (_B.cosine_warm_restarts_schedule, (0.1, 10), {'end_value': 0.2},
+     ValueError, 'end_value'),
+    (_B.cosine_warm_restarts_schedule, (0.1, 10), {'end_value': -1e-4},
+     ValueError, 'end_value'),
     (_B.knee_schedule, (-0.1, 0, 10, 20), {}, ValueError, 'peak_value'),
     (_B.knee_schedule, (0.1, -1, 10, 20), {}, ValueError, 'warmup_steps'),
     (_B.knee_schedule, (0.1, 0, 2.5, 20), {}, TypeError, 'explore_steps'),
     (_B.knee_schedule, (0.1, 10, 100, 100), {}, ValueError, 'total_steps'),
     (_B.knee_schedule, (0.1, 0, 0, 0), {}, ValueError, 'total_steps'),
-    (_B.one_cycle_schedule, (0.0, 100), {}, ValueError, 'max_value'),
+    (_B.knee_schedule, (0.1, 0, 0, 2**31), {}, ValueError, 'total_steps'),
+    (_B.one_cycle_schedule, (0.0, 100), {}, ValueError, 'peak_value'),
     (_B.one_cycle_schedule, (0.1, 1), {}, ValueError, 'total_steps'),
     (_B.one_cycle_schedule, (0.1, 100.0), {}, TypeError, 'total_steps'),
     (_B.one_cycle_schedule, (0.1, 100), {'pct_start': 0.5}, ValueError,
@@ -473,15 +516,15 @@ _INVALID = [
     (_B.one_cycle_schedule, (0.1, 100), {'final_div_factor': float('inf')},
      ValueError, 'final_div_factor'),
     (_B.cyclic_triangular_schedule, (0.5, 0.1, 10), {}, ValueError,
-     'base_value'),
+     'init_value'),
     (_B.cyclic_triangular_schedule, (0.1, 0.5, 0), {}, ValueError,
-     'step_size_up'),
+     'up_steps'),
     (_B.cyclic_triangular_schedule, (0.1, 0.5, True), {}, TypeError,
-     'step_size_up'),
-    (_B.cyclic_triangular_schedule, (0.1, 0.5, 10), {'step_size_down': 0},
-     ValueError, 'step_size_down'),
+     'up_steps'),
+    (_B.cyclic_triangular_schedule, (0.1, 0.5, 10), {'down_steps': 0},
+     ValueError, 'down_steps'),
     (_B.cyclic_triangular_schedule, (0.1, float('nan'), 10), {}, ValueError,
-     'max_value'),
+     'peak_value'),
 ]
 
 

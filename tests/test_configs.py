@@ -3,6 +3,8 @@
 import importlib
 import pathlib
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -52,13 +54,15 @@ def test_knee_gets_the_run_length_and_plrs_per_epoch_holds_an_epoch():
   knee = train.create_schedule(module.get_config('knee').schedule, key=0,
                                steps_per_epoch=STEPS_PER_EPOCH,
                                num_steps=total)
-  # Explore at 0.1 for 100 epochs, then linear decay to 0 at the run's end.
+  # Explore at 0.1 for 100 epochs, then linear decay to 0 at the run's end;
+  # KneeLRScheduler counts from 1, so step t has its get_lr(t + 1).
   explore = 100 * STEPS_PER_EPOCH
   np.testing.assert_allclose(float(knee(explore - 1)), 0.1, rtol=1e-6)
   middle = (explore + total) // 2
   np.testing.assert_allclose(
-      float(knee(middle)), 0.1 * (total - middle) / (total - explore),
+      float(knee(middle)), 0.1 * (total - middle - 1) / (total - explore),
       rtol=1e-5)
+  assert float(knee(total - 1)) == 0.0
   per_epoch = train.create_schedule(
       module.get_config('plrs_per_epoch').schedule, key=0,
       steps_per_epoch=STEPS_PER_EPOCH, num_steps=total)
@@ -71,3 +75,75 @@ def test_unknown_schedule_for_a_config_lists_the_choices():
   module = importlib.import_module('train.configs.default')
   with pytest.raises(ValueError, match='choose one of plrs, constant'):
     module.get_config('cosine')
+
+
+def _module(name):
+  return importlib.import_module(f'train.configs.{name}')
+
+
+PAPER_CONFIGS = [name for name in CONFIGS if name != 'default']
+CIFAR_CONFIGS = [name for name in CONFIGS if name.startswith('cifar')]
+
+
+@pytest.mark.parametrize('config_name', PAPER_CONFIGS)
+def test_one_cycle_keeps_pytorchs_final_div_factor(config_name):
+  # The authors' OneCycleLR call leaves final_div_factor at PyTorch's 1e4.
+  module = _module(config_name)
+  if 'one_cycle' not in module.SCHEDULES:
+    pytest.skip('no one-cycle baseline in this setting')
+  config = module.get_config('one_cycle')
+  assert config.schedule.final_div_factor == 1e4
+  num_steps = config.num_epochs * STEPS_PER_EPOCH
+  schedule = train.create_schedule(config.schedule, key=0,
+                                   steps_per_epoch=STEPS_PER_EPOCH,
+                                   num_steps=num_steps)
+  # The last step: max_lr / div_factor / final_div_factor = 0.1 / 10 / 1e4
+  # (final_div_factor=10 would give 1e-3). float32 interpolation from 0.01
+  # down to 1e-6 leaves an error of up to an ulp of 0.01.
+  np.testing.assert_allclose(float(schedule(num_steps - 1)), 1e-6, rtol=0,
+                             atol=np.spacing(np.float32(0.01)))
+
+
+@pytest.mark.parametrize('config_name', CIFAR_CONFIGS)
+def test_cifar_configs_offer_the_authors_cyclic_schedule(config_name):
+  config = _module(config_name).get_config('cyclic_triangular')
+  schedule = train.create_schedule(config.schedule, key=0,
+                                   steps_per_epoch=STEPS_PER_EPOCH,
+                                   num_steps=500 * STEPS_PER_EPOCH)
+
+  def cyclic_lr(t, base_lr=0.01, max_lr=0.1, step_size=8000):
+    # PyTorch's CyclicLR, mode='triangular', restated.
+    cycle = np.floor(1 + t / (2 * step_size))
+    x = np.abs(t / step_size - 2 * cycle + 1)
+    return base_lr + (max_lr - base_lr) * max(0.0, 1 - x)
+
+  for t in (0, 1, 4000, 7999, 8000, 8001, 12_345, 16_000, 100_003):
+    np.testing.assert_allclose(float(schedule(t)), cyclic_lr(t), rtol=1e-5)
+
+
+def test_tiny_imagenet_is_the_authors_trainer():
+  config = _module('tiny_imagenet_resnet50').get_config()
+  assert (config.momentum, config.weight_decay) == (0.9, 1e-4)
+  assert (config.batch_size, config.num_epochs) == (50, 100)
+  steps_per_epoch = 100_000 // 50
+  schedule = train.create_schedule(config.schedule, key=0,
+                                   steps_per_epoch=steps_per_epoch,
+                                   num_steps=100 * steps_per_epoch)
+  rates = np.asarray(jax.jit(jax.vmap(schedule))(jnp.arange(3 * 2000)))
+  epochs = rates.reshape(3, 2000)
+  assert (epochs == epochs[:, :1]).all() and len(set(epochs[:, 0])) == 3
+  assert ((rates >= np.float32(0.35)) & (rates <= np.float32(0.4))).all()
+
+
+def test_imagenet_is_the_authors_setting():
+  config = _module('imagenet_resnet50').get_config()
+  assert (config.momentum, config.weight_decay) == (0.8, 1e-4)
+  assert config.model == 'resnet50_imagenet'
+  assert (config.schedule.min_value, config.schedule.max_value) == (0.05, 0.11)
+  assert config.schedule.hold_steps_epochs == 1
+  steps_per_epoch = 1_281_167 // config.batch_size
+  schedule = train.create_schedule(config.schedule, key=0,
+                                   steps_per_epoch=steps_per_epoch,
+                                   num_steps=80 * steps_per_epoch)
+  assert float(schedule(0)) == float(schedule(steps_per_epoch - 1))
+  assert float(schedule(0)) != float(schedule(steps_per_epoch))

@@ -97,8 +97,32 @@ def test_least_squares_beta_is_top_eigenvalue_of_gram_matrix():
 def test_finds_the_eigenvalue_of_largest_magnitude():
   # Spectrum {1, 0.5, -3}: power iteration returns -3, as documented.
   matrix = _symmetric_matrix(np.array([1.0, 0.5, -3.0]), 4)
-  result = top_hessian_eigenvalue(_quadratic(matrix), jnp.ones(3), key=1)
+  result = top_hessian_eigenvalue(_quadratic(matrix), jnp.ones(3), key=1,
+                                  which='magnitude')
   np.testing.assert_allclose(result.eigenvalue, -3.0, rtol=1e-3)
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2])
+@pytest.mark.parametrize('spectrum', [
+    [1.0, 0.5, -3.0],            # a saddle: the negative one dominates
+    [5.0, 1.0, -30.8, -2.0, 0.1],  # like a network at initialisation
+    [-1.0, -2.0, -4.0],          # a maximum: the largest is the least negative
+    [2.0, 1.0, 0.5],             # convex: the two agree
+])
+def test_largest_is_the_most_positive_eigenvalue(spectrum, seed):
+  spectrum = np.array(spectrum)
+  matrix = _symmetric_matrix(spectrum, seed)
+  result = top_hessian_eigenvalue(_quadratic(matrix), jnp.ones(len(spectrum)),
+                                  key=seed, num_iterations=2000,
+                                  tolerance=1e-7)
+  # numpy's eigvalsh of the same matrix, float64; power iteration in float32
+  # stops at a relative change of 1e-7, well within 1e-3.
+  expected = np.linalg.eigvalsh(matrix).max()
+  np.testing.assert_allclose(result.eigenvalue, expected, rtol=1e-3,
+                             atol=1e-4)
+  assert result.converged
+  np.testing.assert_allclose(result.eigenvalue, spectrum.max(), rtol=1e-3,
+                             atol=1e-4)
 
 
 def test_curvature_at_a_point_of_a_non_quadratic_loss():
@@ -224,8 +248,8 @@ def test_check_bounds_with_a_measured_beta():
 @pytest.mark.parametrize(
     'max_value, beta, error, pattern',
     [
-        (0.1, 0.0, ValueError, '`beta`.*> 0.*got 0.0.*not locally convex'),
-        (0.1, -2.0, ValueError, '`beta`.*got -2.0.*not locally convex'),
+        (0.1, 0.0, ValueError, '`beta`.*> 0.*got 0.0.*no positive curvature'),
+        (0.1, -2.0, ValueError, '`beta`.*got -2.0.*no positive curvature'),
         (0.1, float('nan'), ValueError, '`beta`.*got nan'),
         (0.1, float('inf'), ValueError, '`beta`.*got inf'),
         (0.1, '1', TypeError, '`beta`.*str'),

@@ -1,23 +1,26 @@
 """create_schedule: every name builds the schedule its factory builds."""
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import plrs_jax
+from plrs_jax import curvature
 
 ARGS = {
     'plrs': dict(key=0, min_value=0.07, max_value=0.1),
     'constant': dict(value=0.05),
     'multistep': dict(init_value=0.1, boundaries=[10, 20], factor=0.1),
-    'cosine_warm_restarts': dict(init_value=0.1, first_period=8,
-                                 period_multiplier=2, min_value=1e-4),
+    'cosine_warm_restarts': dict(init_value=0.1, decay_steps=8,
+                                 period_multiplier=2, end_value=1e-4),
     'knee': dict(peak_value=0.1, warmup_steps=5, explore_steps=20,
                  total_steps=40),
-    'one_cycle': dict(max_value=0.1, total_steps=40, pct_start=0.45,
+    'one_cycle': dict(peak_value=0.1, total_steps=40, pct_start=0.45,
                       div_factor=10.0, final_div_factor=10.0),
-    'cyclic_triangular': dict(base_value=0.01, max_value=0.1, step_size_up=6),
+    'cyclic_triangular': dict(init_value=0.01, peak_value=0.1, up_steps=6),
 }
 
 
@@ -49,3 +52,22 @@ def test_wrong_arguments_name_the_schedule_and_its_signature():
 def test_bad_values_still_reach_the_factory_checks():
   with pytest.raises(ValueError, match='min_value'):
     plrs_jax.create_schedule('plrs', key=0, min_value=0.3, max_value=0.2)
+
+
+# optax's vocabulary: values named by when they apply, durations as *_steps.
+OPTAX_VALUE_NAMES = {'init_value', 'peak_value', 'end_value', 'value'}
+OTHER_NAMES = {'boundaries', 'factor', 'period_multiplier', 'pct_start',
+               'div_factor', 'final_div_factor'}
+
+
+@pytest.mark.parametrize('name', sorted(set(ARGS) - {'plrs'}))
+def test_baselines_name_their_arguments_as_optax_does(name):
+  for parameter in inspect.signature(plrs_jax.SCHEDULES[name]).parameters:
+    assert (parameter in OPTAX_VALUE_NAMES | OTHER_NAMES
+            or parameter.endswith('_steps')), (name, parameter)
+
+
+def test_curvature_helpers_are_exported_at_top_level():
+  assert plrs_jax.top_hessian_eigenvalue is curvature.top_hessian_eigenvalue
+  assert plrs_jax.check_bounds is curvature.check_bounds
+  assert {'top_hessian_eigenvalue', 'check_bounds'} <= set(plrs_jax.__all__)

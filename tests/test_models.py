@@ -17,6 +17,7 @@ from train import models
 
 CIFAR = (32, 32, 3)
 TINY_IMAGENET = (64, 64, 3)
+IMAGENET = (224, 224, 3)
 TINY = (8, 8, 1)
 
 # Every registered model, with its number of classes and input size.
@@ -31,6 +32,7 @@ CASES = {
     'vgg16': (10, CIFAR),
     'densenet40_12': (100, CIFAR),
     'resnet50': (200, TINY_IMAGENET),
+    'resnet50_imagenet': (1000, IMAGENET),
 }
 
 
@@ -168,6 +170,44 @@ def test_resnet50_count_is_torchvision_with_small_stem_and_200_classes():
   assert expected == 23_910_152
   count = _num_params(models.create_model('resnet50', 200), TINY_IMAGENET)
   assert count == expected
+
+
+def _bottleneck_resnet_count(stage_sizes, num_classes, stem):
+  """He et al. 2016, Table 1: bottleneck stages, projection shortcuts."""
+  count, c_in = stem, 64
+  for stage, blocks in enumerate(stage_sizes):
+    width = 64 * 2**stage
+    for block in range(blocks):
+      count += (_conv(1, c_in, width) + _bn(width)
+                + _conv(3, width, width) + _bn(width)
+                + _conv(1, width, 4 * width) + _bn(4 * width))
+      if block == 0:  # every stage's first block changes the shape
+        count += _conv(1, c_in, 4 * width) + _bn(4 * width)
+      c_in = 4 * width
+  return count + _dense(c_in, num_classes)
+
+
+def test_standard_resnet50_is_torchvision_resnet50():
+  # torchvision.models.resnet50(): 25,557,032 parameters (its model card,
+  # ResNet50_Weights.IMAGENET1K_V1.meta['num_params']), 1000 classes, BatchNorm
+  # weight and bias included as Flax's scale and bias.
+  stem = _conv(7, 3, 64) + _bn(64)
+  assert _bottleneck_resnet_count((3, 4, 6, 3), 1000, stem) == 25_557_032
+  count = _num_params(models.create_model('resnet50_imagenet', 1000), IMAGENET)
+  assert count == 25_557_032
+
+
+def test_standard_resnet50_stem_reduces_224_to_56_before_the_stages():
+  model = models.create_model('resnet50_imagenet', 1000)
+  variables = _abstract_variables(model, IMAGENET)
+  stage1 = jax.eval_shape(
+      lambda v: model.apply(v, jnp.zeros((1, *IMAGENET)), train=False,
+                            capture_intermediates=True,
+                            mutable=['intermediates']), variables)[1]
+  first_block = stage1['intermediates']['stage1_block0']['__call__'][0]
+  assert first_block.shape == (1, 56, 56, 256)
+  kernel = variables['params']['stem_conv']['kernel']
+  assert kernel.shape == (7, 7, 3, 64)
 
 
 def test_option_a_shortcuts_have_no_parameters():

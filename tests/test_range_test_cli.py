@@ -6,7 +6,11 @@ import pathlib
 import subprocess
 import sys
 
+import jax.numpy as jnp
 import numpy as np
+
+from plrs_jax import curvature
+from train import range_test
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -33,12 +37,34 @@ def test_range_test_cli_on_digits(tmp_path):
   np.testing.assert_allclose(summary['suggested_max'], 0.1 * best_rate)
   np.testing.assert_allclose(summary['suggested_min'],
                              0.7 * summary['suggested_max'])
-  # beta is the spectral norm: |largest-magnitude eigenvalue|; the printed
-  # verdict agrees with 1/beta computed here.
+  # beta is the most positive Hessian eigenvalue (the curvature that limits
+  # the rate), not |largest-magnitude eigenvalue|; the printed verdict agrees
+  # with 1/beta computed here.
   beta = summary['beta']
-  assert beta == abs(summary['top_eigenvalue']) > 0
+  assert beta > 0
   assert summary['below_theorem_bound'] == (summary['suggested_max'] < 1 / beta)
   assert summary['below_stability_edge'] == (summary['suggested_max'] < 2 / beta)
   assert f'1/beta = {1 / beta:.4g}' in summary['check'] or (
       f'2/beta = {2 / beta:.4g}' in summary['check'])
+  # When the range test and the curvature disagree, the output says which to
+  # trust; when they agree, it says so.
+  if summary['below_theorem_bound']:
+    assert 'agree' in summary['verdict']
+  else:
+    assert 'disagree. Trust the range test' in summary['verdict']
+  assert summary['verdict'] in out.stdout
   assert 'Suggested PLRS bounds: min_value=' in out.stdout
+
+
+def test_beta_is_the_most_positive_eigenvalue_and_the_verdict_follows():
+  # A loss whose Hessian is diag(-30, 5, 1) everywhere: the largest-magnitude
+  # eigenvalue is -30, but the rate limit comes from 5 (2/beta = 0.4).
+  hessian = jnp.array([-30.0, 5.0, 1.0])
+  loss = lambda w: 0.5 * jnp.sum(hessian * w**2)
+  beta = curvature.top_hessian_eigenvalue(loss, jnp.ones(3), key=0).eigenvalue
+  np.testing.assert_allclose(beta, 5.0, rtol=1e-3)
+  agree = range_test.verdict(curvature.check_bounds(0.1, beta), 100)
+  disagree = range_test.verdict(curvature.check_bounds(0.3, beta), 100)
+  assert agree.startswith('The range test and the curvature agree')
+  assert disagree.startswith('The range test and the curvature disagree. '
+                             'Trust the range test')

@@ -2,7 +2,8 @@
 
 PLRS (arXiv 2407.07613) is evaluated on five networks: ResNet-110 (CIFAR-100),
 WRN-28-10 and VGG-16 (CIFAR-10), DenseNet-40-12 (CIFAR-100) and ResNet-50
-(Tiny ImageNet). They are written here in Linen, as in the Flax ImageNet
+(Tiny ImageNet; the authors' code also runs the standard ResNet-50 on
+ImageNet-1k). They are written here in Linen, as in the Flax ImageNet
 example (google/flax, examples/imagenet/models.py), because under `jax.pmap`
 Linen's `params` and `batch_stats` are plain pytrees that the training loop can
 replicate, average and checkpoint without any module machinery.
@@ -407,7 +408,7 @@ class DenseNet(nn.Module):
     return _head(self, x)
 
 
-# --- ResNet-50 (He et al. 2016), adapted to 64x64 Tiny ImageNet --------------
+# --- bottleneck ResNets ------------------------------------------------------
 
 
 _RESNET50_STAGES = (3, 4, 6, 3)
@@ -446,37 +447,43 @@ class BottleneckBlock(nn.Module):
     return nn.relu(x + y)
 
 
-class ResNet50(nn.Module):
-  """ResNet-50 (He et al. 2016) adapted to 64x64 Tiny ImageNet inputs.
+class ResNet(nn.Module):
+  """A bottleneck ResNet (He et al. 2016), stage sizes and stem as attributes.
 
-  Four stages of 3, 4, 6 and 3 bottleneck blocks (widths 64, 128, 256, 512,
-  outputs 4x that; stages 2-4 start with stride 2) with projection shortcuts,
-  global average pooling and a linear classifier. The ImageNet stem (7x7
-  stride-2 conv and 3x3 stride-2 max-pool, a 4x reduction meant for 224x224
-  images) is replaced by one 3x3 stride-1 conv with 64 channels and no
-  max-pool, so that a 64x64 image reaches the last stage at 8x8, the usual
-  adaptation for small images. The model has 23,910,152 parameters with 200
-  classes: torchvision's 25,557,032 less its 1000-way classifier (2,049,000)
-  and 7x7 stem (9,408), plus a 200-way classifier (409,800) and the 3x3 stem
-  (1,728).
+  Stages of ``stage_sizes`` bottleneck blocks (widths 64, 128, 256, 512,
+  outputs 4x that; every stage after the first starts with stride 2) with
+  projection shortcuts, global average pooling and a linear classifier, as in
+  the Flax ImageNet example. Two stems:
+
+  * ``imagenet_stem=True``: the standard one for 224x224 images, a 7x7
+    stride-2 convolution (padding 3) with 64 channels, BatchNorm, ReLU and a
+    3x3 stride-2 max-pool (padding 1), a 4x reduction: torchvision's
+    ``resnet50()``, which the authors' ImageNet-1k trainer builds.
+  * ``imagenet_stem=False``: one 3x3 stride-1 convolution with 64 channels and
+    no max-pool, the usual adaptation to small images, so that a 64x64 Tiny
+    ImageNet image reaches the last stage at 8x8.
 
   Attributes:
     num_classes: number of logits.
+    stage_sizes: blocks per stage, e.g. (3, 4, 6, 3) for ResNet-50.
+    imagenet_stem: the 7x7 stem with max-pool, or the 3x3 one without.
     bn_axis_name: pmap axis for cross-replica BatchNorm statistics, or None.
     dtype: computation dtype.
 
   Example (shapes only, through `jax.eval_shape`):
 
   >>> import jax
-  >>> model = ResNet50(num_classes=200)
-  >>> x = jnp.zeros((1, 64, 64, 3))
+  >>> model = ResNet50ImageNet(num_classes=1000)
+  >>> x = jnp.zeros((1, 224, 224, 3))
   >>> variables = jax.eval_shape(
   ...     lambda: model.init(jax.random.key(0), x, train=False))
   >>> jax.eval_shape(
   ...     lambda v: model.apply(v, x, train=False), variables).shape
-  (1, 200)
+  (1, 1000)
   """
   num_classes: int
+  stage_sizes: tuple[int, ...] = _RESNET50_STAGES
+  imagenet_stem: bool = False
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
 
@@ -484,14 +491,30 @@ class ResNet50(nn.Module):
   def __call__(self, x, train: bool = True):
     conv, norm = _layers(self, train)
     x = jnp.asarray(x, self.dtype)
-    x = _conv3x3(conv, 64, name='stem_conv')(x)
-    x = nn.relu(norm(name='stem_bn')(x))
-    for stage, num_blocks in enumerate(_RESNET50_STAGES):
+    if self.imagenet_stem:
+      x = conv(64, (7, 7), strides=(2, 2), padding=((3, 3), (3, 3)),
+               name='stem_conv')(x)
+      x = nn.relu(norm(name='stem_bn')(x))
+      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    else:
+      x = _conv3x3(conv, 64, name='stem_conv')(x)
+      x = nn.relu(norm(name='stem_bn')(x))
+    for stage, num_blocks in enumerate(self.stage_sizes):
       for block in range(num_blocks):
         strides = 2 if stage > 0 and block == 0 else 1
         x = BottleneckBlock(64 * 2**stage, strides, conv=conv, norm=norm,
                             name=f'stage{stage + 1}_block{block}')(x)
     return _head(self, x)
+
+
+# ResNet-50 adapted to 64x64 Tiny ImageNet: 23,910,152 parameters with 200
+# classes (torchvision's 25,557,032 less its 1000-way classifier and 7x7 stem,
+# plus a 200-way classifier and the 3x3 stem).
+ResNet50 = functools.partial(ResNet, stage_sizes=_RESNET50_STAGES)
+# The standard ResNet-50 for 224x224 ImageNet: torchvision's resnet50(),
+# 25,557,032 parameters with 1000 classes.
+ResNet50ImageNet = functools.partial(ResNet, stage_sizes=_RESNET50_STAGES,
+                                     imagenet_stem=True)
 
 
 # --- registry ----------------------------------------------------------------
@@ -507,6 +530,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     'vgg16': VGG16,
     'densenet40_12': functools.partial(DenseNet, depth=40, growth_rate=12),
     'resnet50': ResNet50,
+    'resnet50_imagenet': ResNet50ImageNet,
 }
 
 

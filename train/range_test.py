@@ -3,10 +3,18 @@
     python -m train.range_test --config=train/configs/default.py --workdir=DIR
 
 Runs `plrs_jax.lr_range_test` on the configured model and data (one device,
-the config's batch size and seed), estimates the top Hessian eigenvalue beta of
-the training loss on one fixed batch, prints the suggested (L_min, L_max) and
-whether L_max satisfies the paper's condition L_max < 1/beta, and writes
+the config's batch size and seed), estimates beta, the most positive Hessian
+eigenvalue of the training loss on one fixed batch at initialisation, prints
+the suggested (L_min, L_max), whether L_max satisfies the paper's condition
+L_max < 1/beta, and which to trust when the two disagree, and writes
 DIR/range_test.png and DIR/range_test.json.
+
+beta is the most positive eigenvalue, not the one of largest magnitude: at
+initialisation a network sits near a saddle, and power iteration's
+largest-magnitude eigenvalue is often negative (-30.8 on the default config).
+Gradient descent moves away along a negative-curvature direction at any rate,
+so that eigenvalue sets no limit; the rate limit 2/beta of gradient descent
+comes from positive curvature.
 """
 
 import functools
@@ -86,17 +94,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, min_lr: float,
       max_lr=max_lr, num_steps=num_steps)
   eigen = curvature.top_hessian_eigenvalue(
       lambda p: loss_fn(p, first), variables['params'], key=curvature_key,
-      num_iterations=power_iterations)
-  # The paper's beta is the smoothness constant, a bound on the Hessian's
-  # spectral norm: the largest eigenvalue in magnitude, which power iteration
-  # finds (at initialisation it is often a negative one).
-  beta = abs(eigen.eigenvalue)
+      num_iterations=power_iterations, which='largest')
+  beta = eigen.eigenvalue
   summary = {
       'suggested_min': result.suggested_min,
       'suggested_max': result.suggested_max,
       'min_loss_lr': result.min_loss_lr,
       'diverged_step': result.diverged_step,
-      'top_eigenvalue': eigen.eigenvalue,
       'beta': beta,
       'beta_converged': eigen.converged,
       'learning_rates': result.learning_rates.tolist(),
@@ -106,13 +110,31 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, min_lr: float,
     check = curvature.check_bounds(result.suggested_max, beta)
     summary.update(check=check.explanation,
                    below_theorem_bound=check.below_theorem_bound,
-                   below_stability_edge=check.below_stability_edge)
+                   below_stability_edge=check.below_stability_edge,
+                   verdict=verdict(check, num_steps))
   else:
-    summary['check'] = 'The Hessian is zero on this batch: no bound applies.'
+    summary['check'] = ('The Hessian has no positive eigenvalue on this '
+                        'batch: no bound applies.')
+    summary['verdict'] = 'Use the range test.'
   (workdir / 'range_test.json').write_text(json.dumps(summary, indent=1))
   plot(result, beta, workdir / 'range_test.png',
        title=f'{config.model} on {config.dataset}, batch {config.batch_size}')
   return summary
+
+
+def verdict(check: curvature.BoundsCheck, num_steps: int) -> str:
+  """Which measurement to trust, when the range test and the curvature differ."""
+  if check.below_theorem_bound:
+    return ('The range test and the curvature agree: L_max also meets the '
+            "paper's condition L_max < 1/beta.")
+  return (
+      'The range test and the curvature disagree. Trust the range test to '
+      'choose L_max: it measures how the training loss responds to SGD at each '
+      f'rate, over {num_steps} steps and batches. beta is the curvature of one '
+      'batch at the initial parameters, which training changes within a few '
+      "steps, and 1/beta is the theorem's sufficient condition for its proof, "
+      'not a rate at which training was seen to fail. The theorem\'s guarantee '
+      'does not cover this L_max; lower it below 1/beta if you want it to.')
 
 
 def _chain(first, rest):
@@ -162,9 +184,9 @@ def main(argv):
   print(f'Suggested PLRS bounds: min_value={summary["suggested_min"]:.4g}, '
         f'max_value={summary["suggested_max"]:.4g} (lowest smoothed loss at '
         f'rate {summary["min_loss_lr"]:.4g}).')
-  print(f'Largest Hessian eigenvalue in magnitude at initialisation: '
-        f'{summary["top_eigenvalue"]:.4g}, so beta = {summary["beta"]:.4g}. '
-        f'{summary["check"]}')
+  print(f'Most positive Hessian eigenvalue at initialisation (one batch): '
+        f'beta = {summary["beta"]:.4g}. {summary["check"]}')
+  print(summary['verdict'])
   print(f'Figure: {pathlib.Path(FLAGS.workdir) / "range_test.png"}')
 
 

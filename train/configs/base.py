@@ -3,6 +3,33 @@
 A config file builds on `base_config()` and picks one schedule from
 `paper_schedules(...)`, so each paper setting can run PLRS or any of its
 baselines: `--config=train/configs/cifar100_resnet110.py:knee`.
+
+A CIFAR epoch is 390 steps here, 391 in the authors' trainer
+------------------------------------------------------------
+
+Their DataLoader keeps the last partial batch: 50,000 images in batches of 128
+are 390 full batches and one of 80, 391 steps. `input_pipeline` drops it, so
+that every step has the same global batch shape, split evenly over the devices;
+keeping it would need a second compiled step for the ragged batch, or padding
+with rows weighted 0 in the loss and left out of BatchNorm's (cross-replica)
+statistics, which the models and the train step do not implement. What that
+changes:
+
+- each epoch trains on 49,920 of the 50,000 images: 80 (0.16%) are skipped, a
+  different 80 every epoch, since each epoch is a fresh permutation, so over a
+  run every image is seen about equally often;
+- 500 epochs are 195,000 updates instead of 195,500 (0.26% fewer); DenseNet's
+  batch 64 gives 781 steps an epoch (16 images skipped) against their 782;
+- fields in epochs (`*_epochs`: multi-step boundaries, the knee's exploration,
+  warm-restart periods, per-epoch PLRS draws, `total_steps` from
+  `num_epochs`) are multiplied by 390, so they fall on the same epochs as
+  theirs, each 0.26% fewer steps in; fields in steps (the cyclic schedule's
+  `up_steps=8000`) keep their steps and so span 0.26% more epochs (20.51
+  against 20.46). No other rate changes.
+
+Tiny ImageNet (100,000 images, batch 50) and ImageNet-1k at batch 256 (1,281,167
+images: 5,004 steps here, 5,005 there, 143 images skipped an epoch) are
+affected the same way, if at all.
 """
 
 import ml_collections
@@ -51,6 +78,18 @@ def paper_schedules(*, plrs_bounds: tuple[float, float], constant: float,
   """The paper's schedules (arXiv 2407.07613, Section 5 and appendix).
 
   Epoch-valued fields (`*_epochs`) are converted to steps by the trainer.
+  Where the paper's text and the authors' calls differ, these follow the calls
+  (janani-suresh-97/uniform_lr_scheduler):
+
+  - one-cycle: `final_div_factor=1e4`, PyTorch's default, which their
+    `OneCycleLR` call leaves unset; the paper describes a 10x final decay.
+  - knee: explore for `knee_explore_epochs`, then decay to 0 at the end of the
+    run, as their `KneeLRScheduler(explore_steps=39100, total_steps=195500)`
+    (100 and 500 epochs of their 391 steps); given in epochs here, so it keeps
+    the epochs when an epoch is 390 steps (see CIFAR_EPOCH below).
+  - cosine warm restarts: `T_0` = 1 epoch as the paper says. Their call
+    (`T_0=1`, commented out) is stepped every batch, which would make the
+    first cycle one batch long: ambiguous, so the paper's text wins.
 
   Args:
     plrs_bounds: (L_min, L_max) of the setting.
@@ -71,14 +110,43 @@ def paper_schedules(*, plrs_bounds: tuple[float, float], constant: float,
       'constant': dict(name='constant', value=constant),
       'multistep': dict(name='multistep', **multistep),
       'cosine_warm_restarts': dict(name='cosine_warm_restarts',
-                                   init_value=peak, first_period_epochs=1,
-                                   period_multiplier=2, min_value=1e-4),
+                                   init_value=peak, decay_steps_epochs=1,
+                                   period_multiplier=2, end_value=1e-4),
       # Explore at the peak (100 epochs in the paper), then decay to 0.
       'knee': dict(name='knee', peak_value=peak, warmup_steps=0,
                    explore_steps_epochs=knee_explore_epochs),
-      'one_cycle': dict(name='one_cycle', max_value=peak, pct_start=0.45,
-                        div_factor=10.0, final_div_factor=10.0),
+      'one_cycle': dict(name='one_cycle', peak_value=peak, pct_start=0.45,
+                        div_factor=10.0, final_div_factor=1e4),
   }
+
+
+# The schedule the authors' CIFAR trainer actually runs (the one call not
+# commented out): CyclicLR(base_lr=0.01, max_lr=0.1, mode='triangular',
+# step_size_up=8000), stepped every batch. 8000 is in steps, so it stays 8000
+# steps with a 390-step epoch (20.5 epochs here, 20.46 there).
+CIFAR_CYCLIC = dict(name='cyclic_triangular', init_value=0.01, peak_value=0.1,
+                    up_steps=8000)
+
+def cifar_schedules(**kwargs) -> dict[str, dict]:
+  """`paper_schedules(**kwargs)` plus the authors' CIFAR cyclic schedule.
+
+  Where every CIFAR setting departs from the paper's text or the authors'
+  code, and why:
+
+  - an epoch is 390 steps, theirs 391: the last partial batch is dropped (the
+    module docstring says exactly what that changes);
+  - one-cycle's final_div_factor is 1e4 and the knee counts from 1, as their
+    calls (see `paper_schedules`);
+  - `cyclic_triangular` is their CIFAR trainer's active scheduler, CyclicLR
+    from 0.01 to 0.1 with step_size_up=8000 steps.
+
+  Args:
+    **kwargs: the arguments of `paper_schedules`.
+
+  Returns:
+    Schedule configs by name.
+  """
+  return {**paper_schedules(**kwargs), 'cyclic_triangular': CIFAR_CYCLIC}
 
 
 def paper_config(*, dataset: str, model: str, batch_size: int,

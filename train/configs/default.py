@@ -15,21 +15,21 @@ from train.configs import base
 
 # Schedules at the scale of the default run (3 epochs of 44 steps). The PLRS
 # bounds agree with `python -m train.range_test` on this model and data,
-# which suggests about (0.061, 0.087).
+# which suggests about (0.068, 0.098).
 SCHEDULES = {
     'plrs': dict(name='plrs', min_value=0.07, max_value=0.1),
     'constant': dict(name='constant', value=0.1),
     'multistep': dict(name='multistep', init_value=0.1,
                       boundaries_epochs=[2], factor=0.1),
     'cosine_warm_restarts': dict(name='cosine_warm_restarts', init_value=0.1,
-                                 first_period_epochs=1, period_multiplier=2,
-                                 min_value=1e-4),
+                                 decay_steps_epochs=1, period_multiplier=2,
+                                 end_value=1e-4),
     'knee': dict(name='knee', peak_value=0.1, warmup_steps=0,
                  explore_steps_epochs=1),
-    'one_cycle': dict(name='one_cycle', max_value=0.1, pct_start=0.45,
+    'one_cycle': dict(name='one_cycle', peak_value=0.1, pct_start=0.45,
                       div_factor=10.0, final_div_factor=10.0),
-    'cyclic_triangular': dict(name='cyclic_triangular', base_value=0.01,
-                              max_value=0.1, step_size_up_epochs=0.5),
+    'cyclic_triangular': dict(name='cyclic_triangular', init_value=0.01,
+                              peak_value=0.1, up_steps_epochs=0.5),
 }
 
 
