@@ -11,6 +11,10 @@ import os
 import pathlib
 import subprocess
 import sys
+import pytest
+
+# End-to-end: subprocesses, training runs, benchmark smoke runs.
+pytestmark = pytest.mark.slow
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 

@@ -21,6 +21,9 @@ import float_tolerance
 import plrs_jax
 from benchmarks import seeds
 
+# End-to-end: subprocesses, training runs, benchmark smoke runs.
+pytestmark = pytest.mark.slow
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PLRS = {'name': 'plrs', 'min_value': 0.07, 'max_value': 0.1}
 FIELDS = ('train_loss', 'train_accuracy', 'test_loss', 'test_accuracy')

@@ -12,6 +12,9 @@ import sys
 
 import pytest
 
+# End-to-end: subprocesses, training runs, benchmark smoke runs.
+pytestmark = pytest.mark.slow
+
 pytest.importorskip('torch')
 
 REPO = pathlib.Path(__file__).resolve().parent.parent

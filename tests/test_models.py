@@ -15,6 +15,9 @@ import pytest
 
 from train import models
 
+# Builds and runs every model of the training app: the slow tier.
+pytestmark = pytest.mark.slow
+
 CIFAR = (32, 32, 3)
 TINY_IMAGENET = (64, 64, 3)
 IMAGENET = (224, 224, 3)

@@ -153,6 +153,7 @@ def test_different_keys_give_different_rates():
   assert (a != b).all()
 
 
+@pytest.mark.slow
 def test_same_rates_in_a_fresh_process():
   code = textwrap.dedent("""
       import jax, jax.numpy as jnp, numpy as np, plrs_jax
@@ -369,6 +370,7 @@ def _run_x64(flag):
       text=True, check=True, env={'JAX_PLATFORMS': 'cpu', 'PATH': ''}).stdout)
 
 
+@pytest.mark.slow
 def test_x64_flag_changes_no_rate_and_no_dtype():
   off, on = _run_x64('off'), _run_x64('on')
   assert [dtype for dtype, _ in on] == ['float32'] * 4

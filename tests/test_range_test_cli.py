@@ -11,6 +11,10 @@ import numpy as np
 
 from plrs_jax import curvature
 from train import range_test
+import pytest
+
+# End-to-end: subprocesses, training runs, benchmark smoke runs.
+pytestmark = pytest.mark.slow
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

@@ -32,6 +32,7 @@ def _chunked_rates(schedule, num_steps, chunk=2**20):
     yield steps, rates(steps)
 
 
+@pytest.mark.slow
 def test_readme_claims_hold_over_ten_million_steps():
   # The README's schedules and claims, over 1e7 steps rather than 1e4: every
   # float32 draw (2**23 of them) is reached about once.

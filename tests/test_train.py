@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import socket
@@ -24,6 +25,9 @@ from train import models
 from train import train
 from train import workdir as workdirs
 from train.configs import default
+
+# End-to-end: subprocesses, training runs, benchmark smoke runs.
+pytestmark = pytest.mark.slow
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -403,3 +407,37 @@ def test_command_line_reports_config_errors_without_a_traceback(tmp_path):
   assert out.stderr.strip().splitlines()[-1].startswith(
       "error: config.schedule: create_schedule: unknown schedule 'cosine'")
   assert 'Traceback' not in out.stderr
+
+
+def test_a_signal_to_one_process_stops_every_process_at_the_same_step(
+    tmp_path):
+  """SIGTERM to process 1 of 2: both checkpoint the same step, exit 143."""
+  port = _free_port()
+  workdir = tmp_path / 'run'
+  flags = [f'--workdir={workdir}', '--config.distributed=True',
+           f'--config.coordinator_address=127.0.0.1:{port}',
+           '--config.num_processes=2', '--config.cpu_collectives=gloo',
+           '--config.batch_size=64', '--config.log_every_steps=5',
+           '--config.progress=False']
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'JAX_NUM_CPU_DEVICES': '1',
+         'PYTHONPATH': str(REPO)}
+  procs = [subprocess.Popen(
+      [sys.executable, '-m', 'train', *flags, f'--config.process_id={i}'],
+      env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+      text=True) for i in range(2)]
+  metrics = workdir / 'metrics.jsonl'
+  deadline = time.monotonic() + 240
+  while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 4):
+    assert time.monotonic() < deadline and all(
+        p.poll() is None for p in procs), 'the run did not start'
+    time.sleep(0.005)
+  procs[1].send_signal(signal.SIGTERM)
+  outputs = [p.communicate(timeout=120)[0] for p in procs]
+  assert [p.returncode for p in procs] == [143, 143], outputs
+  stopped = re.search(r'Stopped by SIGTERM after step (\d+)', outputs[0])
+  assert stopped, outputs[0]
+  step = int(stopped.group(1))
+  manager = ocp.CheckpointManager(workdir / 'checkpoints')
+  assert manager.latest_step() == step
+  manager.close()
+  assert all(r['step'] <= step for r in read_metrics(workdir))

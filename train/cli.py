@@ -6,7 +6,7 @@ a workdir that cannot take this run, 128 + N stopped by signal N after saving
 a checkpoint (130 for Ctrl-C, 143 for SIGTERM).
 """
 
-import errno
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +23,7 @@ from train import workdir
 USAGE_ERRORS = (config_validation.ConfigError, input_pipeline.DatasetError,
                 workdir.WorkdirError)
 # A run that could not finish: one message, exit 1.
-RUN_ERRORS = (train.TrainingDiverged,)
+RUN_ERRORS = (train.TrainingDiverged, workdir.WriteFailed)
 
 
 def quiet_logging() -> None:
@@ -35,19 +35,6 @@ def quiet_logging() -> None:
     logging.set_verbosity(logging.WARNING)
 
 
-def _write_error(e: BaseException) -> OSError | None:
-  """The OSError of a failed write somewhere in e's chain, if there is one."""
-  seen = set()
-  while e is not None and id(e) not in seen:
-    seen.add(id(e))
-    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT,
-                                              errno.EROFS, errno.EACCES,
-                                              errno.EFBIG, errno.EIO):
-      return e
-    e = e.__cause__ or e.__context__
-  return None
-
-
 def run_or_exit(fn: Callable[..., Any], *args, **kwargs) -> Any:
   """Calls fn; user errors and failed writes exit with one line, no trace."""
   try:
@@ -57,15 +44,20 @@ def run_or_exit(fn: Callable[..., Any], *args, **kwargs) -> Any:
     sys.exit(2)
   except RUN_ERRORS as e:
     print(f'error: {e}', file=sys.stderr)
+    if isinstance(e, workdir.WriteFailed):
+      # Orbax's writer threads go on printing tracebacks of the failed write
+      # while the process ends; the line above has said what happened.
+      sys.stderr.flush()
+      os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
     sys.exit(1)
-  except Exception as e:  # pylint: disable=broad-except
-    failed = _write_error(e)
-    if failed is None:
-      raise  # A bug: keep the traceback.
-    where = f' {failed.filename}' if failed.filename else ''
-    print(f'error: cannot write{where}: {failed.strerror or failed}. Free '
-          'some space (or fix the permissions) and run the same command again '
-          'to resume from the last checkpoint.', file=sys.stderr)
+  except OSError as e:
+    # Writes outside a checkpoint (metrics, run.json, the figure).
+    failure = workdir.write_failure(e)
+    if failure is None:
+      raise  # Not a failed write: keep the traceback.
+    print(f'error: cannot write: {failure}. Free some space (or fix the '
+          'permissions) and run the same command again to resume from the '
+          'last checkpoint.', file=sys.stderr)
     sys.exit(1)
 
 

@@ -659,8 +659,9 @@ def _train(config, workdir, dataset, model, tx, schedule, schedule_for_length,
         totals, monitor, done, steps_per_epoch, num_steps,
         augment_key=augment_key, dropout_key=dropout_key)
   finally:
-    checkpoints.wait_until_finished()
-    checkpoints.close()
+    with workdirs.writing(f'checkpoints in {directory}'):
+      checkpoints.wait_until_finished()
+      checkpoints.close()
   if is_main and not summary['stopped_early']:
     figure = plots.plot_run(
         workdir / 'metrics.jsonl', workdir / 'run.png',
@@ -709,9 +710,10 @@ def _loop(config, workdir, dataset, schedule, devices, checkpoints, log, state,
                                                devices)
 
   def save(step, host_totals, metrics=None):
-    checkpoints.save(step, args=ocp.args.StandardSave({
-        'state': _unreplicate(state), 'totals': host_totals,
-        'monitor': _unreplicate(monitor)}), metrics=metrics, force=True)
+    with workdirs.writing(f'checkpoint {step} in {checkpoints.directory}'):
+      checkpoints.save(step, args=ocp.args.StandardSave({
+          'state': _unreplicate(state), 'totals': host_totals,
+          'monitor': _unreplicate(monitor)}), metrics=metrics, force=True)
 
   batches = input_pipeline.train_batches(
       dataset, global_batch_size=config.batch_size, seed=config.seed,

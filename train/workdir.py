@@ -16,12 +16,15 @@ decides when to call it.
 from collections.abc import Iterator, Mapping
 import contextlib
 import datetime
+import errno
 import importlib.metadata
 import json
 import os
 import pathlib
+import re
 import socket
 import sys
+import tempfile
 from typing import Any
 
 PACKAGES = ('plrs-jax', 'jax', 'jaxlib', 'optax', 'flax', 'orbax-checkpoint',
@@ -30,6 +33,10 @@ PACKAGES = ('plrs-jax', 'jax', 'jaxlib', 'optax', 'flax', 'orbax-checkpoint',
 
 class WorkdirError(ValueError):
   """The workdir cannot be used for this run; the message says what to do."""
+
+
+class WriteFailed(RuntimeError):
+  """Writing into the workdir failed (a full disk, a read-only mount...)."""
 
 
 def check_path(workdir: str | os.PathLike[str]) -> pathlib.Path:
@@ -250,3 +257,79 @@ def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
       print(f'Warning: dropped the partial last line of {path} (a run was '
             'stopped while writing it).', file=sys.stderr)
   return records
+
+
+# --- Failed writes ---------------------------------------------------------
+
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
+                 errno.EPERM, errno.EFBIG, errno.EIO)
+
+
+def write_failure(e: BaseException) -> str | None:
+  """What failed, if e (or an error it came from) is a failed write.
+
+  Python's writes raise OSError; TensorStore (Orbax's array store) raises a
+  ValueError whose message ends in `[os_error_code='28']`.
+
+  Example:
+    >>> write_failure(OSError(errno.ENOSPC, 'No space left on device', '/x'))
+    'No space left on device: /x'
+    >>> write_failure(ValueError("RESOURCE_EXHAUSTED: ... [os_error_code='28']"))
+    'No space left on device'
+    >>> write_failure(ValueError('a bug')) is None
+    True
+  """
+  seen = set()
+  while e is not None and id(e) not in seen:
+    seen.add(id(e))
+    if isinstance(e, OSError) and e.errno in _WRITE_ERRNOS:
+      return f'{os.strerror(e.errno)}: {e.filename}' if e.filename else (
+          os.strerror(e.errno))
+    code = re.search(r"\[os_error_code='(\d+)'\]", str(e))
+    if code and int(code.group(1)) in _WRITE_ERRNOS:
+      return os.strerror(int(code.group(1)))
+    e = e.__cause__ or e.__context__
+  return None
+
+
+@contextlib.contextmanager
+def writing(what: str) -> Iterator[None]:
+  """Runs a write; a failed one becomes one WriteFailed line, its noise dropped.
+
+  Orbax writes from background threads: when the disk fills, each of them
+  prints its own traceback (dozens) before the error reaches the caller.
+  Standard error is held back while the block runs and shown afterwards,
+  unless the block failed to write.
+
+  Args:
+    what: what is being written, for the message (e.g. a path).
+
+  Yields:
+    Nothing.
+
+  Raises:
+    WriteFailed: the block failed to write.
+  """
+  sys.stderr.flush()
+  saved = os.dup(2)
+  failure = None
+  with tempfile.TemporaryFile() as held:
+    os.dup2(held.fileno(), 2)
+    try:
+      yield
+    except Exception as e:  # pylint: disable=broad-except
+      failure = write_failure(e)
+      if failure is None:
+        raise
+    finally:
+      sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
+      if failure is None:
+        held.seek(0)
+        sys.stderr.write(held.read().decode(errors='replace'))
+        sys.stderr.flush()
+  if failure is not None:
+    raise WriteFailed(f'cannot write {what}: {failure}. Free some space (or '
+                      'fix the permissions) and run the same command again to '
+                      'resume from the last checkpoint.')

@@ -169,9 +169,15 @@ def paper_config(*, dataset: str, model: str, batch_size: int,
 
 def with_schedule(config: ml_collections.ConfigDict, schedules: dict[str, dict],
                   name: str) -> ml_collections.ConfigDict:
-  """Sets `config.schedule` to `schedules[name]`, with a clear error."""
+  """Sets `config.schedule` to `schedules[name]`, with a clear error.
+
+  List values become tuples: the command line can override a tuple field
+  (`--config.schedule.boundaries_epochs=[60,120]`) but not a list field.
+  """
   if name not in schedules:
     raise ValueError(f'unknown schedule {name!r} for this config; choose one '
                      f'of {", ".join(schedules)}.')
-  config.schedule = ml_collections.ConfigDict(schedules[name])
+  config.schedule = ml_collections.ConfigDict({
+      field: tuple(value) if isinstance(value, list) else value
+      for field, value in schedules[name].items()})
   return config

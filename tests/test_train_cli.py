@@ -1,0 +1,217 @@
+"""`python -m train` as a user runs it: bad input, signals, locks, full disks.
+
+Every case runs the real command line in a subprocess and checks its exit
+status (0 done, 1 failed run, 2 usage error, 128 + N after signal N), that a
+mistake is one line naming the field with no traceback, and what it leaves
+in the workdir.
+"""
+
+import concurrent.futures
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from train import train
+from train.configs import default
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+# The run the signal test interrupts: digits, 22 steps an epoch, 19 lines of
+# metrics.jsonl in all (16 logged steps, 3 epochs).
+SMALL = ['--config.batch_size=64', '--config.num_epochs=3',
+         '--config.log_every_steps=5', '--config.keep_checkpoints=5',
+         '--config.num_devices=1', '--config.progress=False']
+
+
+def _env(devices=1):
+  return {**os.environ, 'JAX_PLATFORMS': 'cpu',
+          'JAX_NUM_CPU_DEVICES': str(devices), 'PYTHONPATH': str(REPO)}
+
+
+def _start(workdir, *flags, devices=1):
+  return subprocess.Popen(
+      [sys.executable, '-m', 'train', f'--workdir={workdir}', *flags],
+      cwd=REPO, env=_env(devices), stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True)
+
+
+def _run(workdir, *flags, devices=1, timeout=300):
+  process = _start(workdir, *flags, devices=devices)
+  out, err = process.communicate(timeout=timeout)
+  return process.returncode, out, err
+
+
+# (flags, what the one-line message must contain). Each must exit 2 before
+# writing anything.
+BAD = [
+    (['--config.batch_size=0'], 'config.batch_size=0 must be an integer >= 1'),
+    (['--config.batch_size=-32'], 'config.batch_size=-32'),
+    (['--config.batch_size=abc'], '--config.batch_size=abc'),
+    (['--config.batch_size=4096'], 'batch_size 4096 is larger than the 1438'),
+    (['--config.batch_size=30', '--config.num_devices=4'],
+     'config.batch_size=30 is not divisible by the 4 devices'),
+    (['--config.eval_batch_size=0'], 'config.eval_batch_size=0'),
+    (['--config.num_epochs=0'], 'config.num_epochs=0'),
+    (['--config.num_epochs=-3'], 'config.num_epochs=-3'),
+    (['--config.log_every_steps=0'], 'config.log_every_steps=0'),
+    (['--config.keep_checkpoints=0'], 'config.keep_checkpoints=0'),
+    (['--config.momentum=1.0'], 'config.momentum=1.0 must be a number in [0, 1)'),
+    (['--config.momentum=-0.1'], 'config.momentum=-0.1'),
+    (['--config.weight_decay=-0.0001'], 'config.weight_decay=-0.0001'),
+    (['--config.divergence_factor=1'], 'config.divergence_factor=1'),
+    (['--config.seed=-1'], 'config.seed=-1'),
+    (['--config.num_devices=64'], 'config.num_devices=64'),
+    (['--config.model=resnet7'], "config.model: create_model: unknown model "
+                                 "'resnet7'"),
+    (['--config.model=wrn28_10', '--config.model_kwargs.dropout_rate=1.0'],
+     'config.model_kwargs.dropout_rate=1.0 must be a number in [0, 1)'),
+    (['--config.model_kwargs.width=3'], 'config.model_kwargs: create_model: '
+                                        "model 'resnet8'"),
+    (['--config.dataset=no_such_dataset'], "Unknown dataset 'no_such_dataset'"),
+    (['--config.schedule.name=cosine'], "config.schedule: create_schedule: "
+                                        "unknown schedule 'cosine'"),
+    (['--config.schedule.max_value=-1'], 'config.schedule: plrs_schedule:'),
+    (['--config.schedule.min_value=0.2'], 'config.schedule: plrs_schedule:'),
+    (['--config.schedule.warmup=5'], "config.schedule: create_schedule: wrong "
+                                     "arguments for schedule 'plrs'"),
+    (['--config.nosuch=1'], 'config.nosuch is not a config field. The fields '
+                            'are: augment, batch_size'),
+    (['--config=train/configs/no_such_config.py'],
+     "cannot load the --config file: [Errno 2] No such file or directory: "
+     "'train/configs/no_such_config.py'"),
+    (['--config=train/configs/default.py:cosine'],
+     "unknown schedule 'cosine' for this config; choose one of plrs"),
+    # List fields and model_kwargs parse from the command line: these fail
+    # on the batch size, after the overrides were taken.
+    (['--config=train/configs/default.py:multistep',
+      '--config.schedule.boundaries_epochs=[1,2]', '--config.batch_size=0'],
+     'config.batch_size=0'),
+    (['--config.model=wrn28_10', '--config.model_kwargs.dropout_rate=0.3',
+      '--config.batch_size=0'], 'config.batch_size=0'),
+]
+
+
+def test_bad_input_exits_2_in_one_line_and_writes_nothing(tmp_path):
+  a_file = tmp_path / 'a_file'
+  a_file.write_text('not a directory')
+  cases = [(f'case{i}', flags, expected)
+           for i, (flags, expected) in enumerate(BAD)]
+  cases += [('empty', [], '--workdir is empty'),
+            ('file', [], f'--workdir={a_file} is a file, not a directory')]
+
+  def run(case):
+    name, flags, _ = case
+    workdir = {'empty': '', 'file': a_file}.get(name, tmp_path / name)
+    return _run(workdir, *flags, devices=4)
+
+  with concurrent.futures.ThreadPoolExecutor(4) as pool:
+    results = list(pool.map(run, cases))
+  assert len(cases) >= 25
+  for (name, flags, expected), (code, out, err) in zip(cases, results):
+    where = f'{flags}: {err[-2000:]}'
+    assert code == 2, where
+    assert 'Traceback' not in err, where
+    messages = [line for line in err.splitlines() if line.startswith('error:')]
+    assert len(messages) == 1 and expected in messages[0], where
+    assert not (tmp_path / name).exists(), where
+  assert a_file.read_text() == 'not a directory'
+
+
+def _wait_for(condition, process, what, timeout=240):
+  deadline = time.monotonic() + timeout
+  while not condition():
+    if process.poll() is not None:
+      raise AssertionError(f'the run ended ({process.returncode}) before '
+                           f'{what}: {process.stderr.read()[-2000:]}')
+    if time.monotonic() > deadline:
+      raise AssertionError(f'timed out waiting for {what}')
+    time.sleep(0.005)
+
+
+def _lines(path):
+  return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_signals_locks_and_kill_resume_to_the_uninterrupted_run(tmp_path):
+  # The uninterrupted run, in process, with the same settings.
+  config = default.get_config()
+  config.batch_size, config.num_epochs, config.log_every_steps = 64, 3, 5
+  config.keep_checkpoints, config.num_devices, config.progress = 5, 1, False
+  train.train_and_evaluate(config, str(tmp_path / 'reference'))
+  reference = (tmp_path / 'reference' / 'metrics.jsonl').read_text()
+
+  workdir = tmp_path / 'run'
+  metrics, lock = workdir / 'metrics.jsonl', workdir / 'lock'
+
+  # Ctrl-C mid-epoch 2 saves and exits 130. While it trains, a second run
+  # on the same workdir is refused.
+  first = _start(workdir, *SMALL)
+  _wait_for(lock.exists, first, 'the lock')
+  code, _, err = _run(workdir, *SMALL)
+  assert code == 2 and f'in use by process {first.pid}' in err, err
+  _wait_for(lambda: _lines(metrics) >= 5, first, 'step 25')
+  first.send_signal(signal.SIGINT)
+  out, err = first.communicate(timeout=120)
+  assert first.returncode == 130, err
+  assert 'Stopped by SIGINT after step' in out and 'Traceback' not in err
+  assert not lock.exists()
+
+  # SIGTERM: the same, exit 143.
+  second = _start(workdir, *SMALL)
+  _wait_for(lambda: _lines(metrics) >= 10, second, 'step 45')
+  second.send_signal(signal.SIGTERM)
+  out, err = second.communicate(timeout=120)
+  assert second.returncode == 143, err
+  assert 'Resuming from the checkpoint at step' in out
+  assert 'Stopped by SIGTERM after step' in out
+
+  # kill -9 mid-epoch 3: no checkpoint, a stale lock, maybe half a line.
+  third = _start(workdir, *SMALL)
+  _wait_for(lambda: _lines(metrics) >= 14, third, 'step 60')
+  third.kill()
+  third.communicate(timeout=60)
+  assert json.loads(lock.read_text())['pid'] == third.pid
+
+  code, out, err = _run(workdir, *SMALL)
+  assert code == 0, err
+  assert f'taking over {lock}, left by process {third.pid}' in out
+  assert metrics.read_text() == reference
+  # Running it again changes nothing.
+  code, out, _ = _run(workdir, *SMALL)
+  assert code == 0 and 'is finished (66 steps' in out
+  assert metrics.read_text() == reference
+
+
+def test_a_full_disk_is_reported_in_one_line(tmp_path):
+  if shutil.which('unshare') is None:
+    pytest.skip('needs unshare(1) to mount a small private tmpfs')
+  mount = tmp_path / 'small_disk'
+  mount.mkdir()
+  probe = subprocess.run(
+      ['unshare', '-rm', 'sh', '-c', f'mount -t tmpfs -o size=1m tmpfs {mount}'],
+      capture_output=True, text=True, check=False)
+  if probe.returncode:
+    pytest.skip(f'cannot mount a private tmpfs here: {probe.stderr.strip()}')
+  # 600 KiB: run.json, metrics and the first checkpoint (~370 KiB) fit, the
+  # second checkpoint does not.
+  script = (f'mount -t tmpfs -o size=600k tmpfs {mount} && exec '
+            f'{sys.executable} -m train --workdir={mount}/run ' + ' '.join(SMALL))
+  done = subprocess.run(['unshare', '-rm', 'sh', '-c', script], cwd=REPO,
+                        env=_env(), capture_output=True, text=True, timeout=300,
+                        check=False)
+  assert done.returncode == 1, done.stderr[-3000:]
+  assert 'Traceback' not in done.stderr, done.stderr[-3000:]
+  assert 'Event loop is closed' not in done.stderr
+  errors = [line for line in done.stderr.splitlines()
+            if line.startswith('error:')]
+  assert len(errors) == 1, done.stderr[-3000:]
+  assert 'No space left on device' in errors[0]
+  assert f'{mount}/run' in errors[0]

@@ -1,0 +1,108 @@
+"""train/workdir.py: the lock, the run record and metrics.jsonl."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from train import workdir as workdirs
+
+
+@pytest.fixture
+def live_pid():
+  process = subprocess.Popen([sys.executable, '-c',
+                              'import time; time.sleep(60)'])
+  yield process.pid
+  process.kill()
+  process.wait()
+
+
+def dead_pid():
+  process = subprocess.Popen([sys.executable, '-c', 'pass'])
+  process.wait()
+  return process.pid
+
+
+def write_lock(path, host, pid):
+  (path / 'lock').write_text(json.dumps({'host': host, 'pid': pid}))
+
+
+def test_lock_is_held_during_the_block_and_removed_after(tmp_path):
+  with workdirs.lock(tmp_path):
+    holder = json.loads((tmp_path / 'lock').read_text())
+    assert holder == {'host': socket.gethostname(), 'pid': os.getpid()}
+    with pytest.raises(workdirs.WorkdirError,
+                       match=f'in use by process {os.getpid()}'):
+      with workdirs.lock(tmp_path):
+        pass
+  assert not (tmp_path / 'lock').exists()
+
+
+def test_lock_of_a_live_process_is_refused_and_left_alone(tmp_path, live_pid):
+  write_lock(tmp_path, socket.gethostname(), live_pid)
+  before = (tmp_path / 'lock').read_text()
+  with pytest.raises(workdirs.WorkdirError,
+                     match=rf'in use by process {live_pid} on '
+                     rf'{socket.gethostname()}.*choose another --workdir'):
+    with workdirs.lock(tmp_path):
+      pass
+  assert (tmp_path / 'lock').read_text() == before
+
+
+def test_lock_of_another_host_is_refused(tmp_path):
+  # Whether that process lives cannot be known from here.
+  write_lock(tmp_path, 'another-host.example', dead_pid())
+  with pytest.raises(workdirs.WorkdirError, match='on another-host.example'):
+    with workdirs.lock(tmp_path):
+      pass
+
+
+@pytest.mark.parametrize('content', ['dead', '{"host": "', ''])
+def test_stale_or_garbled_lock_is_taken_over_with_a_note(tmp_path, capsys,
+                                                        content):
+  pid = dead_pid()
+  if content == 'dead':
+    write_lock(tmp_path, socket.gethostname(), pid)
+  else:
+    (tmp_path / 'lock').write_text(content)
+  with workdirs.lock(tmp_path):
+    assert json.loads((tmp_path / 'lock').read_text())['pid'] == os.getpid()
+  assert 'taking over' in capsys.readouterr().out
+  assert not (tmp_path / 'lock').exists()
+
+
+def test_damaged_metrics_line_before_the_last_is_an_error(tmp_path):
+  path = tmp_path / 'metrics.jsonl'
+  path.write_text('{"step": 1}\n{"step": 2, \n{"step": 3}\n')
+  with pytest.raises(workdirs.WorkdirError, match=r'metrics.jsonl, line 2, is '
+                     'damaged'):
+    workdirs.read_metrics(path)
+
+
+def test_record_keeps_every_start(tmp_path):
+  workdirs.write_record(tmp_path, {'seed': 0, 'schedule': {'b': (1, 2)}}, None)
+  first = workdirs.read_record(tmp_path)
+  workdirs.write_record(tmp_path, {'seed': 0, 'schedule': {'b': (1, 2)}},
+                        first)
+  record = workdirs.read_record(tmp_path)
+  assert record['config'] == {'seed': 0, 'schedule': {'b': [1, 2]}}
+  assert len(record['starts']) == 2
+  assert record['starts'][0] == first['starts'][0]
+  assert {'date', 'command', 'host', 'versions'} <= set(record['starts'][1])
+  assert 'jax' in record['starts'][1]['versions']
+  (tmp_path / 'run.json').write_text('{"config": ')
+  with pytest.raises(workdirs.WorkdirError, match='run.json is damaged'):
+    workdirs.read_record(tmp_path)
+
+
+def test_check_path_refuses_empty_names_and_files(tmp_path):
+  assert workdirs.check_path(tmp_path / 'new') == tmp_path / 'new'
+  assert not (tmp_path / 'new').exists()
+  with pytest.raises(workdirs.WorkdirError, match='--workdir is empty'):
+    workdirs.check_path('')
+  (tmp_path / 'f').write_text('x')
+  with pytest.raises(workdirs.WorkdirError, match='is a file'):
+    workdirs.check_path(tmp_path / 'f')
