@@ -15,7 +15,8 @@ from absl import flags
 from ml_collections import config_flags
 
 from train import cli
-from train import train
+from train import config_validation
+from train import workdir
 
 DEFAULT_CONFIG = pathlib.Path(__file__).parent / 'configs' / 'default.py'
 
@@ -35,8 +36,12 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   cli.quiet_logging()
-  result = cli.run_or_exit(train.train_and_evaluate, cli.loaded_config(),
-                           FLAGS.workdir)
+  config = cli.loaded_config()
+  # The checks that need no JAX, before JAX loads: a mistake costs a second.
+  cli.run_or_exit(config_validation.validate, config)
+  cli.run_or_exit(workdir.check_path, FLAGS.workdir)
+  from train import train  # pylint: disable=g-import-not-at-top
+  result = cli.run_or_exit(train.train_and_evaluate, config, FLAGS.workdir)
   if result.metrics['signal']:
     sys.exit(128 + result.metrics['signal'])
 

@@ -1,9 +1,10 @@
-"""What the command-line programs share: quiet logs, errors without tracebacks.
+"""What the command-line programs share: flags, quiet logs, one-line errors.
 
 Exit statuses: 0 done, 1 the run failed (it diverged, or a file could not be
-written), 2 a mistake in the command line or config (nothing was written) or
-a workdir that cannot take this run, 128 + N stopped by signal N after saving
-a checkpoint (130 for Ctrl-C, 143 for SIGTERM).
+written), 2 a mistake in the command line, the config or the workdir (nothing
+was written), 128 + N stopped by signal N after saving a checkpoint (130 for
+Ctrl-C, 143 for SIGTERM). This module imports nothing heavy: a bad config is
+reported before JAX loads.
 """
 
 import os
@@ -14,16 +15,8 @@ from typing import Any
 from absl import flags
 from absl import logging
 
-from train import config_validation
-from train import input_pipeline
-from train import train
+from train import errors
 from train import workdir
-
-# Mistakes in the command line, the config or the workdir: one message, exit 2.
-USAGE_ERRORS = (config_validation.ConfigError, input_pipeline.DatasetError,
-                workdir.WorkdirError)
-# A run that could not finish: one message, exit 1.
-RUN_ERRORS = (train.TrainingDiverged, workdir.WriteFailed)
 
 
 def quiet_logging() -> None:
@@ -39,26 +32,31 @@ def run_or_exit(fn: Callable[..., Any], *args, **kwargs) -> Any:
   """Calls fn; user errors and failed writes exit with one line, no trace."""
   try:
     return fn(*args, **kwargs)
-  except USAGE_ERRORS as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
-  except RUN_ERRORS as e:
-    print(f'error: {e}', file=sys.stderr)
-    if isinstance(e, workdir.WriteFailed):
-      # Orbax's writer threads go on printing tracebacks of the failed write
-      # while the process ends; the line above has said what happened.
-      sys.stderr.flush()
-      os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
-    sys.exit(1)
   except OSError as e:
     # Writes outside a checkpoint (metrics, run.json, the figure).
     failure = workdir.write_failure(e)
     if failure is None:
       raise  # Not a failed write: keep the traceback.
-    print(f'error: cannot write: {failure}. Free some space (or fix the '
-          'permissions) and run the same command again to resume from the '
-          'last checkpoint.', file=sys.stderr)
-    sys.exit(1)
+    _exit(f'cannot write: {failure}. Free some space (or fix the permissions) '
+          'and run the same command again to resume from the last '
+          'checkpoint.', 1)
+  except Exception as e:  # pylint: disable=broad-except
+    status = errors.exit_status(e)
+    if status is None:
+      raise  # A bug: keep the traceback.
+    if isinstance(e, errors.WriteFailed):
+      print(f'error: {e}', file=sys.stderr)
+      # Orbax's writer threads go on printing tracebacks of the failed write
+      # while the process ends; the line above has said what happened.
+      sys.stderr.flush()
+      os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+      sys.exit(status)
+    _exit(str(e), status)
+
+
+def _exit(message: str, status: int):
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(status)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -74,8 +72,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     lines = [line for line in str(e).splitlines() if line.strip()]
     message = lines[0] if len(lines) == 1 else (
         f'{lines[0].rstrip(":")} {lines[-1].strip()}')
-    print(f'error: {message}\nSee --helpfull for the flags.', file=sys.stderr)
-    sys.exit(2)
+    _exit(f'{message}\nSee --helpfull for the flags.', 2)
 
 
 def loaded_config(name: str = 'config'):
@@ -90,6 +87,4 @@ def loaded_config(name: str = 'config'):
 
 def _config_load_failed(e: OSError, name: str = 'config'):
   lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-  print(f'error: cannot load the --{name} file: {lines[-1] if lines else e}',
-        file=sys.stderr)
-  sys.exit(2)
+  _exit(f'cannot load the --{name} file: {lines[-1] if lines else e}', 2)

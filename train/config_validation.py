@@ -12,11 +12,11 @@ from typing import Any
 
 import ml_collections
 
+from train import errors
 from train.configs import base
 
 
-class ConfigError(ValueError):
-  """A config field has a value the run cannot use."""
+ConfigError = errors.ConfigError
 
 
 def _integer(minimum: int) -> Callable[[Any], str | None]:
@@ -101,7 +101,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     >>> validate(config)
     Traceback (most recent call last):
     ...
-    train.config_validation.ConfigError: config.batch_size=0 must be an \
+    train.errors.ConfigError: config.batch_size=0 must be an \
 integer >= 1.
   """
   known = set(base.base_config()) | {'schedule'}
@@ -119,3 +119,22 @@ integer >= 1.
       problem = check(value)
       if problem:
         raise ConfigError(f'config.{field}={value!r} {problem}.')
+
+
+def built(field: str, factory: Callable[..., Any], *args, **kwargs) -> Any:
+  """factory(*args, **kwargs), its argument errors reported as config errors.
+
+  The model and schedule factories validate their arguments eagerly, before
+  any JAX computation, so a ValueError or TypeError from them is a mistake in
+  the config's `field`, not a bug.
+
+  Example:
+    >>> built('model', dict, 1)
+    Traceback (most recent call last):
+    ...
+    train.errors.ConfigError: config.model: 'int' object is not iterable
+  """
+  try:
+    return factory(*args, **kwargs)
+  except (ValueError, TypeError) as e:
+    raise ConfigError(f'config.{field}: {e}') from None

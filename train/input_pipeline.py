@@ -20,11 +20,12 @@ from typing import Any
 import grain
 import numpy as np
 
+from train import errors
+
 DIGITS = 'digits'
 
 
-class DatasetError(ValueError):
-  """A dataset that cannot be read, with what to do about it."""
+DatasetError = errors.DatasetError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,9 +33,11 @@ import numpy as np
 import plrs_jax
 from plrs_jax import curvature
 from train import cli
+from train import config_validation
 from train import input_pipeline
 from train import models
 from train import train
+from train import workdir as workdirs
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -48,8 +50,9 @@ flags.DEFINE_integer('num_steps', 100, 'Steps of the range test.')
 flags.DEFINE_integer('power_iterations', 100,
                      'Power iterations for the top Hessian eigenvalue.')
 config_flags.DEFINE_config_file(
-    'config', 'train/configs/default.py', 'Training configuration file.',
-    lock_config=True)
+    'config', str(pathlib.Path(__file__).parent / 'configs' / 'default.py'),
+    'Training configuration file.', lock_config=False,
+    accept_new_attributes=True)
 
 
 def make_loss_fn(model, batch_stats, mean, std):
@@ -72,12 +75,14 @@ def make_loss_fn(model, batch_stats, mean, std):
 def run(config: ml_collections.ConfigDict, workdir: str, *, min_lr: float,
         max_lr: float, num_steps: int, power_iterations: int) -> dict:
   """Runs both measurements, writes the figure and JSON, returns the results."""
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+  config_validation.validate(config)
+  workdir = workdirs.check_path(workdir)
   dataset = input_pipeline.dataset_from_config(config)
   steps_per_epoch = input_pipeline.steps_per_epoch(dataset, config.batch_size)
-  model = models.create_model(config.model, num_classes=dataset.num_classes,
-                              **config.get('model_kwargs', {}))
+  model = config_validation.built(
+      'model', models.create_model, config.model,
+      num_classes=dataset.num_classes, **config.get('model_kwargs', {}))
+  workdir.mkdir(parents=True, exist_ok=True)
   variables = jax.jit(functools.partial(model.init, train=False))(
       train.parameter_init_key(config.seed),
       jnp.zeros((1, *dataset.image_shape), jnp.float32))
@@ -178,7 +183,7 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   cli.quiet_logging()
   summary = cli.run_or_exit(
-      run, FLAGS.config, FLAGS.workdir, min_lr=FLAGS.min_lr,
+      run, cli.loaded_config(), FLAGS.workdir, min_lr=FLAGS.min_lr,
       max_lr=FLAGS.max_lr, num_steps=FLAGS.num_steps,
       power_iterations=FLAGS.power_iterations)
   print(f'Suggested PLRS bounds: min_value={summary["suggested_min"]:.4g}, '
@@ -192,4 +197,4 @@ def main(argv):
 
 if __name__ == '__main__':
   flags.mark_flags_as_required(['workdir'])
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -37,6 +37,7 @@ import tqdm
 
 import plrs_jax
 from train import config_validation
+from train import errors
 from train import input_pipeline
 from train import models
 from train import plots
@@ -47,8 +48,7 @@ ConfigError = config_validation.ConfigError
 AXIS = 'batch'
 
 
-class TrainingDiverged(RuntimeError):
-  """The training loss became non-finite or left any sensible range."""
+TrainingDiverged = errors.TrainingDiverged
 
 
 class TrainState(train_state.TrainState):
@@ -347,19 +347,6 @@ def _check_batch_size(config: ml_collections.ConfigDict, num_devices: int):
           f'use a multiple of {total}.')
 
 
-def _built(field: str, factory: Callable[..., Any], *args, **kwargs) -> Any:
-  """factory(*args, **kwargs), its argument errors reported as config errors.
-
-  The model and schedule factories validate their arguments eagerly, before
-  any JAX computation, so a ValueError or TypeError from them is a mistake in
-  the config's `field`, not a bug.
-  """
-  try:
-    return factory(*args, **kwargs)
-  except (ValueError, TypeError) as e:
-    raise ConfigError(f'config.{field}: {e}') from None
-
-
 class _MetricsLog:
   """workdir/metrics.jsonl, one JSON object per line, written by host 0."""
 
@@ -586,7 +573,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   dataset = input_pipeline.dataset_from_config(config)
   steps_per_epoch = input_pipeline.steps_per_epoch(dataset, config.batch_size)
   num_steps = config.num_epochs * steps_per_epoch
-  model = _built('model_kwargs' if config.get('model_kwargs') else 'model',
+  model = config_validation.built('model_kwargs' if config.get('model_kwargs') else 'model',
                  models.create_model, config.model,
                  num_classes=dataset.num_classes, bn_axis_name=AXIS,
                  **config.get('model_kwargs', {}))
@@ -595,7 +582,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       jax.random.key(config.seed), 3)
 
   def schedule_for_length(length: int) -> optax.Schedule:
-    return _built('schedule', create_schedule, config.schedule,
+    return config_validation.built('schedule', create_schedule, config.schedule,
                   key=schedule_key, steps_per_epoch=steps_per_epoch,
                   num_steps=length)
 

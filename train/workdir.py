@@ -27,16 +27,14 @@ import sys
 import tempfile
 from typing import Any
 
+from train import errors
+
 PACKAGES = ('plrs-jax', 'jax', 'jaxlib', 'optax', 'flax', 'orbax-checkpoint',
             'grain', 'numpy')
 
 
-class WorkdirError(ValueError):
-  """The workdir cannot be used for this run; the message says what to do."""
-
-
-class WriteFailed(RuntimeError):
-  """Writing into the workdir failed (a full disk, a read-only mount...)."""
+WorkdirError = errors.WorkdirError
+WriteFailed = errors.WriteFailed
 
 
 def check_path(workdir: str | os.PathLike[str]) -> pathlib.Path:
