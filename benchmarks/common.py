@@ -44,8 +44,9 @@ def parse_args(description: str,
     extra(parser)
   args = parser.parse_args()
   if args.out is None:
-    args.out = (pathlib.Path(tempfile.mkdtemp(prefix='plrs_bench_'))
-                if args.quick else RESULTS)
+    # Created only when something is written there.
+    args.out = (pathlib.Path(tempfile.gettempdir()) / time.strftime(
+        f'plrs_bench_%Y%m%d-%H%M%S_{os.getpid()}') if args.quick else RESULTS)
   return args
 
 

@@ -4,7 +4,8 @@ Measured: the CIFAR ResNet-20 SGD step with a PLRS schedule
 (`optax.sgd(plrs_jax.plrs_schedule(key, 0.07, 0.1))`) under `jax.pmap`, with
 cross-replica BatchNorm (`workloads.cifar_model(axis_name='batch')`) and
 pmean'd gradients (`workloads.sgd_step(axis_name='batch')`), at a FIXED batch
-per device (16; `--quick`: 2), so the global batch grows with the device count.
+per device (16; `--quick`: 2, on 1 and 2 devices only), so the global batch grows
+with the device count.
 Every replica computes the same rate from (key, step) without communicating.
 
 How: simulated CPU devices must be configured before JAX starts, so the program
@@ -341,15 +342,16 @@ def main() -> None:
     print(RESULT_PREFIX + json.dumps(result), flush=True)
     return
 
-  series = {'cpu': with_relative(
-      run_children(list(DEVICE_COUNTS), 'cpu', args))}
+  # A smoke run checks the plumbing with one and two devices.
+  counts = list(DEVICE_COUNTS[:2] if args.quick else DEVICE_COUNTS)
+  series = {'cpu': with_relative(run_children(counts, 'cpu', args))}
   gpus = _gpu_count()
   if gpus:
     series['gpu'] = with_relative(
-        run_children([n for n in DEVICE_COUNTS if n <= gpus], 'gpu', args))
+        run_children([n for n in counts if n <= gpus], 'gpu', args))
   results = {'model': 'resnet20', 'schedule': 'plrs',
              'plrs_bounds': [MIN_VALUE, MAX_VALUE],
-             'device_counts': list(DEVICE_COUNTS), 'series': series}
+             'device_counts': counts, 'series': series}
 
   for platform, entries in series.items():
     print()

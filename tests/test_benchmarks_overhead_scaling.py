@@ -62,7 +62,7 @@ def test_scaling_quick(tmp_path):
   results = _run_benchmark('scaling', tmp_path)
   assert results['benchmark'] == 'scaling' and results['quick']
   series = results['series']['cpu']
-  assert [e['devices'] for e in series] == [1, 2, 4, 8]
+  assert [e['devices'] for e in series] == [1, 2]
   for entry in series:
     assert entry['platform'] == 'cpu'
     assert entry['global_batch'] == entry['devices'] * entry[

@@ -20,6 +20,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 import float_tolerance
+from runs import small_config
 from train import input_pipeline
 from train import models
 from train import train
@@ -32,20 +33,6 @@ pytestmark = pytest.mark.slow
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def small_config(**overrides):
-  """Digits, ResNet-8, 22 steps an epoch; quick enough to run several times."""
-  config = default.get_config()
-  config.batch_size = 64
-  config.num_epochs = 3
-  config.num_devices = 1
-  config.log_every_steps = 5
-  config.keep_checkpoints = 5
-  config.progress = False
-  for key, value in overrides.items():
-    setattr(config, key, value)
-  return config
-
-
 def read_metrics(workdir):
   lines = (pathlib.Path(workdir) / 'metrics.jsonl').read_text().splitlines()
   return [json.loads(line) for line in lines]
@@ -53,14 +40,6 @@ def read_metrics(workdir):
 
 def assert_trees_equal(a, b):
   jax.tree.map(np.testing.assert_array_equal, a, b)
-
-
-@pytest.fixture(scope='module')
-def reference_run(tmp_path_factory):
-  """An uninterrupted 3-epoch run on one device."""
-  workdir = tmp_path_factory.mktemp('reference')
-  result = train.train_and_evaluate(small_config(), str(workdir))
-  return workdir, result
 
 
 def test_digits_run_logs_metrics_and_draws_the_figure(reference_run):
