@@ -22,6 +22,9 @@ from plrs_jax.plrs import PLRSSchedule
 from plrs_jax.range_test import lr_range_test
 from plrs_jax.range_test import RangeTestResult
 from plrs_jax.range_test import suggest_bounds
+from plrs_jax.two_regime import two_regime
+from plrs_jax.two_regime import two_regime_sgd_adam
+from plrs_jax.two_regime import TwoRegimeState
 
 __version__ = '0.1.0'
 
@@ -30,6 +33,7 @@ __all__ = (
     'EigenvalueResult',
     'PLRSSchedule',
     'RangeTestResult',
+    'TwoRegimeState',
     'SCHEDULES',
     'constant_schedule',
     'cosine_warm_restarts_schedule',
@@ -44,4 +48,6 @@ __all__ = (
     'plrs_schedule',
     'suggest_bounds',
     'top_hessian_eigenvalue',
+    'two_regime',
+    'two_regime_sgd_adam',
 )
