@@ -5,6 +5,9 @@ PLRS (arXiv 2407.07613) draws the learning rate uniformly from
 """
 
 from plrs_jax import curvature
+from plrs_jax.autodrop import autodrop_sgd
+from plrs_jax.autodrop import AutoDropState
+from plrs_jax.autodrop import scale_by_autodrop
 from plrs_jax.curvature import BoundsCheck
 from plrs_jax.curvature import check_bounds
 from plrs_jax.curvature import EigenvalueResult
@@ -29,11 +32,13 @@ from plrs_jax.two_regime import TwoRegimeState
 __version__ = '0.1.0'
 
 __all__ = (
+    'AutoDropState',
     'BoundsCheck',
     'EigenvalueResult',
     'PLRSSchedule',
     'RangeTestResult',
     'TwoRegimeState',
+    'autodrop_sgd',
     'SCHEDULES',
     'constant_schedule',
     'cosine_warm_restarts_schedule',
@@ -46,6 +51,7 @@ __all__ = (
     'multistep_schedule',
     'one_cycle_schedule',
     'plrs_schedule',
+    'scale_by_autodrop',
     'suggest_bounds',
     'top_hessian_eigenvalue',
     'two_regime',
