@@ -139,7 +139,7 @@ def two_regime(
 
 
 def two_regime_sgd_adam(
-    large_learning_rate: float,
+    large_learning_rate: float | optax.Schedule,
     small_learning_rate: float,
     switch_step: int,
     *,
@@ -160,7 +160,8 @@ def two_regime_sgd_adam(
   ``Adam`` do; the paper's experiments may tune it per regime.
 
   Args:
-    large_learning_rate: SGD's rate before the switch, > 0.
+    large_learning_rate: SGD's rate before the switch, > 0; an optax
+      schedule is accepted too (the paper's is constant).
     small_learning_rate: Adam's rate after the switch, > 0.
     switch_step: updates taken with SGD, an int >= 0.
     weight_decay: coupled L2 weight decay for both regimes, >= 0.
@@ -180,7 +181,7 @@ def two_regime_sgd_adam(
   """
   fn = 'two_regime_sgd_adam'
   _validation.check_value(fn, 'large_learning_rate', large_learning_rate,
-                          positive=True)
+                          allow_schedule=True, positive=True)
   _validation.check_value(fn, 'small_learning_rate', small_learning_rate,
                           positive=True)
   _validation.check_value(fn, 'weight_decay', weight_decay)

@@ -420,3 +420,35 @@ def test_a_signal_to_one_process_stops_every_process_at_the_same_step(
   assert manager.latest_step() == step
   manager.close()
   assert all(r['step'] <= step for r in read_metrics(workdir))
+
+
+def test_two_regime_run_logs_the_switch(tmp_path):
+  """SGD at the PLRS rates for 33 steps (1.5 epochs), then Adam at 1e-3."""
+  config = small_config(num_epochs=2, optimizer='two_regime')
+  config.two_regime.small_learning_rate = 1e-3
+  config.two_regime.switch_step_epochs = 1.5
+  train.train_and_evaluate(config, str(tmp_path))
+  records = read_metrics(tmp_path)
+  epochs = [r for r in records if 'epoch' in r]
+  assert [r['regime'] for r in epochs] == [0, 1]
+  for r in records:
+    if 'epoch' not in r:  # the logged rate is the rate of that update
+      if r['step'] <= 33:
+        assert 0.07 <= r['lr'] < 0.1
+      else:
+        np.testing.assert_allclose(r['lr'], 1e-3, rtol=1e-6)
+  assert (tmp_path / 'run.png').stat().st_size > 10_000
+
+
+def test_autodrop_run_logs_its_state(tmp_path):
+  """Three epochs: the first angle is measured in the third, no drop yet."""
+  config = small_config(optimizer='autodrop', momentum=0.9)
+  train.train_and_evaluate(config, str(tmp_path))
+  epochs = [r for r in read_metrics(tmp_path) if 'epoch' in r]
+  assert [r['optimizer_scale'] for r in epochs] == [1.0, 1.0, 1.0]
+  assert [r['drops'] for r in epochs] == [0, 0, 0]
+  assert [r['angular_velocity'] is None for r in epochs] == [True, True, False]
+  assert 0 <= epochs[-1]['angular_velocity'] <= 180
+  np.testing.assert_allclose([r['threshold'] for r in epochs], 0.01,
+                             rtol=1e-6)
+  assert (tmp_path / 'run.png').stat().st_size > 10_000

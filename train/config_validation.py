@@ -54,6 +54,16 @@ def _greater_than_one(value) -> str | None:
   return None
 
 
+# The optimizers `config.optimizer` can name (built by train.create_optimizer).
+OPTIMIZERS = ('sgd', 'two_regime', 'autodrop')
+
+
+def _optimizer(value) -> str | None:
+  if value not in OPTIMIZERS:
+    return f'must be one of {", ".join(map(repr, OPTIMIZERS))}'
+  return None
+
+
 # field -> check returning what is wrong, or None.
 _CHECKS: dict[str, Callable[[Any], str | None]] = {
     'batch_size': _integer(1),
@@ -67,6 +77,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     'momentum': _fraction(upper_open=True),
     'weight_decay': _non_negative,
     'divergence_factor': _greater_than_one,
+    'optimizer': _optimizer,
     'model_kwargs.dropout_rate': _fraction(upper_open=True),
 }
 

@@ -1,5 +1,8 @@
 """The figure of a run: learning rate, training loss and test accuracy.
 
+Runs whose optimizer logs a state of its own (AutoDrop's scale, angular
+velocity and threshold; the two-regime switch) get a fourth panel with it.
+
 Usage, for a finished or running workdir:
 
     python -m train.plots /tmp/run        # writes /tmp/run/run.png
@@ -44,7 +47,11 @@ def plot_run(metrics_path: pathlib.Path, out_path: pathlib.Path,
     `out_path`.
   """
   steps, epochs = read_metrics(metrics_path)
-  fig, (ax_lr, ax_loss, ax_acc) = plt.subplots(1, 3, figsize=(15, 4))
+  optimizer_fields = [f for f in OPTIMIZER_FIELDS
+                      if any(f in r for r in epochs)]
+  fig, axes = plt.subplots(1, 3 + bool(optimizer_fields),
+                           figsize=(15 + 5 * bool(optimizer_fields), 4))
+  ax_lr, ax_loss, ax_acc = axes[:3]
   if learning_rates is not None:
     ax_lr.plot(range(1, len(learning_rates) + 1), learning_rates, lw=0.5)
   else:
@@ -65,7 +72,9 @@ def plot_run(metrics_path: pathlib.Path, out_path: pathlib.Path,
   ax_acc.set(title='accuracy per epoch', xlabel='epoch')
   ax_acc.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
   ax_acc.legend()
-  for ax in (ax_lr, ax_loss, ax_acc):
+  if optimizer_fields:
+    _plot_optimizer(axes[3], epochs, optimizer_fields)
+  for ax in axes:
     ax.grid(alpha=0.3)
   if title:
     fig.suptitle(title)
@@ -74,6 +83,37 @@ def plot_run(metrics_path: pathlib.Path, out_path: pathlib.Path,
   fig.savefig(out_path, dpi=110)
   plt.close(fig)
   return out_path
+
+
+# Per-epoch fields of train.optimizer_metrics: left axis (a factor, the
+# regime) and right axis (degrees).
+OPTIMIZER_FIELDS = ('optimizer_scale', 'regime', 'angular_velocity',
+                    'threshold')
+_DEGREES = ('angular_velocity', 'threshold')
+
+
+def _plot_optimizer(ax, epochs: list[dict], fields: list[str]) -> None:
+  """The optimizer's state at the end of each epoch."""
+  def series(field):
+    rows = [r for r in epochs if r.get(field) is not None]
+    return [r['epoch'] for r in rows], [r[field] for r in rows]
+
+  left = [f for f in fields if f not in _DEGREES]
+  for field in left:
+    ax.plot(*series(field), marker='o', label=field.replace('_', ' '))
+  ax.set(title='optimizer state per epoch', xlabel='epoch',
+         ylabel=' / '.join(left))
+  if left:
+    ax.legend(loc='upper left')
+  degrees = [f for f in fields if f in _DEGREES]
+  if degrees:
+    twin = ax.twinx()
+    for field, style in zip(degrees, ('-', '--')):
+      twin.plot(*series(field), ls=style, marker='.', color='C3' if style == '-' else 'C4',
+                label=f'{field.replace("_", " ")} (degrees)')
+    twin.set(ylabel='degrees')
+    twin.legend(loc='upper right')
+  ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
 
 
 if __name__ == '__main__':

@@ -61,6 +61,24 @@ class TrainResult(NamedTuple):
   metrics: dict[str, Any]
 
 
+def in_steps(fields: ml_collections.ConfigDict | dict,
+             steps_per_epoch: int) -> dict[str, Any]:
+  """`fields` as a dict, each `<arg>_epochs` replaced by `<arg>` in steps.
+
+  Lists are converted element-wise.
+  """
+  kwargs = dict(fields)
+  for field in list(kwargs):
+    if field.endswith('_epochs'):
+      value = kwargs.pop(field)
+      arg = field[:-len('_epochs')]
+      if isinstance(value, (list, tuple)):
+        kwargs[arg] = [int(round(v * steps_per_epoch)) for v in value]
+      else:
+        kwargs[arg] = int(round(value * steps_per_epoch))
+  return kwargs
+
+
 def create_schedule(
     schedule_config: ml_collections.ConfigDict,
     *,
@@ -85,16 +103,8 @@ def create_schedule(
   Returns:
     The schedule.
   """
-  kwargs = dict(schedule_config)
+  kwargs = in_steps(schedule_config, steps_per_epoch)
   name = kwargs.pop('name')
-  for field in list(kwargs):
-    if field.endswith('_epochs'):
-      value = kwargs.pop(field)
-      arg = field[:-len('_epochs')]
-      if isinstance(value, (list, tuple)):
-        kwargs[arg] = [int(round(v * steps_per_epoch)) for v in value]
-      else:
-        kwargs[arg] = int(round(value * steps_per_epoch))
   parameters = inspect.signature(
       plrs_jax.SCHEDULES.get(name, lambda: None)).parameters
   if 'total_steps' in parameters:
@@ -104,14 +114,105 @@ def create_schedule(
   return plrs_jax.create_schedule(name, **kwargs)
 
 
+OPTIMIZERS = config_validation.OPTIMIZERS
+
+
+def _two_regime_kwargs(config: ml_collections.ConfigDict,
+                       steps_per_epoch: int) -> dict[str, Any]:
+  """config.two_regime's fields that are set, epochs converted to steps."""
+  return in_steps({k: v for k, v in config.two_regime.items()
+                   if v is not None}, steps_per_epoch)
+
+
 def create_optimizer(config: ml_collections.ConfigDict,
-                     schedule: optax.Schedule) -> optax.GradientTransformation:
-  """SGD as in PyTorch: weight decay added to the gradient, then momentum."""
+                     schedule: optax.Schedule,
+                     steps_per_epoch: int = 0) -> optax.GradientTransformation:
+  """The optimizer `config.optimizer` names, at the schedule's rate.
+
+  - 'sgd' (the default): SGD as in PyTorch, weight decay added to the
+    gradient, then momentum.
+  - 'two_regime': `plrs_jax.two_regime_sgd_adam`, plain SGD at the schedule's
+    rate, then Adam at `config.two_regime.small_learning_rate` from
+    `switch_step` (or `switch_step_epochs`); weight decay coupled in both.
+  - 'autodrop': the 'sgd' optimizer followed by `plrs_jax.scale_by_autodrop`
+    with `config.autodrop`'s arguments and the run's epoch.
+
+  Args:
+    config: the run's config.
+    schedule: the learning-rate schedule.
+    steps_per_epoch: steps in one epoch (for epoch-valued fields and
+      AutoDrop's epoch).
+
+  Returns:
+    The optimizer.
+
+  Raises:
+    ValueError, TypeError: a field the optimizer cannot use.
+  """
+  name = config.get('optimizer', 'sgd')
+  if name == 'two_regime':
+    if config.momentum or config.get('nesterov', False):
+      raise ValueError(
+          'two_regime runs plain SGD before the switch (momentum only '
+          'rescales the rate in the large-step regime): set momentum=0 and '
+          f'nesterov=False, got momentum={config.momentum}, '
+          f'nesterov={config.get("nesterov", False)}.')
+    return plrs_jax.two_regime_sgd_adam(
+        schedule, weight_decay=config.weight_decay,
+        **_two_regime_kwargs(config, steps_per_epoch))
   sgd = optax.sgd(schedule, momentum=config.momentum or None,
                   nesterov=config.get('nesterov', False))
   if config.weight_decay:
-    return optax.chain(optax.add_decayed_weights(config.weight_decay), sgd)
+    sgd = optax.chain(optax.add_decayed_weights(config.weight_decay), sgd)
+  if name == 'autodrop':
+    return optax.chain(sgd, plrs_jax.scale_by_autodrop(
+        steps_per_epoch, **dict(config.autodrop)))
+  if name != 'sgd':
+    raise ValueError(f'unknown optimizer {name!r}; the optimizers are '
+                     f'{", ".join(OPTIMIZERS)}.')
   return sgd
+
+
+def _optimizer_states(opt_state) -> list[Any]:
+  """The AutoDrop and two-regime states inside an optimizer state."""
+  kinds = (plrs_jax.AutoDropState, plrs_jax.TwoRegimeState)
+  return [leaf for leaf in jax.tree.leaves(
+      opt_state, is_leaf=lambda x: isinstance(x, kinds))
+          if isinstance(leaf, kinds)]
+
+
+def optimizer_metrics(opt_state) -> dict[str, jax.Array]:
+  """What an optimizer with a state of its own reports, for the logs.
+
+  AutoDrop: `optimizer_scale` (the factor on the schedule's rate),
+  `angular_velocity` and `threshold` (degrees; the angle is NaN until its
+  third epoch) and `drops`; two-regime: `regime` (0 while SGD runs, 1 once
+  Adam has taken over). Empty for plain SGD.
+  """
+  metrics = {}
+  for state in _optimizer_states(opt_state):
+    if isinstance(state, plrs_jax.AutoDropState):
+      metrics.update(optimizer_scale=state.scale,
+                     angular_velocity=state.angular_velocity,
+                     threshold=state.threshold, drops=state.num_drops)
+    else:
+      metrics['regime'] = state.regime
+  return metrics
+
+
+def optimizer_rate(config: ml_collections.ConfigDict, schedule: optax.Schedule,
+                   steps_per_epoch: int) -> optax.Schedule:
+  """The rate of each step: the schedule's, or Adam's after a switch.
+
+  AutoDrop's scale depends on the run, not the step: the train step
+  multiplies it in.
+  """
+  if config.get('optimizer', 'sgd') != 'two_regime':
+    return schedule
+  kwargs = _two_regime_kwargs(config, steps_per_epoch)
+  return lambda count: jnp.where(
+      count < kwargs['switch_step'], schedule(count),
+      jnp.float32(kwargs['small_learning_rate']))
 
 
 def parameter_init_key(seed: int) -> jax.Array:
@@ -237,7 +338,9 @@ def train_step(
       'loss': loss,
       'accuracy': jnp.mean(jnp.argmax(logits, -1) == batch['label']),
   }, AXIS)
-  metrics['lr'] = schedule(step)
+  metrics['lr'] = schedule(step) * optimizer_metrics(state.opt_state).get(
+      'optimizer_scale', 1.0)
+  metrics.update(optimizer_metrics(new_state.opt_state))
   totals = {
       'loss': totals['loss'] + metrics['loss'],
       'accuracy': totals['accuracy'] + metrics['accuracy'],
@@ -587,7 +690,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                   num_steps=length)
 
   schedule = schedule_for_length(num_steps)
-  tx = create_optimizer(config, schedule)
+  tx = config_validation.built('optimizer', create_optimizer, config, schedule,
+                               steps_per_epoch)
+  schedule = optimizer_rate(config, schedule, steps_per_epoch)
 
   workdir.mkdir(parents=True, exist_ok=True)
   with workdirs.lock(workdir) if is_main else contextlib.nullcontext():
@@ -653,8 +758,9 @@ def _train(config, workdir, dataset, model, tx, schedule, schedule_for_length,
     figure = plots.plot_run(
         workdir / 'metrics.jsonl', workdir / 'run.png',
         title=f'{config.model} on {config.dataset}, {config.schedule.name}',
-        learning_rates=np.asarray(
-            jax.jit(jax.vmap(schedule))(jnp.arange(num_steps))))
+        # AutoDrop's rate depends on the run: draw the logged rates.
+        learning_rates=None if config.get('optimizer') == 'autodrop' else
+        np.asarray(jax.jit(jax.vmap(schedule))(jnp.arange(num_steps))))
     print(f'Metrics: {workdir / "metrics.jsonl"}\nFigure: {figure}')
   return TrainResult(state=state, metrics=summary)
 
@@ -744,7 +850,8 @@ def _loop(config, workdir, dataset, schedule, devices, checkpoints, log, state,
             'epoch': epoch, 'step': done,
             'train_loss': float(host['totals']['loss']) / count,
             'train_accuracy': float(host['totals']['accuracy']) / count,
-            **test, 'stopped_early': False, 'signal': 0,
+            **test, **_optimizer_record(host['metrics']),
+            'stopped_early': False, 'signal': 0,
         }
         log.write(**{k: v for k, v in summary.items()
                      if k not in ('stopped_early', 'signal')})
@@ -765,6 +872,18 @@ def _loop(config, workdir, dataset, schedule, devices, checkpoints, log, state,
         summary.update(stopped_early=True, signal=signum)
         break
   return _unreplicate(state), summary
+
+
+def _optimizer_record(metrics: dict[str, Any]) -> dict[str, Any]:
+  """The optimizer's fields of the epoch's last step, as JSON values."""
+  record = {}
+  for field in ('optimizer_scale', 'angular_velocity', 'threshold', 'drops',
+                'regime'):
+    if field in metrics:
+      value = metrics[field].item()
+      # JSON has no NaN: an angle not measured yet is null.
+      record[field] = None if value != value else value
+  return record
 
 
 def evaluate(p_eval_step: Callable[..., Any], state: TrainState,

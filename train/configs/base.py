@@ -53,6 +53,28 @@ def base_config() -> ml_collections.ConfigDict:
   config.momentum = 0.0
   config.nesterov = False
   config.weight_decay = 0.0
+  # 'sgd' (the above, at the schedule's rate), 'two_regime' or 'autodrop';
+  # the last two read their own section below.
+  config.optimizer = 'sgd'
+  # plrs_jax.two_regime_sgd_adam: plain SGD at the schedule's rate (momentum
+  # must be 0), then Adam at `small_learning_rate`, from `switch_step` (or
+  # `switch_step_epochs`) on. Both must be set.
+  config.two_regime = ml_collections.ConfigDict({
+      'small_learning_rate': ml_collections.FieldReference(None, float),
+      'switch_step': ml_collections.FieldReference(None, int),
+      'switch_step_epochs': ml_collections.FieldReference(None, float),
+  })
+  # plrs_jax.scale_by_autodrop after the SGD above, one epoch being the
+  # run's epoch; the defaults are the authors' CIFAR scripts'. Their absolute
+  # floor of 1e-4 is min_scale = 1e-4 / the schedule's rate.
+  config.autodrop = ml_collections.ConfigDict({
+      'drop_factor': 0.2,
+      'threshold': 0.01,
+      'max_threshold': 1.0,
+      'min_scale': 0.0,
+      'window_epochs': 20,
+      'average_weights': True,
+  })
   # 4-pixel pad, random crop and horizontal flip, on the device.
   config.augment = False
   config.log_every_steps = 10
