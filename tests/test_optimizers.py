@@ -119,3 +119,23 @@ def test_optimizer_argument_errors_are_config_errors(fields, pattern):
   with pytest.raises(config_validation.ConfigError, match=pattern):
     config_validation.built('optimizer', train.create_optimizer, config,
                             optax.constant_schedule(0.1), STEPS_PER_EPOCH)
+
+
+def test_runs_recorded_before_the_optimizer_fields_still_resume(tmp_path):
+  """A run.json without the optimizer fields recorded plain SGD."""
+  config = default.get_config()
+  recorded = config.to_dict()
+  for field in ('optimizer', 'two_regime', 'autodrop'):
+    del recorded[field]
+  resume = lambda config: train._check_same_run(  # pylint: disable=g-long-lambda
+      recorded, config, tmp_path, 10, None, STEPS_PER_EPOCH)
+  resume(config)
+  config.optimizer = 'autodrop'
+  with pytest.raises(train.workdirs.WorkdirError,
+                     match=r"optimizer: None -> 'autodrop'"):
+    resume(config)
+  config = default.get_config()
+  config.autodrop.threshold = 1.0
+  with pytest.raises(train.workdirs.WorkdirError,
+                     match=r'autodrop.threshold: None -> 1.0'):
+    resume(config)

@@ -42,6 +42,7 @@ from train import input_pipeline
 from train import models
 from train import plots
 from train import workdir as workdirs
+from train.configs import base
 
 ConfigError = config_validation.ConfigError
 
@@ -527,10 +528,17 @@ def _check_same_run(recorded: dict[str, Any], config: ml_collections.ConfigDict,
   run of the new length (PLRS, constant, multistep, warm restarts): the
   resumed run is then exactly a run started with the new length. For
   schedules shaped by the run's length (knee, one-cycle) it may not.
+
+  A field the recorded config lacks (added to `base_config()` after the run
+  started, such as `optimizer`) is no change while it keeps its default:
+  the run computed what that default computes.
   """
   changed = workdirs.differences(recorded, config.to_dict())
+  defaults = workdirs.flatten(base.base_config().to_dict())
+  lacking = set(defaults) - set(workdirs.flatten(recorded))
   refused = {field: change for field, change in changed.items()
-             if field.split('.')[0] not in RESUMABLE_CHANGES}
+             if field.split('.')[0] not in RESUMABLE_CHANGES
+             and not (field in lacking and change[1] == defaults[field])}
   notes = {}
   if 'num_epochs' in refused and len(refused) == 1:
     old_epochs, new_epochs = refused['num_epochs']
