@@ -288,3 +288,48 @@ def test_update_without_params_is_refused():
   tx = plrs_jax.scale_by_autodrop(10)
   with pytest.raises(ValueError, match='needs `params`'):
     tx.update(jnp.ones(2), tx.init(jnp.ones(2)))
+
+
+def test_pmap_on_four_devices_matches_one_device():
+  """A threshold of 180 degrees saturates at once: with K = 1 every epoch
+  from the fourth drops, so drops and averaging both run under pmap."""
+  steps_per_epoch, epochs, rows_per_step = 10, 6, 8  # 2 rows a device
+  autodrop = plrs_jax.scale_by_autodrop(
+      steps_per_epoch, threshold=180.0, max_threshold=180.0, window_epochs=1)
+  tx = optax.chain(optax.sgd(RATE, momentum=MOMENTUM), autodrop)
+  a, b, _, batches = problem()
+  batches = batches[:steps_per_epoch * epochs, :rows_per_step]
+  a, b = jnp.asarray(a), jnp.asarray(b)
+
+  def step(carry, rows, mean=lambda g: g):
+    params, state = carry
+    grads = jax.grad(lambda p: 0.5 * jnp.mean(
+        (a[rows] @ flat_jnp(p) - b[rows]) ** 2))(params)
+    updates, state = tx.update(mean(grads), state, params)
+    return optax.apply_updates(params, updates), state
+
+  params = split(jnp.zeros(DIM))
+  single = (params, tx.init(params))
+  jitted = jax.jit(step)
+  for rows in batches:
+    single = jitted(single, rows)
+
+  p_step = jax.pmap(
+      lambda carry, rows: step(carry, rows,
+                               lambda g: jax.lax.pmean(g, 'devices')),
+      axis_name='devices', devices=jax.devices()[:4])
+  replicated = jax.tree.map(lambda x: jnp.stack([x] * 4),
+                            (params, tx.init(params)))
+  for rows in batches:
+    replicated = p_step(replicated, rows.reshape(4, -1))
+  for i in range(1, 4):  # pmap returns device 0's copy: check they agree
+    jax.tree.map(np.testing.assert_array_equal,
+                 jax.tree.map(lambda x, i=i: x[i], replicated),
+                 jax.tree.map(lambda x: x[0], replicated))
+  device_params, (_, device_state) = jax.tree.map(lambda x: x[0], replicated)
+  assert int(device_state.num_drops) == int(single[1][1].num_drops) == 3
+  np.testing.assert_allclose(float(device_state.scale), 0.2**3, rtol=1e-6)
+  # The mean of 8 rows taken as 4 means of 2 differs by float32
+  # reassociation only: ~1e-7 a step, over 60 steps of a contraction.
+  np.testing.assert_allclose(flat(device_params), flat(single[0]), rtol=1e-4,
+                             atol=1e-6)
