@@ -80,7 +80,7 @@ BAD = [
     (['--config.schedule.warmup=5'], "config.schedule: create_schedule: wrong "
                                      "arguments for schedule 'plrs'"),
     (['--config.nosuch=1'], 'config.nosuch is not a config field. The fields '
-                            'are: augment, batch_size'),
+                            'are: augment, '),
     (['--config=train/configs/no_such_config.py'],
      "cannot load the --config file: [Errno 2] No such file or directory: "
      "'train/configs/no_such_config.py'"),
