@@ -4,13 +4,11 @@ Each is checked against its definition restated by hand: PyTorch's SGD
 update, the recipe's switch, AutoDrop's scale.
 """
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-import plrs_jax
 from train import config_validation
 from train import train
 from train.configs import default
