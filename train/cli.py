@@ -37,9 +37,7 @@ def run_or_exit(fn: Callable[..., Any], *args, **kwargs) -> Any:
     failure = workdir.write_failure(e)
     if failure is None:
       raise  # Not a failed write: keep the traceback.
-    _exit(f'cannot write: {failure}. Free some space (or fix the permissions) '
-          'and run the same command again to resume from the last '
-          'checkpoint.', 1)
+    _exit(str(workdir.write_failed(None, failure)), 1)
   except Exception as e:  # pylint: disable=broad-except
     status = errors.exit_status(e)
     if status is None:

@@ -328,6 +328,17 @@ def writing(what: str) -> Iterator[None]:
         sys.stderr.write(held.read().decode(errors='replace'))
         sys.stderr.flush()
   if failure is not None:
-    raise WriteFailed(f'cannot write {what}: {failure}. Free some space (or '
-                      'fix the permissions) and run the same command again to '
-                      'resume from the last checkpoint.')
+    raise write_failed(what, failure)
+
+
+def write_failed(what: str | None, failure: str) -> WriteFailed:
+  """The error that says a write failed, and how to go on.
+
+  Example:
+    >>> str(write_failed('run.json', 'No space left on device'))[:47]
+    'cannot write run.json: No space left on device.'
+  """
+  where = f' {what}' if what else ''
+  return WriteFailed(f'cannot write{where}: {failure}. Free some space (or '
+                     'fix the permissions) and run the same command again to '
+                     'resume from the last checkpoint.')
