@@ -7,7 +7,6 @@ Ctrl-C, 143 for SIGTERM). This module imports nothing heavy: a bad config is
 reported before JAX loads.
 """
 
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -42,18 +41,11 @@ def run_or_exit(fn: Callable[..., Any], *args, **kwargs) -> Any:
     status = errors.exit_status(e)
     if status is None:
       raise  # A bug: keep the traceback.
-    if isinstance(e, errors.WriteFailed):
-      print(f'error: {e}', file=sys.stderr)
-      # Orbax's writer threads go on printing tracebacks of the failed write
-      # while the process ends; the line above has said what happened.
-      sys.stderr.flush()
-      os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
-      sys.exit(status)
     _exit(str(e), status)
 
 
 def _exit(message: str, status: int):
-  print(f'error: {message}', file=sys.stderr)
+  workdir.report(f'error: {message}')
   sys.exit(status)
 
 

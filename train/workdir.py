@@ -295,9 +295,11 @@ def writing(what: str) -> Iterator[None]:
   """Runs a write; a failed one becomes one WriteFailed line, its noise dropped.
 
   Orbax writes from background threads: when the disk fills, each of them
-  prints its own traceback (dozens) before the error reaches the caller.
-  Standard error is held back while the block runs and shown afterwards,
-  unless the block failed to write.
+  prints its own traceback (dozens), before the error reaches the caller and
+  after, until the process exits. Standard error is held back while the block
+  runs and shown afterwards. If the block failed to write, the process is
+  about to end: standard error stays muted for good and `report` is the way
+  to say what happened.
 
   Args:
     what: what is being written, for the message (e.g. a path).
@@ -321,14 +323,48 @@ def writing(what: str) -> Iterator[None]:
         raise
     finally:
       sys.stderr.flush()
-      os.dup2(saved, 2)
-      os.close(saved)
       if failure is None:
+        os.dup2(saved, 2)
+        os.close(saved)
         held.seek(0)
         sys.stderr.write(held.read().decode(errors='replace'))
         sys.stderr.flush()
+      else:
+        _mute_stderr(saved)
   if failure is not None:
     raise write_failed(what, failure)
+
+
+# The real standard error, once `writing` has muted the process's own.
+_terminal: Any = None
+
+
+def _mute_stderr(terminal_fd: int) -> None:
+  """Points fd 2 and sys.stderr at /dev/null, keeping the real one for report."""
+  global _terminal
+  if _terminal is None:
+    _terminal = os.fdopen(terminal_fd, 'w', buffering=1, errors='replace')
+  else:
+    os.close(terminal_fd)
+  devnull = os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, 2)
+  os.close(devnull)
+  sys.stderr = open(os.devnull, 'w', encoding='utf-8')  # pylint: disable=consider-using-with
+
+
+def report(message: str) -> None:
+  """Prints `message` on the real standard error, even after a failed write.
+
+  Example:
+    >>> import contextlib, io, sys
+    >>> with contextlib.redirect_stderr(io.StringIO()) as err:
+    ...   report('error: nothing written')
+    >>> err.getvalue()
+    'error: nothing written\\n'
+  """
+  stream = _terminal or sys.stderr
+  print(message, file=stream)
+  stream.flush()
 
 
 def write_failed(what: str | None, failure: str) -> WriteFailed:
