@@ -1,118 +1,73 @@
 """The models and steps the benchmarks time, on random data.
 
-Each workload is a loss `loss_fn(params, batch) -> (loss, aux)` with its
-initial parameters and one batch, so that any optimizer and schedule can be
-timed on it with `sgd_step`.
+A workload is a model of train/models.py with one batch of random uint8
+images; `train_state` initialises it as the app does and `step` is
+train/engine.py's `train_step` on it, so the benchmarks time the step every
+program runs.
 """
 
-from collections.abc import Callable
 import functools
 from typing import Any, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
+from train import engine
 from train import models
 
 
 class Workload(NamedTuple):
-  """Initial params (and model state), a batch, and the loss on them."""
+  """A model, one batch of random images and the images' statistics."""
   name: str
-  params: Any
-  model_state: Any
+  model: Any
   batch: dict[str, jax.Array]
-  # loss_fn(params, model_state, batch) -> (loss, new_model_state)
-  loss_fn: Callable[..., tuple[jax.Array, Any]]
+  image_shape: tuple[int, int, int]
+  seed: int
+  # Per-channel mean and SD of the images (uniform over 0..255).
+  stats: dict[str, tuple[float, ...]]
 
 
-class MLP(nn.Module):
-  """784-256-256-10 with ReLU."""
+def workload(name: str, batch_size: int = 128, seed: int = 0,
+             axis_name: str | None = None, **model_kwargs) -> Workload:
+  """`name` of train/models.py on a batch of random images.
 
-  @nn.compact
-  def __call__(self, x):
-    x = x.reshape(x.shape[0], -1)
-    for width in (256, 256):
-      x = nn.relu(nn.Dense(width)(x))
-    return nn.Dense(10)(x)
+  The MLP reads 28x28 grey images (784 features), the others 32x32 colour
+  ones; 10 classes.
 
-
-def _batch(key, batch_size, image_shape, num_classes=10):
-  image_key, label_key = jax.random.split(key)
-  return {
-      'image': jax.random.normal(image_key, (batch_size, *image_shape)),
-      'label': jax.random.randint(label_key, (batch_size,), 0, num_classes),
+  Example:
+    >>> w = workload('mlp', batch_size=4)
+    >>> w.batch['image'].shape, w.batch['image'].dtype
+    ((4, 28, 28, 1), dtype('uint8'))
+  """
+  image_shape = (28, 28, 1) if name == 'mlp' else (32, 32, 3)
+  model = models.create_model(name, num_classes=10, bn_axis_name=axis_name,
+                              **model_kwargs)
+  image_key, label_key = jax.random.split(jax.random.key(seed))
+  batch = {
+      'image': jax.random.randint(image_key, (batch_size, *image_shape), 0,
+                                  256).astype(jnp.uint8),
+      'label': jax.random.randint(label_key, (batch_size,), 0, 10),
+      'index': jnp.arange(batch_size),
   }
+  channels = image_shape[-1]
+  stats = {'mean': (127.5,) * channels, 'std': (73.9,) * channels}
+  return Workload(name, model, batch, image_shape, seed, stats)
 
 
-def mlp(batch_size: int = 128, seed: int = 0) -> Workload:
-  """The small MLP on 28x28 inputs (784 features)."""
-  init_key, data_key = jax.random.split(jax.random.key(seed))
-  model = MLP()
-  batch = _batch(data_key, batch_size, (28, 28, 1))
-  params = model.init(init_key, batch['image'])['params']
-
-  def loss_fn(params, model_state, batch):
-    logits = model.apply({'params': params}, batch['image'])
-    loss = optax.softmax_cross_entropy_with_integer_labels(
-        logits, batch['label']).mean()
-    return loss, model_state
-
-  return Workload('mlp', params, {}, batch, loss_fn)
+def train_state(w: Workload,
+                tx: optax.GradientTransformation) -> engine.TrainState:
+  """The workload's initial state, as `python -m train` initialises it."""
+  return engine.create_train_state(engine.run_keys(w.seed).init, w.model,
+                                   w.image_shape, tx)
 
 
-def cifar_model(name: str = 'resnet20', batch_size: int = 128, seed: int = 0,
-                image_shape=(32, 32, 3), num_classes: int = 10,
-                axis_name: str | None = None) -> Workload:
-  """A model of train/models.py (BatchNorm in training mode) on random data."""
-  init_key, data_key = jax.random.split(jax.random.key(seed))
-  model = models.create_model(name, num_classes=num_classes,
-                              bn_axis_name=axis_name)
-  batch = _batch(data_key, batch_size, image_shape, num_classes)
-  variables = jax.jit(functools.partial(model.init, train=False))(
-      init_key, batch['image'][:1])
-  return Workload(name, variables['params'], variables['batch_stats'], batch,
-                  cifar_loss_fn(model))
+def step(w: Workload, rate: optax.Schedule, axis_name: str | None = None):
+  """`engine.train_step` on the workload: `(state, batch) -> (state, metrics)`.
 
-
-def cifar_loss_fn(model: nn.Module) -> Callable[..., tuple[jax.Array, Any]]:
-  """The training loss of a train/models.py model, as `Workload.loss_fn`.
-
-  Args:
-    model: a model with BatchNorm (its `batch_stats` are the model state).
-
-  Returns:
-    `loss_fn(params, batch_stats, batch) -> (loss, new_batch_stats)`, with
-    BatchNorm in training mode. Useful to run a workload's parameters through
-    the same network built differently (say, without a BatchNorm axis name)
-    without initialising it again.
+  Unjitted: jit it, or pmap it with `axis_name`.
   """
-
-  def loss_fn(params, model_state, batch):
-    logits, updates = model.apply(
-        {'params': params, 'batch_stats': model_state}, batch['image'],
-        train=True, mutable=['batch_stats'])
-    loss = optax.softmax_cross_entropy_with_integer_labels(
-        logits, batch['label']).mean()
-    return loss, updates['batch_stats']
-
-  return loss_fn
-
-
-def sgd_step(workload: Workload, tx: optax.GradientTransformation,
-             axis_name: str | None = None):
-  """A step `(params, model_state, opt_state, batch) -> same + loss`.
-
-  Unjitted: jit it, or pmap it with `axis_name` (gradients are pmean'd).
-  """
-
-  def step(params, model_state, opt_state, batch):
-    (loss, model_state), grads = jax.value_and_grad(
-        workload.loss_fn, has_aux=True)(params, model_state, batch)
-    if axis_name is not None:
-      grads = jax.lax.pmean(grads, axis_name)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), model_state, opt_state, loss
-
-  return step
+  return functools.partial(
+      engine.train_step, rate=rate, augment_key=None,
+      dropout_key=engine.run_keys(w.seed).dropout, axis_name=axis_name,
+      **w.stats)

@@ -54,13 +54,15 @@ def _greater_than_one(value) -> str | None:
   return None
 
 
-# The optimizers `config.optimizer` can name (built by train.create_optimizer).
+# The optimizers with a recipe of this project (train/optimizers.py); any
+# function of optax can be named too, and is checked where it is built.
 OPTIMIZERS = ('sgd', 'two_regime', 'autodrop')
 
 
 def _optimizer(value) -> str | None:
-  if value not in OPTIMIZERS:
-    return f'must be one of {", ".join(map(repr, OPTIMIZERS))}'
+  if not isinstance(value, str) or not value:
+    return (f'must be one of {", ".join(map(repr, OPTIMIZERS))} or the name '
+            "of an optax function, such as 'adam'")
   return None
 
 

@@ -14,6 +14,7 @@ result for any number of devices or hosts.
 
 from collections.abc import Iterator, Sequence
 import dataclasses
+import functools
 import pathlib
 from typing import Any
 
@@ -242,20 +243,44 @@ def train_batches(
   local = global_batch_size // process_count
   offset = process_index * local
   size = len(dataset.train)
-  # shuffle-then-repeat: grain draws a new permutation for every epoch.
-  examples = grain.MapDataset.source(dataset.train).shuffle(seed=seed).repeat()
+  order = _order(size, seed)
   positions = np.arange(offset, offset + local, dtype=np.int32)
 
   def read(step: int) -> dict[str, np.ndarray]:
     epoch, within = divmod(step, per_epoch)
     first = epoch * size + within * global_batch_size + offset
-    batch = _stack([_record(examples[first + i]) for i in range(local)])
+    batch = _stack([_record(dataset.train[order[first + i]])
+                    for i in range(local)])
     batch['index'] = positions
     return batch
 
   steps = grain.MapDataset.range(start_step, num_steps).map(read)
   yield from steps.to_iter_dataset(
       grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=8))
+
+
+def _order(size: int, seed: int) -> grain.MapDataset:
+  """The training examples' order: a fresh grain permutation every epoch."""
+  return grain.MapDataset.range(size).shuffle(seed=seed).repeat()
+
+
+@functools.lru_cache(maxsize=256)
+def epoch_order(size: int, seed: int, epoch: int) -> np.ndarray:
+  """The order in which `train_batches` reads epoch `epoch`'s examples.
+
+  A permutation of the training split: rows `[step * B, (step + 1) * B)`
+  are the examples of the epoch's batch `step` at global batch size B, and
+  the tail that fills no batch is not read. Cached: paired runs of several
+  methods read the same orders.
+
+  Example:
+    >>> order = epoch_order(10, seed=0, epoch=0)
+    >>> sorted(order.tolist()) == list(range(10))
+    True
+  """
+  order = _order(size, seed)
+  return np.fromiter((order[epoch * size + i] for i in range(size)),
+                     np.int32, size)
 
 
 def eval_batches(dataset: Dataset, *, batch_size: int, process_index: int = 0,

@@ -22,6 +22,9 @@ float32. Every model has two further attributes:
   'batch' so that N replicas of a batch of B/N images normalise exactly like
   one device with B images.
 * `dtype`: the computation dtype (parameters stay float32).
+* `conv`: the convolution module, `nn.Conv` by default, as in the Flax
+  ImageNet example; `create_model(..., conv='im2col')` computes every
+  convolution as im2col and one matrix product (train/im2col.py).
 
 All BatchNorm layers use momentum 0.9 and epsilon 1e-5, PyTorch's defaults,
 since the paper's numbers come from PyTorch. Convolutions are bias-free (each
@@ -42,6 +45,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from train import im2col
+
 ModuleDef = Any
 
 # He et al. (2015) initialisation with fan-out scaling, torchvision's choice
@@ -52,7 +57,7 @@ conv_kernel_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 def _layers(module: nn.Module, train: bool):
   """The conv and BatchNorm constructors every model shares."""
   conv = functools.partial(
-      nn.Conv, use_bias=False, dtype=module.dtype,
+      module.conv, use_bias=False, dtype=module.dtype,
       kernel_init=conv_kernel_init)
   norm = functools.partial(
       nn.BatchNorm, use_running_average=not train, momentum=0.9,
@@ -131,6 +136,7 @@ class CifarResNet(nn.Module):
     num_classes: number of logits.
     bn_axis_name: pmap axis for cross-replica BatchNorm statistics, or None.
     dtype: computation dtype.
+    conv: the convolution module (`nn.Conv`, or train/im2col.py's).
 
   Example:
 
@@ -145,6 +151,7 @@ class CifarResNet(nn.Module):
   num_classes: int
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
+  conv: ModuleDef = nn.Conv
 
   def __post_init__(self):
     if (not isinstance(self.depth, int) or self.depth < 8
@@ -222,6 +229,7 @@ class WideResNet(nn.Module):
     dropout_rate: dropout between the two convolutions of a block.
     bn_axis_name: pmap axis for cross-replica BatchNorm statistics, or None.
     dtype: computation dtype.
+    conv: the convolution module (`nn.Conv`, or train/im2col.py's).
 
   Example (shapes only, through `jax.eval_shape`):
 
@@ -240,6 +248,7 @@ class WideResNet(nn.Module):
   dropout_rate: float = 0.0
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
+  conv: ModuleDef = nn.Conv
 
   def __post_init__(self):
     if (not isinstance(self.depth, int) or self.depth < 10
@@ -295,6 +304,7 @@ class VGG16(nn.Module):
     num_classes: number of logits.
     bn_axis_name: pmap axis for cross-replica BatchNorm statistics, or None.
     dtype: computation dtype.
+    conv: the convolution module (`nn.Conv`, or train/im2col.py's).
 
   Example (shapes only, through `jax.eval_shape`):
 
@@ -310,6 +320,7 @@ class VGG16(nn.Module):
   num_classes: int
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
+  conv: ModuleDef = nn.Conv
 
   @nn.compact
   def __call__(self, x, train: bool = True):
@@ -351,6 +362,7 @@ class DenseNet(nn.Module):
     dropout_rate: dropout after each conv in blocks and transitions.
     bn_axis_name: pmap axis for cross-replica BatchNorm statistics, or None.
     dtype: computation dtype.
+    conv: the convolution module (`nn.Conv`, or train/im2col.py's).
 
   Example (shapes only, through `jax.eval_shape`):
 
@@ -370,6 +382,7 @@ class DenseNet(nn.Module):
   dropout_rate: float = 0.0
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
+  conv: ModuleDef = nn.Conv
 
   def __post_init__(self):
     if (not isinstance(self.depth, int) or self.depth < 7
@@ -469,6 +482,7 @@ class ResNet(nn.Module):
     imagenet_stem: the 7x7 stem with max-pool, or the 3x3 one without.
     bn_axis_name: pmap axis for cross-replica BatchNorm statistics, or None.
     dtype: computation dtype.
+    conv: the convolution module (`nn.Conv`, or train/im2col.py's).
 
   Example (shapes only, through `jax.eval_shape`):
 
@@ -486,6 +500,7 @@ class ResNet(nn.Module):
   imagenet_stem: bool = False
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
+  conv: ModuleDef = nn.Conv
 
   @nn.compact
   def __call__(self, x, train: bool = True):
@@ -517,6 +532,48 @@ ResNet50ImageNet = functools.partial(ResNet, stage_sizes=_RESNET50_STAGES,
                                      imagenet_stem=True)
 
 
+# --- MLP ------------------------------------------------------------------------
+
+
+class MLP(nn.Module):
+  """A multilayer perceptron on flattened images, ReLU between layers.
+
+  The benchmarks' small model (784-256-256-10 on 28x28 images), with the
+  calling convention of the others; it has no BatchNorm and no convolution,
+  so `bn_axis_name` and `conv` change nothing.
+
+  Attributes:
+    num_classes: number of logits.
+    hidden: widths of the hidden layers.
+    bn_axis_name: unused (no BatchNorm).
+    dtype: computation dtype.
+    conv: unused (no convolution).
+
+  Example:
+
+  >>> import jax
+  >>> model = MLP(num_classes=10)
+  >>> x = jnp.zeros((2, 28, 28, 1))
+  >>> variables = model.init(jax.random.key(0), x, train=False)
+  >>> model.apply(variables, x, train=False).shape
+  (2, 10)
+  """
+  num_classes: int
+  hidden: tuple[int, ...] = (256, 256)
+  bn_axis_name: str | None = None
+  dtype: Any = jnp.float32
+  conv: ModuleDef = nn.Conv
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    del train  # Nothing behaves differently in training.
+    x = jnp.asarray(x, self.dtype).reshape(x.shape[0], -1)
+    for width in self.hidden:
+      x = nn.relu(nn.Dense(width, dtype=self.dtype)(x))
+    return nn.Dense(self.num_classes, dtype=self.dtype,
+                    name='classifier')(x)
+
+
 # --- registry ----------------------------------------------------------------
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -531,6 +588,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     'densenet40_12': functools.partial(DenseNet, depth=40, growth_rate=12),
     'resnet50': ResNet50,
     'resnet50_imagenet': ResNet50ImageNet,
+    'mlp': MLP,
 }
 
 
@@ -541,7 +599,7 @@ def create_model(name: str, num_classes: int, **kwargs) -> nn.Module:
     name: a key of `MODELS`, e.g. 'resnet110' or 'wrn28_10'.
     num_classes: number of logits.
     **kwargs: further attributes of the model class, e.g. `bn_axis_name`,
-      `dtype`, or `dropout_rate` for 'wrn28_10'. The architecture that the name
+      `dtype`, `conv` (a module, or 'xla' or 'im2col'), or `dropout_rate` for 'wrn28_10'. The architecture that the name
       fixes (depth, widen factor, growth rate) cannot be overridden.
 
   Returns:
@@ -561,6 +619,12 @@ def create_model(name: str, num_classes: int, **kwargs) -> nn.Module:
     raise ValueError(
         f'create_model: unknown model {name!r}; known models are '
         f'{", ".join(sorted(MODELS))}.')
+  if isinstance(kwargs.get('conv'), str):
+    if kwargs['conv'] not in im2col.CONVS:
+      raise ValueError(
+          f'create_model: unknown conv {kwargs["conv"]!r}; the convolutions '
+          f'are {", ".join(im2col.CONVS)}.')
+    kwargs['conv'] = im2col.CONVS[kwargs['conv']]
   factory = MODELS[name]
   fixed = set(getattr(factory, 'keywords', {}))
   cls = getattr(factory, 'func', factory)

@@ -34,9 +34,9 @@ import plrs_jax
 from plrs_jax import curvature
 from train import cli
 from train import config_validation
+from train import engine
 from train import input_pipeline
 from train import models
-from train import train
 from train import workdir as workdirs
 
 matplotlib.use('Agg')
@@ -63,35 +63,51 @@ def make_loss_fn(model, batch_stats, mean, std):
   """
 
   def loss_fn(params, batch):
-    images = train.normalize(batch['image'], mean, std)
-    logits, _ = model.apply(
-        {'params': params, 'batch_stats': batch_stats}, images, train=True,
-        mutable=['batch_stats'], rngs={'dropout': jax.random.key(0)})
-    return train.cross_entropy(logits, batch['label']).mean()
+    loss, _ = engine.train_loss(
+        params, batch_stats, model.apply,
+        engine.normalize(batch['image'], mean, std), batch['label'],
+        jax.random.key(0))
+    return loss
 
   return loss_fn
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, *, min_lr: float,
-        max_lr: float, num_steps: int, power_iterations: int) -> dict:
-  """Runs both measurements, writes the figure and JSON, returns the results."""
-  config_validation.validate(config)
-  workdir = workdirs.check_path(workdir)
-  dataset = input_pipeline.dataset_from_config(config)
+def measure(config: ml_collections.ConfigDict, *, min_lr: float,
+            max_lr: float, num_steps: int, power_iterations: int,
+            dataset: input_pipeline.Dataset | None = None
+            ) -> tuple[dict, plrs_jax.RangeTestResult]:
+  """The range test and beta of `config`'s run at initialisation.
+
+  The model is initialised and the batches read as `python -m train` does
+  with `config.seed`; the loss is `engine.train_loss` (BatchNorm on the
+  batch's statistics, running averages discarded).
+
+  Args:
+    config: a training config.
+    min_lr: the range test's first rate.
+    max_lr: its last rate.
+    num_steps: its steps.
+    power_iterations: power iterations for beta.
+    dataset: the config's dataset, if already loaded.
+
+  Returns:
+    (summary, the range test's result): the summary holds the suggested
+    bounds, beta and the verdict, as range_test.json does.
+  """
+  dataset = dataset or input_pipeline.dataset_from_config(config)
   steps_per_epoch = input_pipeline.steps_per_epoch(dataset, config.batch_size)
   model = config_validation.built(
       'model', models.create_model, config.model,
       num_classes=dataset.num_classes, **config.get('model_kwargs', {}))
-  workdir.mkdir(parents=True, exist_ok=True)
+  keys = engine.run_keys(config.seed)
   variables = jax.jit(functools.partial(model.init, train=False))(
-      train.parameter_init_key(config.seed),
-      jnp.zeros((1, *dataset.image_shape), jnp.float32))
+      keys.init, jnp.zeros((1, *dataset.image_shape), jnp.float32))
   curvature_key = jax.random.key(config.seed)
   loss_fn = make_loss_fn(model, variables.get('batch_stats', {}),
                          dataset.mean, dataset.std)
 
   batches = input_pipeline.train_batches(
-      dataset, global_batch_size=config.batch_size, seed=config.seed,
+      dataset, global_batch_size=config.batch_size, seed=keys.data,
       start_step=0, num_steps=max(num_steps, steps_per_epoch))
   first = next(batches)
   result = plrs_jax.lr_range_test(
@@ -121,8 +137,20 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, min_lr: float,
     summary['check'] = ('The Hessian has no positive eigenvalue on this '
                         'batch: no bound applies.')
     summary['verdict'] = 'Use the range test.'
+  return summary, result
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, *, min_lr: float,
+        max_lr: float, num_steps: int, power_iterations: int) -> dict:
+  """Runs both measurements, writes the figure and JSON, returns the results."""
+  config_validation.validate(config)
+  workdir = workdirs.check_path(workdir)
+  summary, result = measure(config, min_lr=min_lr, max_lr=max_lr,
+                            num_steps=num_steps,
+                            power_iterations=power_iterations)
+  workdir.mkdir(parents=True, exist_ok=True)
   (workdir / 'range_test.json').write_text(json.dumps(summary, indent=1))
-  plot(result, beta, workdir / 'range_test.png',
+  plot(result, summary['beta'], workdir / 'range_test.png',
        title=f'{config.model} on {config.dataset}, batch {config.batch_size}')
   return summary
 

@@ -1,8 +1,11 @@
 """Data-parallel training of image classifiers with any plrs_jax schedule.
 
-Reads top to bottom like the Flax ImageNet example: `create_train_state`,
-`train_step`, `eval_step`, then `train_and_evaluate(config, workdir)`, which
-owns the loop, metrics, checkpoints and the final figure.
+Reads top to bottom like the Flax ImageNet example: `train_step` and
+`eval_step` (train/engine.py's step and evaluation, with this loop's
+bookkeeping), then `train_and_evaluate(config, workdir)`, which owns the
+loop, metrics, checkpoints and the final figure. The run's keys, schedule and
+optimizer come from train/engine.py and train/optimizers.py, as they do for
+the multi-seed runner (train/seeds.py).
 
 Under `jax.pmap` every device holds a replica of the state; gradients and
 metrics are averaged with `lax.pmean` and BatchNorm uses cross-replica
@@ -15,7 +18,6 @@ the metrics are computed on the device and fetched only every
 from collections.abc import Callable
 import contextlib
 import functools
-import inspect
 import json
 import pathlib
 import signal
@@ -24,7 +26,6 @@ import threading
 from typing import Any, NamedTuple
 
 from flax import jax_utils
-from flax.training import train_state
 import jax
 from jax.experimental import multihost_utils
 import jax.numpy as jnp
@@ -37,9 +38,11 @@ import tqdm
 
 import plrs_jax
 from train import config_validation
+from train import engine
 from train import errors
 from train import input_pipeline
 from train import models
+from train import optimizers
 from train import plots
 from train import workdir as workdirs
 from train.configs import base
@@ -52,8 +55,7 @@ AXIS = 'batch'
 TrainingDiverged = errors.TrainingDiverged
 
 
-class TrainState(train_state.TrainState):
-  batch_stats: Any
+TrainState = engine.TrainState
 
 
 class TrainResult(NamedTuple):
@@ -62,292 +64,40 @@ class TrainResult(NamedTuple):
   metrics: dict[str, Any]
 
 
-def in_steps(fields: ml_collections.ConfigDict | dict,
-             steps_per_epoch: int) -> dict[str, Any]:
-  """`fields` as a dict, each `<arg>_epochs` replaced by `<arg>` in steps.
-
-  Lists are converted element-wise.
-  """
-  kwargs = dict(fields)
-  for field in list(kwargs):
-    if field.endswith('_epochs'):
-      value = kwargs.pop(field)
-      arg = field[:-len('_epochs')]
-      if isinstance(value, (list, tuple)):
-        kwargs[arg] = [int(round(v * steps_per_epoch)) for v in value]
-      else:
-        kwargs[arg] = int(round(value * steps_per_epoch))
-  return kwargs
-
-
-def create_schedule(
-    schedule_config: ml_collections.ConfigDict,
-    *,
-    key: jax.Array,
-    steps_per_epoch: int,
-    num_steps: int,
-) -> optax.Schedule:
-  """Builds the configured schedule, converting epochs to steps.
-
-  `schedule_config.name` picks a schedule of `plrs_jax.create_schedule`; the
-  other fields are its arguments, with two conveniences: a field `<arg>_epochs`
-  sets `<arg>` to that many epochs in steps (lists element-wise), and a
-  schedule that takes `total_steps` or `key` gets the run's length and key
-  unless the config sets them.
-
-  Args:
-    schedule_config: `name` plus the schedule's arguments.
-    key: the run's schedule key.
-    steps_per_epoch: steps in one epoch.
-    num_steps: steps in the whole run.
-
-  Returns:
-    The schedule.
-  """
-  kwargs = in_steps(schedule_config, steps_per_epoch)
-  name = kwargs.pop('name')
-  parameters = inspect.signature(
-      plrs_jax.SCHEDULES.get(name, lambda: None)).parameters
-  if 'total_steps' in parameters:
-    kwargs.setdefault('total_steps', num_steps)
-  if 'key' in parameters:
-    kwargs.setdefault('key', key)
-  return plrs_jax.create_schedule(name, **kwargs)
-
-
-OPTIMIZERS = config_validation.OPTIMIZERS
-
-
-def _two_regime_kwargs(config: ml_collections.ConfigDict,
-                       steps_per_epoch: int) -> dict[str, Any]:
-  """config.two_regime's fields that are set, epochs converted to steps."""
-  return in_steps({k: v for k, v in config.two_regime.items()
-                   if v is not None}, steps_per_epoch)
-
-
-def create_optimizer(config: ml_collections.ConfigDict,
-                     schedule: optax.Schedule,
-                     steps_per_epoch: int = 0) -> optax.GradientTransformation:
-  """The optimizer `config.optimizer` names, at the schedule's rate.
-
-  - 'sgd' (the default): SGD as in PyTorch, weight decay added to the
-    gradient, then momentum.
-  - 'two_regime': `plrs_jax.two_regime_sgd_adam`, plain SGD at the schedule's
-    rate, then Adam at `config.two_regime.small_learning_rate` from
-    `switch_step` (or `switch_step_epochs`); weight decay coupled in both.
-  - 'autodrop': the 'sgd' optimizer followed by `plrs_jax.scale_by_autodrop`
-    with `config.autodrop`'s arguments and the run's epoch.
-
-  Args:
-    config: the run's config.
-    schedule: the learning-rate schedule.
-    steps_per_epoch: steps in one epoch (for epoch-valued fields and
-      AutoDrop's epoch).
-
-  Returns:
-    The optimizer.
-
-  Raises:
-    ValueError, TypeError: a field the optimizer cannot use.
-  """
-  name = config.get('optimizer', 'sgd')
-  if name == 'two_regime':
-    if config.momentum or config.get('nesterov', False):
-      raise ValueError(
-          'two_regime runs plain SGD before the switch (momentum only '
-          'rescales the rate in the large-step regime): set momentum=0 and '
-          f'nesterov=False, got momentum={config.momentum}, '
-          f'nesterov={config.get("nesterov", False)}.')
-    return plrs_jax.two_regime_sgd_adam(
-        schedule, weight_decay=config.weight_decay,
-        **_two_regime_kwargs(config, steps_per_epoch))
-  sgd = optax.sgd(schedule, momentum=config.momentum or None,
-                  nesterov=config.get('nesterov', False))
-  if config.weight_decay:
-    sgd = optax.chain(optax.add_decayed_weights(config.weight_decay), sgd)
-  if name == 'autodrop':
-    return optax.chain(sgd, plrs_jax.scale_by_autodrop(
-        steps_per_epoch, **dict(config.autodrop)))
-  if name != 'sgd':
-    raise ValueError(f'unknown optimizer {name!r}; the optimizers are '
-                     f'{", ".join(OPTIMIZERS)}.')
-  return sgd
-
-
-def _optimizer_states(opt_state) -> list[Any]:
-  """The AutoDrop and two-regime states inside an optimizer state."""
-  kinds = (plrs_jax.AutoDropState, plrs_jax.TwoRegimeState)
-  return [leaf for leaf in jax.tree.leaves(
-      opt_state, is_leaf=lambda x: isinstance(x, kinds))
-          if isinstance(leaf, kinds)]
-
-
-def optimizer_metrics(opt_state) -> dict[str, jax.Array]:
-  """What an optimizer with a state of its own reports, for the logs.
-
-  AutoDrop: `optimizer_scale` (the factor on the schedule's rate),
-  `angular_velocity` and `threshold` (degrees; the angle is NaN until its
-  third epoch) and `drops`; two-regime: `regime` (0 while SGD runs, 1 once
-  Adam has taken over). Empty for plain SGD.
-  """
-  metrics = {}
-  for state in _optimizer_states(opt_state):
-    if isinstance(state, plrs_jax.AutoDropState):
-      metrics.update(optimizer_scale=state.scale,
-                     angular_velocity=state.angular_velocity,
-                     threshold=state.threshold, drops=state.num_drops)
-    else:
-      metrics['regime'] = state.regime
-  return metrics
-
-
-def optimizer_rate(config: ml_collections.ConfigDict, schedule: optax.Schedule,
-                   steps_per_epoch: int) -> optax.Schedule:
-  """The rate of each step: the schedule's, or Adam's after a switch.
-
-  AutoDrop's scale depends on the run, not the step: the train step
-  multiplies it in.
-  """
-  if config.get('optimizer', 'sgd') != 'two_regime':
-    return schedule
-  kwargs = _two_regime_kwargs(config, steps_per_epoch)
-  return lambda count: jnp.where(
-      count < kwargs['switch_step'], schedule(count),
-      jnp.float32(kwargs['small_learning_rate']))
-
-
-def parameter_init_key(seed: int) -> jax.Array:
-  """The key that initialises parameters.
-
-  Initialisation draws once, on one device, and needs none of threefry's
-  counter-based guarantees; the 'rbg' generator compiles about 4x faster
-  there (3 s against 14 s for ResNet-8 on two CPU cores).
-  """
-  return jax.random.key(seed, impl='rbg')
-
-
-def create_train_state(
-    key: jax.Array,
-    model: Any,
-    image_shape: tuple[int, ...],
-    tx: optax.GradientTransformation,
-) -> TrainState:
-  """Initialises parameters, BatchNorm statistics and optimizer state."""
-  variables = jax.jit(functools.partial(model.init, train=False))(
-      key, jnp.zeros((1, *image_shape), jnp.float32))
-  return TrainState.create(
-      apply_fn=model.apply,
-      params=variables['params'],
-      batch_stats=variables.get('batch_stats', {}),
-      tx=tx,
-  )
-
-
-def normalize(images: jax.Array, mean, std) -> jax.Array:
-  """uint8 images to float, standardised per channel."""
-  mean = jnp.asarray(mean, jnp.float32)
-  std = jnp.asarray(std, jnp.float32)
-  return (images.astype(jnp.float32) - mean) / std
-
-
-def augment(images: jax.Array, positions: jax.Array, key: jax.Array,
-            padding: int = 4) -> jax.Array:
-  """Pads by `padding`, crops back at random and flips half the images.
-
-  Each image draws from `fold_in(key, position in the global batch)`, so the
-  result does not depend on how the batch is split over devices or hosts.
-
-  Args:
-    images: (batch, height, width, channels).
-    positions: (batch,) positions of the rows in the global batch.
-    key: this step's augmentation key.
-    padding: zero padding on each side before the crop.
-
-  Returns:
-    The augmented images.
-  """
-  height, width = images.shape[1:3]
-
-  def one(image, position):
-    crop_key, flip_key = jax.random.split(jax.random.fold_in(key, position))
-    padded = jnp.pad(image, ((padding, padding), (padding, padding), (0, 0)))
-    dy, dx = jax.random.randint(crop_key, (2,), 0, 2 * padding + 1)
-    image = jax.lax.dynamic_slice(padded, (dy, dx, 0),
-                                  (height, width, image.shape[-1]))
-    return jnp.where(jax.random.bernoulli(flip_key), image[:, ::-1], image)
-
-  return jax.vmap(one)(images, positions)
-
-
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-
-
 def train_step(
     state: TrainState,
     batch: dict[str, jax.Array],
     totals: dict[str, jax.Array],
     monitor: dict[str, jax.Array],
     *,
-    schedule: optax.Schedule,
-    augment_key: jax.Array | None,
-    dropout_key: jax.Array,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
     divergence_factor: float,
+    **step_kwargs,
 ) -> tuple[TrainState, dict[str, jax.Array], dict[str, jax.Array],
            dict[str, jax.Array]]:
-  """One SGD step on this device's shard; runs under pmap(axis_name='batch').
+  """`engine.train_step` on this device's shard, with the run's bookkeeping.
+
+  Runs under pmap(axis_name='batch').
 
   Args:
     state: the replicated train state.
     batch: this device's rows: 'image' (uint8), 'label', 'index'.
     totals: running sums of this epoch's metrics.
     monitor: the divergence watch (see `_new_monitor`).
-    schedule: the learning-rate schedule.
-    augment_key: key for crop-and-flip augmentation, or None for none.
-    dropout_key: key for dropout.
-    mean: per-channel image mean.
-    std: per-channel image standard deviation.
     divergence_factor: the run has diverged once the smoothed loss exceeds
       this multiple of the run's first loss.
+    **step_kwargs: `engine.train_step`'s keyword arguments but `axis_name`.
 
   Returns:
     The new state, the updated totals and monitor, and this step's metrics.
   """
-  step = state.step
-  images = normalize(batch['image'], mean, std)
-  if augment_key is not None:
-    images = augment(images, batch['index'],
-                     jax.random.fold_in(augment_key, step))
-  # Dropout masks differ per device (they cannot be split by example).
-  dropout_rng = jax.random.fold_in(jax.random.fold_in(dropout_key, step),
-                                   jax.lax.axis_index(AXIS))
-
-  def loss_fn(params):
-    logits, updates = state.apply_fn(
-        {'params': params, 'batch_stats': state.batch_stats}, images,
-        train=True, mutable=['batch_stats'], rngs={'dropout': dropout_rng})
-    loss = cross_entropy(logits, batch['label']).mean()
-    return loss, (logits, updates['batch_stats'])
-
-  (loss, (logits, batch_stats)), grads = jax.value_and_grad(
-      loss_fn, has_aux=True)(state.params)
-  grads = jax.lax.pmean(grads, AXIS)
-  new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-  metrics = jax.lax.pmean({
-      'loss': loss,
-      'accuracy': jnp.mean(jnp.argmax(logits, -1) == batch['label']),
-  }, AXIS)
-  metrics['lr'] = schedule(step) * optimizer_metrics(state.opt_state).get(
-      'optimizer_scale', 1.0)
-  metrics.update(optimizer_metrics(new_state.opt_state))
+  new_state, metrics = engine.train_step(state, batch, axis_name=AXIS,
+                                         **step_kwargs)
   totals = {
       'loss': totals['loss'] + metrics['loss'],
       'accuracy': totals['accuracy'] + metrics['accuracy'],
       'count': totals['count'] + 1,
   }
-  return new_state, totals, _watch(monitor, metrics['loss'], step + 1,
+  return new_state, totals, _watch(monitor, metrics['loss'], new_state.step,
                                    divergence_factor), metrics
 
 
@@ -385,18 +135,9 @@ def _watch(monitor: dict[str, jax.Array], loss: jax.Array, step: jax.Array,
 def eval_step(state: TrainState, batch: dict[str, jax.Array], *,
               mean: tuple[float, ...],
               std: tuple[float, ...]) -> dict[str, jax.Array]:
-  """Sums of loss and correct predictions over the real (unmasked) rows."""
-  images = normalize(batch['image'], mean, std)
-  logits = state.apply_fn(
-      {'params': state.params, 'batch_stats': state.batch_stats}, images,
-      train=False)
-  mask = batch['mask']
-  sums = {
-      'loss': jnp.sum(cross_entropy(logits, batch['label']) * mask),
-      'correct': jnp.sum((jnp.argmax(logits, -1) == batch['label']) * mask),
-      'count': jnp.sum(mask),
-  }
-  return jax.lax.psum(sums, AXIS)
+  """`engine.eval_sums` of this device's rows, summed over the devices."""
+  return jax.lax.psum(engine.eval_sums(state, batch, mean=mean, std=std),
+                      AXIS)
 
 
 def _zero_totals() -> dict[str, jax.Array]:
@@ -689,29 +430,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                  num_classes=dataset.num_classes, bn_axis_name=AXIS,
                  **config.get('model_kwargs', {}))
 
-  schedule_key, augment_key, dropout_key = jax.random.split(
-      jax.random.key(config.seed), 3)
+  keys = engine.run_keys(config.seed)
 
   def schedule_for_length(length: int) -> optax.Schedule:
-    return config_validation.built('schedule', create_schedule, config.schedule,
-                  key=schedule_key, steps_per_epoch=steps_per_epoch,
-                  num_steps=length)
+    return config_validation.built(
+        'schedule', optimizers.create_schedule, config.schedule,
+        key=keys.schedule, steps_per_epoch=steps_per_epoch, num_steps=length)
 
   schedule = schedule_for_length(num_steps)
-  tx = config_validation.built('optimizer', create_optimizer, config, schedule,
-                               steps_per_epoch)
-  schedule = optimizer_rate(config, schedule, steps_per_epoch)
+  tx = config_validation.built('optimizer', optimizers.create_optimizer,
+                               config, schedule, steps_per_epoch)
+  schedule = optimizers.optimizer_rate(config, schedule, steps_per_epoch)
 
   workdir.mkdir(parents=True, exist_ok=True)
   with workdirs.lock(workdir) if is_main else contextlib.nullcontext():
     return _train(config, workdir, dataset, model, tx, schedule,
                   schedule_for_length, devices, steps_per_epoch, num_steps,
-                  augment_key=augment_key, dropout_key=dropout_key)
+                  keys)
 
 
 def _train(config, workdir, dataset, model, tx, schedule, schedule_for_length,
-           devices, steps_per_epoch, num_steps, *, augment_key,
-           dropout_key) -> TrainResult:
+           devices, steps_per_epoch, num_steps, keys) -> TrainResult:
   """The body of `train_and_evaluate`, run while holding the workdir."""
   is_main = jax.process_index() == 0
   directory = workdir / 'checkpoints'
@@ -720,8 +459,8 @@ def _train(config, workdir, dataset, model, tx, schedule, schedule_for_length,
   if steps and recorded is not None:
     _check_same_run(recorded['config'], config, workdir, steps[-1],
                     schedule_for_length, steps_per_epoch)
-  state = create_train_state(parameter_init_key(config.seed), model,
-                             dataset.image_shape, tx)
+  state = engine.create_train_state(keys.init, model, dataset.image_shape,
+                                    tx)
   totals, monitor = _zero_totals(), _new_monitor()
   done, restored = _restore(
       directory, {'state': state, 'totals': totals, 'monitor': monitor},
@@ -756,8 +495,7 @@ def _train(config, workdir, dataset, model, tx, schedule, schedule_for_length,
     log = _MetricsLog(workdir / 'metrics.jsonl', done, enabled=is_main)
     state, summary = _loop(
         config, workdir, dataset, schedule, devices, checkpoints, log, state,
-        totals, monitor, done, steps_per_epoch, num_steps,
-        augment_key=augment_key, dropout_key=dropout_key)
+        totals, monitor, done, steps_per_epoch, num_steps, keys)
   finally:
     with workdirs.writing(f'checkpoints in {directory}'):
       checkpoints.wait_until_finished()
@@ -790,8 +528,7 @@ def _finished(workdir, state, done, steps_per_epoch, is_main) -> TrainResult:
 
 
 def _loop(config, workdir, dataset, schedule, devices, checkpoints, log, state,
-          totals, monitor, start_step, steps_per_epoch, num_steps, *,
-          augment_key, dropout_key):
+          totals, monitor, start_step, steps_per_epoch, num_steps, keys):
   """Steps `start_step + 1 .. num_steps`; returns (host state, summary)."""
   num_devices = len(devices)
   is_main = jax.process_index() == 0
@@ -801,8 +538,8 @@ def _loop(config, workdir, dataset, schedule, devices, checkpoints, log, state,
   pmap_devices = devices if config.get('num_devices') else None
   p_train_step = jax.pmap(
       functools.partial(
-          train_step, schedule=schedule, dropout_key=dropout_key,
-          augment_key=augment_key if config.augment else None,
+          train_step, rate=schedule, dropout_key=keys.dropout,
+          augment_key=keys.augment if config.augment else None,
           divergence_factor=config.divergence_factor, **stats),
       axis_name=AXIS, devices=pmap_devices, donate_argnums=(0, 2, 3))
   p_eval_step = jax.pmap(functools.partial(eval_step, **stats),
@@ -817,7 +554,7 @@ def _loop(config, workdir, dataset, schedule, devices, checkpoints, log, state,
           'monitor': _unreplicate(monitor)}), metrics=metrics, force=True)
 
   batches = input_pipeline.train_batches(
-      dataset, global_batch_size=config.batch_size, seed=config.seed,
+      dataset, global_batch_size=config.batch_size, seed=keys.data,
       start_step=start_step, num_steps=num_steps,
       process_index=jax.process_index(), process_count=jax.process_count())
   progress = tqdm.tqdm(total=num_steps, initial=start_step, unit='step',
@@ -885,9 +622,8 @@ def _loop(config, workdir, dataset, schedule, devices, checkpoints, log, state,
 def _optimizer_record(metrics: dict[str, Any]) -> dict[str, Any]:
   """The optimizer's fields of the epoch's last step, as JSON values."""
   record = {}
-  for field in ('optimizer_scale', 'angular_velocity', 'threshold', 'drops',
-                'regime'):
-    if field in metrics:
+  for field in metrics:
+    if field not in ('loss', 'accuracy', 'lr'):
       value = metrics[field].item()
       # JSON has no NaN: an angle not measured yet is null.
       record[field] = None if value != value else value

@@ -53,9 +53,13 @@ def base_config() -> ml_collections.ConfigDict:
   config.momentum = 0.0
   config.nesterov = False
   config.weight_decay = 0.0
-  # 'sgd' (the above, at the schedule's rate), 'two_regime' or 'autodrop';
-  # the last two read their own section below.
+  # 'sgd' (the above, at the schedule's rate), 'two_regime' or 'autodrop'
+  # (each reads its own section below), or any optax function by name with
+  # `optimizer_kwargs`: an optimizer ('adam') runs at the schedule's rate, a
+  # transform ('contrib.reduce_on_plateau') follows the SGD above. See
+  # train/optimizers.py.
   config.optimizer = 'sgd'
+  config.optimizer_kwargs = ml_collections.ConfigDict()
   # plrs_jax.two_regime_sgd_adam: plain SGD at the schedule's rate (momentum
   # must be 0), then Adam at `small_learning_rate`, from `switch_step` (or
   # `switch_step_epochs`) on. Both must be set.

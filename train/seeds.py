@@ -1,0 +1,246 @@
+"""Many seeds of one training config as one program: vmapped, scanned.
+
+`SeedRunner(config)` trains S seeds of the config that `python -m train`
+would run once per seed. Every seed runs train/engine.py's `train_step`,
+with the keys of `engine.run_keys(seed)`, the schedule and optimizer of
+train/optimizers.py, and the data order of `input_pipeline.train_batches`:
+seed s computes what `train_and_evaluate` computes with `config.seed = s` on
+one device, up to floating-point reassociation (the batched products may sum
+in another order).
+
+How it runs: the per-seed arrays (parameters, BatchNorm statistics,
+optimizer state, step) carry a leading axis of size S; one epoch is a
+`lax.scan` over its steps of the step `jax.vmap`ped over seeds, compiled
+once for all epochs. The training and test splits are device arrays closed
+over by the compiled functions; each step gathers its batch on the device
+from the epoch's order, which is the only host-to-device transfer (one per
+epoch). Each seed builds its schedule inside the vmapped function from its
+own schedule key, so PLRS draws different rates for every seed in the same
+program.
+
+On XLA:CPU, convolutions inside a scan run 10-50x slower than at the top
+level of a program (train/im2col.py): configs run here with
+`model_kwargs={'conv': 'im2col'}`.
+"""
+
+from collections.abc import Sequence
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from train import engine
+from train import input_pipeline
+from train import models
+from train import optimizers
+
+
+def _stack(trees: Sequence[Any]) -> Any:
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+class SeedRunner:
+  """Trains any number of seeds of one config, vmapped, on the device.
+
+  Attributes:
+    config: the training config (as `python -m train` reads it).
+    dataset: its dataset.
+    steps_per_epoch: full batches per epoch.
+    num_steps: steps of a run.
+    init: `init(seeds) -> carry`, each seed's initial arrays, stacked.
+    train_epoch: jitted `train_epoch(carry, keys, rows) -> (carry, metrics)`;
+      `rows` (S, steps_per_epoch, batch) are the epoch's example indices,
+      `metrics` per-seed 'train_loss' and 'train_accuracy' (epoch means),
+      'lr' (S, steps_per_epoch) and what the optimizer reports at the
+      epoch's last step. The carry is donated.
+    evaluate: jitted `evaluate(carry) -> {'test_loss', 'test_accuracy'}`,
+      per seed, on the whole test split with BatchNorm's running averages.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, *,
+               dataset: input_pipeline.Dataset | None = None):
+    """Builds (but does not compile) the vmapped functions.
+
+    Args:
+      config: a training config; `num_devices`, checkpointing and logging
+        fields are not used.
+      dataset: the config's dataset, if already loaded.
+    """
+    self.config = config
+    self.dataset = dataset or input_pipeline.dataset_from_config(config)
+    self.steps_per_epoch = input_pipeline.steps_per_epoch(self.dataset,
+                                                          config.batch_size)
+    self.num_steps = config.num_epochs * self.steps_per_epoch
+    # Each seed normalises with its own batch: no cross-device axis.
+    self.model = models.create_model(
+        config.model, num_classes=self.dataset.num_classes, bn_axis_name=None,
+        **config.get('model_kwargs', {}))
+    self._train = _device_split(self.dataset.train)
+    self._test = _device_split(self.dataset.test, config.eval_batch_size)
+    self._stats = dict(mean=self.dataset.mean, std=self.dataset.std)
+    self.train_epoch = jax.jit(jax.vmap(self._train_epoch_one),
+                               donate_argnums=0)
+    self.evaluate = jax.jit(jax.vmap(self._evaluate_one))
+
+  def optimization(self, schedule_key: jax.Array):
+    """(optimizer, rate) of the seed whose schedule key is `schedule_key`."""
+    schedule = optimizers.create_schedule(
+        self.config.schedule, key=schedule_key,
+        steps_per_epoch=self.steps_per_epoch, num_steps=self.num_steps)
+    tx = optimizers.create_optimizer(self.config, schedule,
+                                     self.steps_per_epoch)
+    rate = optimizers.optimizer_rate(self.config, schedule,
+                                     self.steps_per_epoch)
+    return optax.with_extra_args_support(tx), rate
+
+  def init(self, seeds: Sequence[int]) -> tuple[dict[str, Any], Any]:
+    """(carry, keys) of `seeds`: initial arrays and keys, stacked.
+
+    Each seed is initialised as `train_and_evaluate` initialises it.
+    """
+    carries, keys = [], []
+    for seed in seeds:
+      run = engine.run_keys(seed)
+      tx, _ = self.optimization(run.schedule)
+      state = engine.create_train_state(run.init, self.model,
+                                        self.dataset.image_shape, tx)
+      carries.append(_carry(state))
+      keys.append((run.schedule, run.augment, run.dropout))
+    return _stack(carries), _stack(keys)
+
+  def rows(self, seeds: Sequence[int], epoch: int) -> jax.Array:
+    """(S, steps, batch) indices of the training examples of `epoch`."""
+    size, batch = len(self.dataset.train), self.config.batch_size
+    return jnp.asarray(np.stack([
+        input_pipeline.epoch_order(size, engine.run_keys(s).data, epoch)[
+            :self.steps_per_epoch * batch].reshape(-1, batch)
+        for s in seeds]))
+
+  def _train_epoch_one(self, carry, keys, rows):
+    schedule_key, augment_key, dropout_key = keys
+    tx, rate = self.optimization(schedule_key)
+    images, labels, _ = self._train
+    positions = jnp.arange(self.config.batch_size, dtype=jnp.int32)
+
+    def step(carry, index):
+      state = engine.TrainState(apply_fn=self.model.apply, tx=tx, **carry)
+      batch = {'image': images[index], 'label': labels[index],
+               'index': positions}
+      state, metrics = engine.train_step(
+          state, batch, rate=rate, dropout_key=dropout_key,
+          augment_key=augment_key if self.config.augment else None,
+          **self._stats)
+      return _carry(state), metrics
+
+    carry, per_step = jax.lax.scan(step, carry, rows)
+    metrics = {name: value[-1] for name, value in per_step.items()}
+    metrics.update(train_loss=per_step['loss'].mean(),
+                   train_accuracy=per_step['accuracy'].mean(),
+                   lr=per_step['lr'])
+    del metrics['loss'], metrics['accuracy']
+    return carry, metrics
+
+  def _evaluate_one(self, carry) -> dict[str, jax.Array]:
+    state = engine.TrainState(apply_fn=self.model.apply, tx=None, **carry)
+    images, labels, mask = self._test
+    batch_size = self.config.eval_batch_size
+
+    def one(sums, start):
+      rows = {name: jax.lax.dynamic_slice_in_dim(x, start, batch_size)
+              for name, x in (('image', images), ('label', labels),
+                              ('mask', mask))}
+      add = engine.eval_sums(state, rows, **self._stats)
+      return jax.tree.map(jnp.add, sums, add), None
+
+    zero = {'loss': 0.0, 'correct': 0.0, 'count': 0.0}
+    sums, _ = jax.lax.scan(one, jax.tree.map(jnp.float32, zero),
+                           jnp.arange(0, images.shape[0], batch_size))
+    return {'test_loss': sums['loss'] / sums['count'],
+            'test_accuracy': sums['correct'] / sums['count']}
+
+  def run(self, seeds: Sequence[int], *,
+          progress: Any = None) -> dict[str, np.ndarray]:
+    """Trains `seeds` together and evaluates after every epoch.
+
+    Args:
+      seeds: the seeds (as `config.seed` of `python -m train`).
+      progress: a callable run after each epoch with the epoch's number
+        (e.g. a tqdm bar's `update`), or None.
+
+    Returns:
+      Per-seed, per-epoch numpy arrays of shape (S, num_epochs):
+      'train_loss', 'train_accuracy', 'test_loss', 'test_accuracy' and what
+      the optimizer reports; 'lr' of shape (S, num_steps).
+    """
+    carry, keys = self.init(seeds)
+    epochs = []
+    for epoch in range(self.config.num_epochs):
+      carry, metrics = self.train_epoch(carry, keys, self.rows(seeds, epoch))
+      metrics.update(self.evaluate(carry))
+      epochs.append(metrics)
+      if progress is not None:
+        progress(epoch + 1)
+    # One transfer at the end: nothing above waits for the host.
+    epochs = jax.device_get(epochs)
+    out = {name: np.stack([m[name] for m in epochs], axis=1)
+           for name in epochs[0] if name != 'lr'}
+    out['lr'] = np.concatenate([m['lr'] for m in epochs], axis=1)
+    self.final = jax.device_get(carry)
+    return out
+
+
+def _carry(state: engine.TrainState) -> dict[str, Any]:
+  """The arrays of a train state, what the scan carries."""
+  return {'step': state.step, 'params': state.params,
+          'opt_state': state.opt_state, 'batch_stats': state.batch_stats}
+
+
+def _device_split(split, multiple: int = 1) -> tuple[jax.Array, ...]:
+  """A split as device arrays: images, labels, and a mask of real rows.
+
+  The rows are padded to a multiple of `multiple` with copies of the first,
+  masked 0.
+  """
+  size = len(split)
+  rows = [split[i] for i in range(size)]
+  padded = -size % multiple
+  rows += rows[:1] * padded
+  images = np.stack([np.asarray(r['image'], np.uint8) for r in rows])
+  labels = np.asarray([r['label'] for r in rows], np.int32)
+  mask = np.arange(size + padded) < size
+  return tuple(map(jax.device_put, (images, labels, mask.astype(np.float32))))
+
+
+def train_seeds(config: ml_collections.ConfigDict, seeds: Sequence[int], *,
+                dataset: input_pipeline.Dataset | None = None,
+                sequential: bool = False) -> dict[str, np.ndarray]:
+  """Trains `seeds` of `config`; see `SeedRunner.run`.
+
+  Args:
+    config: the training config.
+    seeds: the seeds.
+    dataset: the config's dataset, if already loaded.
+    sequential: run the seeds one after another through the same code (S =
+      1) instead of all together; the results agree to float tolerance.
+
+  Returns:
+    Arrays with a leading seed axis, as `SeedRunner.run` returns them.
+
+  Example:
+    >>> from train.configs import default
+    >>> config = default.get_config()
+    >>> config.num_epochs, config.batch_size = 1, 256
+    >>> config.model_kwargs = {'conv': 'im2col'}
+    >>> out = train_seeds(config, [0, 1])
+    >>> out['test_accuracy'].shape, out['lr'].shape
+    ((2, 1), (2, 5))
+  """
+  runner = SeedRunner(config, dataset=dataset)
+  if not sequential:
+    return runner.run(seeds)
+  runs = [runner.run([s]) for s in seeds]
+  return {name: np.concatenate([r[name] for r in runs]) for name in runs[0]}
