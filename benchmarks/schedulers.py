@@ -6,10 +6,11 @@
 
 Without --config: ResNet-8 (train/models.py) on scikit-learn's digits, plain
 SGD, batch 32, 30 epochs, 5 seeds per schedule trained together in one
-vmapped program (benchmarks/seeds.py); seed s starts from the same parameters
-and reads the same data order under every schedule, so the schedules are
-compared on paired runs (--quick: the MLP of benchmarks/workloads.py, 2
-epochs, 2 seeds, plrs and knee only, to check that it runs). The schedules
+vmapped program (train/seeds.py, which runs `python -m train`'s step, keys
+and data order); seed s starts from the same parameters and reads the same
+data order under every schedule, so the schedules are compared on paired runs
+(--quick: the MLP of train/models.py, 2 epochs, 2 seeds, plrs and knee only,
+to check that it runs). The schedules
 are train/configs/default.py's, with its epoch-valued fields rescaled from
 its 3 epochs to this run's E epochs:
 
@@ -26,8 +27,9 @@ its 3 epochs to this run's E epochs:
 | one_cycle            | 0.01 -> 0.1 -> 1e-3      | same, over the E epochs  |
 | cyclic_triangular    | 0.01..0.1, up 0.5 epoch  | 0.01..0.1, up E/6 epochs |
 
-The PLRS bounds come from `plrs_jax.lr_range_test` on this model and data (as
-`python -m train.range_test` runs it: 1e-4 to 10 over 100 steps of batch 32,
+The PLRS bounds come from `plrs_jax.lr_range_test` on this model and data
+(`train.range_test.measure`, as `python -m train.range_test` runs it: 1e-4 to
+10 over 100 steps of batch 32,
 L_max = 0.1 x the rate of the lowest smoothed loss, L_min = 0.7 L_max); the
 default config's (0.07, 0.1) runs too, as `plrs_default`.
 
@@ -53,18 +55,15 @@ import pathlib
 import sys
 import time
 
-import jax
-import jax.numpy as jnp
 import matplotlib
 import numpy as np
 
-import plrs_jax
-from plrs_jax import curvature
 from benchmarks import common
-from benchmarks import seeds
 from train import input_pipeline
+from train import plots
+from train import range_test
+from train import seeds
 from train import train
-from train import workdir as workdirs
 from train.configs import default
 
 matplotlib.use('Agg')
@@ -126,62 +125,15 @@ def digits_schedules(num_epochs: int,
   return schedules
 
 
-def range_test_bounds(dataset: input_pipeline.Dataset, *, model: str,
-                      num_steps: int, power_iterations: int,
-                      seed: int = 0) -> dict:
-  """The LR range test and the top Hessian eigenvalue, as train.range_test.
-
-  The same measurement as `python -m train.range_test`: the training-mode
-  loss (BatchNorm on the batch's statistics, running averages discarded) of
-  the model initialised from `seed`, batches of 32 in the training order of
-  `seed`, rates 1e-4 to 10, and beta = the most positive Hessian eigenvalue
-  on the first batch.
-
-  Args:
-    dataset: the dataset.
-    model: the model name (train/models.py, or 'mlp').
-    num_steps: steps of the range test.
-    power_iterations: power iterations for beta.
-    seed: the seed of the initial parameters and data order.
-
-  Returns:
-    'suggested_min', 'suggested_max', 'min_loss_lr', 'diverged_step',
-    'beta', 'below_theorem_bound' (L_max < 1/beta) and 'check'.
-  """
-  net = seeds.model_fns(model, dataset.num_classes, conv='xla')
-  init_key, curvature_key = jax.random.split(jax.random.key(seed))
-  params, batch_stats = jax.jit(net.init)(
-      init_key, jnp.zeros((1, *dataset.image_shape), jnp.float32))
-
-  def loss_fn(params, batch):
-    images = train.normalize(batch['image'], dataset.mean, dataset.std)
-    logits, _ = net.apply_train(params, batch_stats, images)
-    return train.cross_entropy(logits, batch['label']).mean()
-
-  steps_per_epoch = input_pipeline.steps_per_epoch(dataset, BATCH_SIZE)
-  batches = list(input_pipeline.train_batches(
-      dataset, global_batch_size=BATCH_SIZE, seed=seed, start_step=0,
-      num_steps=max(num_steps, steps_per_epoch)))
-  result = plrs_jax.lr_range_test(loss_fn, params, batches, min_lr=1e-4,
-                                  max_lr=10.0, num_steps=num_steps)
-  eigen = curvature.top_hessian_eigenvalue(
-      lambda p: loss_fn(p, batches[0]), params, key=curvature_key,
-      num_iterations=power_iterations, which='largest')
-  beta = eigen.eigenvalue
-  summary = {
-      'model': model,
-      'suggested_min': result.suggested_min,
-      'suggested_max': result.suggested_max,
-      'min_loss_lr': result.min_loss_lr,
-      'diverged_step': result.diverged_step,
-      'num_steps': num_steps,
-      'beta': beta,
-  }
-  if beta > 0:
-    check = curvature.check_bounds(result.suggested_max, beta)
-    summary.update(below_theorem_bound=check.below_theorem_bound,
-                   check=check.explanation)
-  return summary
+def digits_config(model: str, num_epochs: int, schedule: dict):
+  """The default config with `model`, `num_epochs` and `schedule`."""
+  config = default.get_config()
+  config.model, config.num_epochs, config.batch_size = (model, num_epochs,
+                                                        BATCH_SIZE)
+  # Convolutions inside the vmapped scan run as im2col (train/im2col.py).
+  config.model_kwargs = {} if model == 'mlp' else {'conv': 'im2col'}
+  config.schedule = schedule
+  return config
 
 
 def run_digits(args) -> tuple[dict, dict]:
@@ -190,10 +142,14 @@ def run_digits(args) -> tuple[dict, dict]:
   num_seeds = args.num_seeds or (2 if args.quick else 5)
   model = args.model or ('mlp' if args.quick else 'resnet8')
   dataset = input_pipeline.load_dataset('digits')
-  bounds = range_test_bounds(dataset, model=model,
-                             num_steps=20 if args.quick else 100,
-                             power_iterations=10 if args.quick else 100,
-                             seed=args.seed)
+  reference = digits_config(model, num_epochs, default.SCHEDULES['plrs'])
+  reference.seed = args.seed
+  bounds, _ = range_test.measure(
+      reference, min_lr=1e-4, max_lr=10.0,
+      num_steps=20 if args.quick else 100,
+      power_iterations=10 if args.quick else 100, dataset=dataset)
+  bounds = {k: v for k, v in bounds.items()
+            if k not in ('learning_rates', 'losses')}
   print(f'Range test: L_min = {bounds["suggested_min"]:.4g}, L_max = '
         f'{bounds["suggested_max"]:.4g} (lowest smoothed loss at '
         f'{bounds["min_loss_lr"]:.4g}); beta = {bounds["beta"]:.4g}.',
@@ -205,20 +161,19 @@ def run_digits(args) -> tuple[dict, dict]:
     schedules = {k: schedules[k] for k in ('plrs', 'knee')}
   seed_list = list(range(args.seed, args.seed + num_seeds))
   results = {}
-  for name, config in schedules.items():
+  for name, schedule in schedules.items():
     start = time.perf_counter()
-    trainer = seeds.SeedTrainer(config, num_epochs=num_epochs,
-                                batch_size=BATCH_SIZE, model=model,
-                                dataset=dataset)
-    out = trainer.run(seed_list)
+    runner = seeds.SeedRunner(digits_config(model, num_epochs, schedule),
+                              dataset=dataset)
+    out = runner.run(seed_list)
     results[name] = _summarize(out['train_loss'], out['test_accuracy'],
                                out['test_loss'])
     # Seed 0's rates, to draw the schedule.
-    results[name]['learning_rate_seed0'] = out['learning_rate'][0].tolist()
+    results[name]['learning_rate_seed0'] = out['lr'][0].tolist()
     print(f'{name}: {time.perf_counter() - start:.1f} s, final test accuracy '
           f'{100 * np.mean(results[name]["test_accuracy"]):.2f}%', flush=True)
   settings = {
-      'mode': 'digits, seeds vmapped (benchmarks/seeds.py)',
+      'mode': 'digits, seeds vmapped (train/seeds.py)',
       'dataset': 'digits', 'model': model, 'batch_size': BATCH_SIZE,
       'num_epochs': num_epochs, 'seeds': seed_list,
       'steps_per_epoch': input_pipeline.steps_per_epoch(dataset, BATCH_SIZE),
@@ -248,21 +203,15 @@ def load_config_module(path: pathlib.Path):
   return module
 
 
-def read_metrics(path: pathlib.Path) -> dict[str, list[float]]:
-  """Per-epoch records (and the logged rates) of a run's metrics.jsonl."""
-  epochs, rates = {}, []
-  for record in workdirs.read_metrics(path):
-    if 'epoch' in record:
-      epochs[record['epoch']] = record
-    elif 'lr' in record:
-      rates.append((record['step'], record['lr']))
-  ordered = [epochs[e] for e in sorted(epochs)]
+def read_curves(path: pathlib.Path) -> dict[str, list[float]]:
+  """Per-epoch curves and the logged rates of a run's metrics.jsonl."""
+  steps, epochs = plots.read_metrics(path)
   return {
-      'train_loss': [r['train_loss'] for r in ordered],
-      'test_accuracy': [r['test_accuracy'] for r in ordered],
-      'test_loss': [r['test_loss'] for r in ordered],
-      'lr_steps': [s for s, _ in rates],
-      'lr': [v for _, v in rates],
+      'train_loss': [r['train_loss'] for r in epochs],
+      'test_accuracy': [r['test_accuracy'] for r in epochs],
+      'test_loss': [r['test_loss'] for r in epochs],
+      'lr_steps': [r['step'] for r in steps],
+      'lr': [r['lr'] for r in steps],
   }
 
 
@@ -289,7 +238,7 @@ def run_config(args) -> tuple[dict, dict]:
         errors.setdefault(name, []).append(f'seed {seed}: {e}')
         print(f'  diverged: {e}', flush=True)
         continue
-      curves.append(read_metrics(run_dir / 'metrics.jsonl'))
+      curves.append(read_curves(run_dir / 'metrics.jsonl'))
     if not curves:
       continue
     length = min(len(c['train_loss']) for c in curves)

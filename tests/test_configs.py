@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from train import train
+from train import optimizers
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / 'train' / 'configs'
 CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob('*.py')
@@ -28,7 +28,7 @@ def test_config_builds_its_schedule(config_name, schedule_name):
   module = importlib.import_module(f'train.configs.{config_name}')
   config = module.get_config(schedule_name)
   num_steps = config.num_epochs * STEPS_PER_EPOCH
-  schedule = train.create_schedule(
+  schedule = optimizers.create_schedule(
       config.schedule, key=np.uint32([0, 1]),
       steps_per_epoch=STEPS_PER_EPOCH, num_steps=num_steps)
   rates = np.array([float(schedule(t)) for t in
@@ -39,7 +39,7 @@ def test_config_builds_its_schedule(config_name, schedule_name):
 def test_epoch_fields_become_steps():
   module = importlib.import_module('train.configs.cifar100_resnet110')
   config = module.get_config('multistep')
-  schedule = train.create_schedule(config.schedule, key=0,
+  schedule = optimizers.create_schedule(config.schedule, key=0,
                                    steps_per_epoch=STEPS_PER_EPOCH,
                                    num_steps=500 * STEPS_PER_EPOCH)
   # /10 at epochs 100 and 150, counted in steps.
@@ -51,7 +51,7 @@ def test_epoch_fields_become_steps():
 def test_knee_gets_the_run_length_and_plrs_per_epoch_holds_an_epoch():
   module = importlib.import_module('train.configs.cifar10_vgg16')
   total = 500 * STEPS_PER_EPOCH
-  knee = train.create_schedule(module.get_config('knee').schedule, key=0,
+  knee = optimizers.create_schedule(module.get_config('knee').schedule, key=0,
                                steps_per_epoch=STEPS_PER_EPOCH,
                                num_steps=total)
   # Explore at 0.1 for 100 epochs, then linear decay to 0 at the run's end;
@@ -63,7 +63,7 @@ def test_knee_gets_the_run_length_and_plrs_per_epoch_holds_an_epoch():
       float(knee(middle)), 0.1 * (total - middle - 1) / (total - explore),
       rtol=1e-5)
   assert float(knee(total - 1)) == 0.0
-  per_epoch = train.create_schedule(
+  per_epoch = optimizers.create_schedule(
       module.get_config('plrs_per_epoch').schedule, key=0,
       steps_per_epoch=STEPS_PER_EPOCH, num_steps=total)
   first = [float(per_epoch(t)) for t in range(0, STEPS_PER_EPOCH, 50)]
@@ -94,7 +94,7 @@ def test_one_cycle_keeps_pytorchs_final_div_factor(config_name):
   config = module.get_config('one_cycle')
   assert config.schedule.final_div_factor == 1e4
   num_steps = config.num_epochs * STEPS_PER_EPOCH
-  schedule = train.create_schedule(config.schedule, key=0,
+  schedule = optimizers.create_schedule(config.schedule, key=0,
                                    steps_per_epoch=STEPS_PER_EPOCH,
                                    num_steps=num_steps)
   # The last step: max_lr / div_factor / final_div_factor = 0.1 / 10 / 1e4
@@ -107,7 +107,7 @@ def test_one_cycle_keeps_pytorchs_final_div_factor(config_name):
 @pytest.mark.parametrize('config_name', CIFAR_CONFIGS)
 def test_cifar_configs_offer_the_authors_cyclic_schedule(config_name):
   config = _module(config_name).get_config('cyclic_triangular')
-  schedule = train.create_schedule(config.schedule, key=0,
+  schedule = optimizers.create_schedule(config.schedule, key=0,
                                    steps_per_epoch=STEPS_PER_EPOCH,
                                    num_steps=500 * STEPS_PER_EPOCH)
 
@@ -126,7 +126,7 @@ def test_tiny_imagenet_is_the_authors_trainer():
   assert (config.momentum, config.weight_decay) == (0.9, 1e-4)
   assert (config.batch_size, config.num_epochs) == (50, 100)
   steps_per_epoch = 100_000 // 50
-  schedule = train.create_schedule(config.schedule, key=0,
+  schedule = optimizers.create_schedule(config.schedule, key=0,
                                    steps_per_epoch=steps_per_epoch,
                                    num_steps=100 * steps_per_epoch)
   rates = np.asarray(jax.jit(jax.vmap(schedule))(jnp.arange(3 * 2000)))
@@ -142,7 +142,7 @@ def test_imagenet_is_the_authors_setting():
   assert (config.schedule.min_value, config.schedule.max_value) == (0.05, 0.11)
   assert config.schedule.hold_steps_epochs == 1
   steps_per_epoch = 1_281_167 // config.batch_size
-  schedule = train.create_schedule(config.schedule, key=0,
+  schedule = optimizers.create_schedule(config.schedule, key=0,
                                    steps_per_epoch=steps_per_epoch,
                                    num_steps=80 * steps_per_epoch)
   assert float(schedule(0)) == float(schedule(steps_per_epoch - 1))

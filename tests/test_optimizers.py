@@ -10,6 +10,7 @@ import optax
 import pytest
 
 from train import config_validation
+from train import optimizers
 from train import train
 from train.configs import default
 
@@ -45,7 +46,7 @@ def test_default_config_builds_todays_sgd():
   config = default.get_config('constant')
   config.momentum, config.weight_decay = 0.9, 5e-4
   assert config.optimizer == 'sgd'
-  tx = train.create_optimizer(config, optax.constant_schedule(0.1),
+  tx = optimizers.create_optimizer(config, optax.constant_schedule(0.1),
                               STEPS_PER_EPOCH)
   updates, _ = updates_of(tx)
   # Four steps of a few float32 operations: rtol 1e-5 is generous.
@@ -58,7 +59,7 @@ def test_two_regime_switches_at_the_configured_epoch():
   config.two_regime.small_learning_rate = 0.001
   config.two_regime.switch_step_epochs = 0.2   # 2 steps of 10
   schedule = optax.constant_schedule(0.1)
-  tx = train.create_optimizer(config, schedule, STEPS_PER_EPOCH)
+  tx = optimizers.create_optimizer(config, schedule, STEPS_PER_EPOCH)
   updates, state = updates_of(tx)
   np.testing.assert_allclose(updates[:2], pytorch_sgd(0.1, 0.0, 0.0)[:2],
                              rtol=1e-5)
@@ -66,7 +67,7 @@ def test_two_regime_switches_at_the_configured_epoch():
   np.testing.assert_allclose(updates[2], -0.001 * np.sign([0.5, -0.25]),
                              rtol=1e-5)
   assert int(state.regime) == 1
-  rate = train.optimizer_rate(config, schedule, STEPS_PER_EPOCH)
+  rate = optimizers.optimizer_rate(config, schedule, STEPS_PER_EPOCH)
   np.testing.assert_allclose([float(rate(t)) for t in range(4)],
                              [0.1, 0.1, 0.001, 0.001], rtol=1e-6)
 
@@ -76,26 +77,70 @@ def test_autodrop_is_sgd_then_scale_by_autodrop():
   config.optimizer = 'autodrop'
   config.momentum = 0.9
   config.autodrop.min_scale = 0.002
-  tx = train.create_optimizer(config, optax.constant_schedule(0.1),
+  tx = optimizers.create_optimizer(config, optax.constant_schedule(0.1),
                               STEPS_PER_EPOCH)
   updates, state = updates_of(tx)
   np.testing.assert_allclose(updates, pytorch_sgd(0.1, 0.9, 0.0), rtol=1e-5)
-  metrics = train.optimizer_metrics(state)
+  metrics = optimizers.optimizer_metrics(state)
   assert float(metrics['optimizer_scale']) == 1.0
   assert float(metrics['threshold']) == pytest.approx(0.01)
   assert np.isnan(float(metrics['angular_velocity']))
-  assert train.optimizer_metrics(optax.sgd(0.1).init(jnp.zeros(2))) == {}
+  assert optimizers.optimizer_metrics(optax.sgd(0.1).init(jnp.zeros(2))) == {}
 
 
-@pytest.mark.parametrize('overrides, pattern', [
-    (dict(optimizer='adamw'), r"config.optimizer='adamw' must be one of"),
+def test_an_optax_optimizer_by_name_is_that_optimizer_at_the_schedule():
+  config = default.get_config('constant')
+  config.optimizer, config.optimizer_kwargs = 'adamw', {'b1': 0.8,
+                                                       'weight_decay': 0.01}
+  schedule = optax.linear_schedule(0.1, 0.01, 10)
+  tx = optimizers.create_optimizer(config, schedule, STEPS_PER_EPOCH)
+  reference = optax.adamw(schedule, b1=0.8, weight_decay=0.01)
+  params = {'w': jnp.array([1.0, -2.0])}
+  state, expected_state = tx.init(params), reference.init(params)
+  for step in range(4):
+    grads = {'w': jnp.array([0.5, 0.25]) * (step + 1)}
+    updates, state = tx.update(grads, state, params)
+    expected, expected_state = reference.update(grads, expected_state, params)
+    np.testing.assert_array_equal(updates['w'], expected['w'])
+
+
+def test_a_transform_by_name_follows_sgd_and_reads_the_loss():
+  """reduce_on_plateau reads `value=`, as the train step passes it."""
+  config = default.get_config('constant')
+  config.optimizer = 'contrib.reduce_on_plateau'
+  config.optimizer_kwargs = {'patience': 1, 'factor': 0.5, 'cooldown': 0,
+                             'accumulation_size': 1}
+  tx = optax.with_extra_args_support(optimizers.create_optimizer(
+      config, optax.constant_schedule(0.1), STEPS_PER_EPOCH))
+  params = {'w': jnp.ones(2)}
+  state = tx.init(params)
+  scales = []
+  for _ in range(4):  # A loss that never improves: the scale halves.
+    updates, state = tx.update({'w': jnp.ones(2)}, state, params,
+                               value=jnp.float32(1.0), loss=jnp.float32(1.0))
+    scales.append(float(optimizers.optimizer_metrics(state)[
+        'optimizer_scale']))
+    np.testing.assert_allclose(updates['w'], -0.1 * scales[-1], rtol=1e-6)
+  assert scales[0] == 1.0 and scales[-1] < 1.0
+
+
+@pytest.mark.parametrize('fields, pattern', [
+    (dict(optimizer='no_such_thing'),
+     r"config.optimizer: unknown optimizer 'no_such_thing'"),
+    (dict(optimizer='adam', momentum=0.9),
+     r"config.optimizer: momentum and nesterov are the sgd optimizer's"),
+    (dict(optimizer='adam', optimizer_kwargs={'beta_one': 0.9}),
+     r"config.optimizer: .*beta_one"),
+    (dict(optimizer='sgd', optimizer_kwargs={'b1': 0.9}),
+     r'config.optimizer: optimizer_kwargs are for optax optimizers'),
 ])
-def test_unknown_optimizer_is_a_config_error(overrides, pattern):
-  config = default.get_config()
-  for field, value in overrides.items():
+def test_bad_optimizer_names_and_arguments_are_config_errors(fields, pattern):
+  config = default.get_config('constant')
+  for field, value in fields.items():
     config[field] = value
   with pytest.raises(config_validation.ConfigError, match=pattern):
-    config_validation.validate(config)
+    config_validation.built('optimizer', optimizers.create_optimizer, config,
+                            optax.constant_schedule(0.1), STEPS_PER_EPOCH)
 
 
 @pytest.mark.parametrize('fields, pattern', [
@@ -115,7 +160,7 @@ def test_optimizer_argument_errors_are_config_errors(fields, pattern):
     else:
       config[field] = value
   with pytest.raises(config_validation.ConfigError, match=pattern):
-    config_validation.built('optimizer', train.create_optimizer, config,
+    config_validation.built('optimizer', optimizers.create_optimizer, config,
                             optax.constant_schedule(0.1), STEPS_PER_EPOCH)
 
 

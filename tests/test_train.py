@@ -21,7 +21,9 @@ import pytest
 import float_tolerance
 from runs import small_config
 from train import input_pipeline
+from train import engine
 from train import models
+from train import optimizers
 from train import train
 from train import workdir as workdirs
 from train.configs import default
@@ -56,8 +58,8 @@ def test_digits_run_logs_metrics_and_draws_the_figure(reference_run):
   # The logged rate is the PLRS draw of that update (optax's count is one
   # less): within the bounds and equal to the schedule rebuilt from the seed,
   # as plrs_jax defines it.
-  key = jax.random.split(jax.random.key(0), 3)[0]
-  schedule = train.create_schedule(small_config().schedule, key=key,
+  key = engine.run_keys(0).schedule
+  schedule = optimizers.create_schedule(small_config().schedule, key=key,
                                    steps_per_epoch=22, num_steps=66)
   for r in steps:
     assert 0.07 <= r['lr'] < 0.1
@@ -135,7 +137,7 @@ def test_longer_run_is_refused_for_a_schedule_shaped_by_its_length(tmp_path):
                          explore_steps_epochs=1)
   recorded = config.to_dict()
   longer = small_config(num_epochs=5, schedule=config.schedule)
-  schedule_for_length = lambda n: train.create_schedule(
+  schedule_for_length = lambda n: optimizers.create_schedule(
       longer.schedule, key=jax.random.key(0), steps_per_epoch=22, num_steps=n)
   with pytest.raises(workdirs.WorkdirError,
                      match=r"num_epochs: 3 -> 5 \(the knee schedule depends "
@@ -148,7 +150,7 @@ def test_longer_run_is_refused_for_a_schedule_shaped_by_its_length(tmp_path):
   plrs = small_config(num_epochs=3)
   plrs_longer = small_config(num_epochs=9)
   train._check_same_run(
-      plrs.to_dict(), plrs_longer, tmp_path, 66, lambda n: train.create_schedule(
+      plrs.to_dict(), plrs_longer, tmp_path, 66, lambda n: optimizers.create_schedule(
           plrs.schedule, key=jax.random.key(0), steps_per_epoch=22,
           num_steps=n), 22)
 
@@ -185,8 +187,8 @@ def initial_state(config):
   dataset = input_pipeline.dataset_from_config(config)
   model = models.create_model(config.model, num_classes=dataset.num_classes,
                               bn_axis_name=train.AXIS)
-  return train.create_train_state(train.parameter_init_key(config.seed), model,
-                                  dataset.image_shape, optax.sgd(0.1))
+  return engine.create_train_state(engine.run_keys(config.seed).init, model,
+                                   dataset.image_shape, optax.sgd(0.1))
 
 
 def test_four_devices_equal_one_device(tmp_path):
@@ -306,8 +308,8 @@ def test_train_batches_are_epoch_permutations_and_host_shards():
 def test_augmentation_does_not_depend_on_the_device_split():
   images = np.random.default_rng(0).integers(0, 255, (8, 32, 32, 3), np.uint8)
   key = jax.random.key(1)
-  whole = train.augment(images, np.arange(8), key)
-  parts = np.concatenate([train.augment(images[i:i + 2], np.arange(i, i + 2),
+  whole = engine.augment(images, np.arange(8), key)
+  parts = np.concatenate([engine.augment(images[i:i + 2], np.arange(i, i + 2),
                                         key) for i in range(0, 8, 2)])
   np.testing.assert_array_equal(whole, parts)
   # A crop of the 4-padded image: every output row appears in the (padded,

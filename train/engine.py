@@ -177,7 +177,7 @@ def train_loss(params: Any, batch_stats: Any, apply_fn: Any,
       mutable=['batch_stats'],
       rngs={} if dropout_rng is None else {'dropout': dropout_rng})
   loss = cross_entropy(logits, labels).mean()
-  return loss, (logits, updates['batch_stats'])
+  return loss, (logits, updates.get('batch_stats', {}))
 
 
 def train_step(
