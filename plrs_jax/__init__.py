@@ -20,6 +20,12 @@ from plrs_jax.baselines import multistep_schedule
 from plrs_jax.baselines import one_cycle_schedule
 from plrs_jax.factory import create_schedule
 from plrs_jax.factory import SCHEDULES
+from plrs_jax.mlr_snet import mlr_snet
+from plrs_jax.mlr_snet import mlr_snet_gamma
+from plrs_jax.mlr_snet import mlr_snet_init
+from plrs_jax.mlr_snet import mlr_snet_meta_loss
+from plrs_jax.mlr_snet import MLRSNetCell
+from plrs_jax.mlr_snet import MLRSNetState
 from plrs_jax.plrs import plrs_schedule
 from plrs_jax.plrs import PLRSSchedule
 from plrs_jax.range_test import lr_range_test
@@ -35,6 +41,8 @@ __all__ = (
     'AutoDropState',
     'BoundsCheck',
     'EigenvalueResult',
+    'MLRSNetCell',
+    'MLRSNetState',
     'PLRSSchedule',
     'RangeTestResult',
     'TwoRegimeState',
@@ -48,6 +56,10 @@ __all__ = (
     'cyclic_triangular_schedule',
     'knee_schedule',
     'lr_range_test',
+    'mlr_snet',
+    'mlr_snet_gamma',
+    'mlr_snet_init',
+    'mlr_snet_meta_loss',
     'multistep_schedule',
     'one_cycle_schedule',
     'plrs_schedule',
