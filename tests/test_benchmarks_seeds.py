@@ -165,7 +165,7 @@ def test_seeds_vmap_quick(programs):
       assert np.isclose(row['ratio'], row['vmapped_examples_per_s']
                         / row['sequential_examples_per_s'])
     assert entry['step_flops_per_seed'] > 0
-  assert results['machine']['cpu_count'] >= 1
+  assert results['environment']['machine']['cpu_count'] >= 1
   assert (out / 'seeds_vmap.png').stat().st_size > 10_000
   assert '| model | S |' in stdout
 
