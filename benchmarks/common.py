@@ -2,8 +2,10 @@
 
 A benchmark compares A and B in the same process, interleaving them round by
 round so that drift in the machine's speed hits both alike, and reports
-medians and ratios. Results go to benchmarks/results/NAME.json with the
-machine, the library versions and the date, next to a PNG figure.
+medians and ratios. Results go to benchmarks/results/NAME.json, next to a PNG
+figure, in one layout (`write_results`): what was measured, and how to measure
+it again: the command, the git commit, the machine, the library versions and
+the date.
 """
 
 import argparse
@@ -12,6 +14,9 @@ import json
 import os
 import pathlib
 import platform
+import shlex
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -21,7 +26,8 @@ import numpy as np
 
 from train import workdir as workdirs
 
-RESULTS = pathlib.Path(__file__).resolve().parent / 'results'
+REPO = pathlib.Path(__file__).resolve().parent.parent
+RESULTS = REPO / 'benchmarks' / 'results'
 PACKAGES = ('jax', 'jaxlib', 'optax', 'flax', 'numpy', 'torch')
 
 
@@ -60,10 +66,50 @@ def _cpu_model() -> str:
   return platform.processor() or 'unknown'
 
 
+def git_commit(root: pathlib.Path = REPO) -> tuple[str | None, bool | None]:
+  """(HEAD's commit, whether the code differs from it) of the checkout at root.
+
+  (None, None) when root is not the top of a git checkout. Changes under
+  benchmarks/results/ do not count: they are what a run writes.
+  """
+  try:
+    done = subprocess.run(
+        ['git', 'rev-parse', '--show-toplevel', 'HEAD'], cwd=root,
+        capture_output=True, text=True, check=True)
+    top, commit = done.stdout.split()
+    if pathlib.Path(top).resolve() != root.resolve():
+      return None, None
+    status = subprocess.run(
+        ['git', 'status', '--porcelain', '--', '.',
+         f':(exclude){RESULTS.relative_to(REPO)}'],
+        cwd=root, capture_output=True, text=True, check=True).stdout
+  except (OSError, ValueError, subprocess.CalledProcessError):
+    return None, None
+  return commit, bool(status.strip())
+
+
+def command_line() -> str:
+  """This run's command, as a shell would take it again.
+
+  `python -m benchmarks.NAME ARGS`, preceded by the JAX_PLATFORMS and
+  XLA_FLAGS it ran with, if set.
+  """
+  spec = getattr(sys.modules.get('__main__'), '__spec__', None)
+  program = (['python', '-m', spec.name] if spec is not None and spec.name
+             else ['python', sys.argv[0]])
+  env = [f'{name}={shlex.quote(os.environ[name])}'
+         for name in ('JAX_PLATFORMS', 'XLA_FLAGS') if name in os.environ]
+  return ' '.join(env + [shlex.join(program + sys.argv[1:])])
+
+
 def environment() -> dict[str, Any]:
-  """The machine, library versions and date a result was measured with."""
+  """How a result was measured: command, commit, machine, versions, date."""
   import jax  # pylint: disable=g-import-not-at-top
+  commit, dirty = git_commit()
   return {
+      'command': command_line(),
+      'commit': commit,
+      'dirty': dirty,
       'date': datetime.datetime.now(datetime.timezone.utc).isoformat(
           timespec='seconds'),
       'machine': {
@@ -79,12 +125,35 @@ def environment() -> dict[str, Any]:
 
 def write_results(name: str, results: dict[str, Any], out: pathlib.Path,
                   quick: bool = False) -> pathlib.Path:
-  """Writes results plus `environment()` to OUT/NAME.json; returns the path."""
+  """Writes OUT/NAME.json, the one layout of every result file.
+
+  The file holds `{'benchmark': NAME, 'quick': ..., 'environment':
+  environment(), **results}`: the results keep their own top-level keys
+  (data, such as one per compared schedule), and everything about how they
+  were measured is under 'environment'.
+
+  Args:
+    name: the file's name, without '.json'.
+    results: JSON-serialisable results (numpy scalars become floats).
+    out: the directory, created if need be.
+    quick: whether this was a `--quick` smoke run.
+
+  Returns:
+    The path written.
+  """
+  reserved = {'benchmark', 'quick', 'environment'} & set(results)
+  if reserved:
+    raise ValueError(f'results must not have the keys {sorted(reserved)}.')
   out.mkdir(parents=True, exist_ok=True)
   path = out / f'{name}.json'
-  payload = {'benchmark': name, 'quick': quick, **environment(), **results}
+  payload = {'benchmark': name, 'quick': quick, 'environment': environment(),
+             **results}
   path.write_text(json.dumps(payload, indent=1, default=float) + '\n')
   return path
+
+
+# The name of the second layout, which is now the only one.
+write_keyed_results = write_results
 
 
 def time_interleaved(candidates: dict[str, Callable[[], Any]], *, rounds: int,
@@ -134,21 +203,3 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
            '|' + '|'.join('---' for _ in headers) + '|']
   lines += ['| ' + ' | '.join(cell(v) for v in row) + ' |' for row in rows]
   return '\n'.join(lines)
-
-
-def write_keyed_results(name: str, results: dict[str, Any], out: pathlib.Path,
-                        quick: bool = False) -> pathlib.Path:
-  """Like `write_results`, but the environment goes under one key.
-
-  For results whose top-level keys are data (one per compared variant):
-  writes `{**results, 'environment': {'benchmark', 'quick', 'date',
-  'machine', 'versions'}}` to OUT/NAME.json and returns the path.
-  """
-  if 'environment' in results:
-    raise ValueError("results must not have a key 'environment'.")
-  out.mkdir(parents=True, exist_ok=True)
-  path = out / f'{name}.json'
-  payload = {**results, 'environment': {
-      'benchmark': name, 'quick': quick, **environment()}}
-  path.write_text(json.dumps(payload, indent=1, default=float) + '\n')
-  return path

@@ -75,7 +75,7 @@ def test_seeds_vmap_quick(programs):
       assert row['sequential_examples_per_s'] > 0
       assert np.isclose(row['ratio'], row['vmapped_examples_per_s']
                         / row['sequential_examples_per_s'])
-  assert results['machine']['cpu_count'] >= 1
+  assert results['environment']['machine']['cpu_count'] >= 1
   assert (out / 'seeds_vmap.png').stat().st_size > 10_000
   assert '| model | S |' in stdout
 

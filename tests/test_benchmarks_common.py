@@ -1,0 +1,84 @@
+"""Tests of benchmarks/common.py: what every result file records."""
+
+import importlib.machinery
+import json
+import pathlib
+import shlex
+import shutil
+import subprocess
+import sys
+import types
+
+import jax
+import pytest
+
+from benchmarks import common
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _git(cwd, *args):
+  return subprocess.run(
+      ['git', '-c', 'user.name=test', '-c', 'user.email=test@example.com',
+       *args], cwd=cwd, check=True, capture_output=True, text=True
+  ).stdout.strip()
+
+
+def test_result_file_holds_the_commit_and_the_command(tmp_path, monkeypatch):
+  # As `python -m benchmarks.overhead ...` sets them.
+  main = types.ModuleType('__main__')
+  main.__spec__ = importlib.machinery.ModuleSpec('benchmarks.overhead', None)
+  monkeypatch.setitem(sys.modules, '__main__', main)
+  monkeypatch.setattr(sys, 'argv', [
+      str(REPO / 'benchmarks' / 'overhead.py'), '--quick', '--out', 'a dir'])
+  jax.devices()  # XLA reads XLA_FLAGS when its backend starts, not after
+  monkeypatch.setenv('XLA_FLAGS', '--xla_cpu_experimental_ynn_fusion_type= '
+                     '--xla_cpu_enable_fast_math=false')
+  monkeypatch.setenv('JAX_PLATFORMS', 'cpu')
+
+  path = common.write_results('overhead', {'models': {'mlp': 1.0}}, tmp_path,
+                              quick=True)
+
+  written = json.loads(path.read_text())
+  assert path == tmp_path / 'overhead.json'
+  assert written['benchmark'] == 'overhead' and written['quick'] is True
+  assert written['models'] == {'mlp': 1.0}
+  environment = written['environment']
+  assert shlex.split(environment['command']) == [
+      'JAX_PLATFORMS=cpu', 'XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type= '
+      '--xla_cpu_enable_fast_math=false', 'python', '-m', 'benchmarks.overhead',
+      '--quick', '--out', 'a dir']
+  try:
+    head = _git(REPO, 'rev-parse', 'HEAD')
+  except (OSError, subprocess.CalledProcessError):  # not a checkout
+    head = None
+  assert environment['commit'] == head
+  assert isinstance(environment['dirty'], bool) or head is None
+  for key in ('date', 'machine', 'versions'):
+    assert environment[key], key
+
+
+def test_results_may_not_hide_the_header():
+  with pytest.raises(ValueError, match='environment'):
+    common.write_results('x', {'environment': {}}, pathlib.Path('unused'))
+
+
+@pytest.mark.skipif(shutil.which('git') is None, reason='needs git')
+def test_git_commit_is_head_and_dirty_only_for_code(tmp_path):
+  assert common.git_commit(tmp_path) == (None, None)
+  results = tmp_path / 'benchmarks' / 'results'
+  results.mkdir(parents=True)
+  (results / 'overhead.json').write_text('{}')
+  (tmp_path / 'code.py').write_text('x = 1\n')
+  _git(tmp_path, 'init', '-q')
+  _git(tmp_path, 'add', '.')
+  _git(tmp_path, 'commit', '-qm', 'first')
+  head = _git(tmp_path, 'rev-parse', 'HEAD')
+
+  assert common.git_commit(tmp_path) == (head, False)
+  (results / 'overhead.json').write_text('{"new": 1}')
+  assert common.git_commit(tmp_path) == (head, False)
+  (tmp_path / 'code.py').write_text('x = 2\n')
+  assert common.git_commit(tmp_path) == (head, True)
+  # Only the top of a checkout: a folder inside one is not the benchmarks'.
+  assert common.git_commit(tmp_path / 'benchmarks') == (None, None)
