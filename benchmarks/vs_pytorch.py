@@ -117,16 +117,16 @@ def _torch_modules():
       return self.classifier(x.mean(dim=(2, 3)))
 
   class MLP(nn.Module):
-    """workloads.MLP: 784-256-256-10 with ReLU."""
+    """train/models.py's MLP: 784-256-256-10 with ReLU."""
 
     def __init__(self):
       super().__init__()
       self.Dense_0, self.Dense_1 = nn.Linear(784, 256), nn.Linear(256, 256)
-      self.Dense_2 = nn.Linear(256, 10)
+      self.classifier = nn.Linear(256, 10)
 
     def forward(self, x):
       x = F.relu(self.Dense_0(x.flatten(1)))
-      return self.Dense_2(F.relu(self.Dense_1(x)))
+      return self.classifier(F.relu(self.Dense_1(x)))
 
   return torch, CifarResNet, MLP
 
@@ -134,9 +134,12 @@ def _torch_modules():
 def torch_twin(workload):
   """(model, images, labels): `workload` in PyTorch, with its parameters.
 
-  `workload` is `workloads.cifar_model(f'resnet{depth}')` or `workloads.mlp()`;
-  the images are NCHW where the Flax ones are NHWC.
+  `workload` is `workloads.workload(f'resnet{depth}')` or
+  `workloads.workload('mlp')`, initialised as `workloads.train_state` does;
+  the images are normalised as the JAX step normalises them, NCHW where the
+  Flax ones are NHWC.
   """
+  params = _initial_params(workload)
   torch, resnet, mlp = _torch_modules()
   model = (mlp() if workload.name == 'mlp' else
            resnet(depth=int(workload.name.removeprefix('resnet'))))
@@ -145,7 +148,7 @@ def torch_twin(workload):
       if not path or not hasattr(module, 'weight'):
         continue
       p = functools.reduce(lambda tree, k: tree[k], path.split('.'),
-                           workload.params)
+                           params)
       if isinstance(module, torch.nn.Conv2d):  # HWIO -> OIHW
         weight = np.transpose(p['kernel'], (3, 2, 0, 1))
       else:  # Dense: (in, out) -> (out, in); BatchNorm: scale
@@ -153,11 +156,19 @@ def torch_twin(workload):
       module.weight.copy_(torch.from_numpy(np.array(weight)))
       if module.bias is not None:
         module.bias.copy_(torch.from_numpy(np.array(p['bias'])))
-  images = np.array(workload.batch['image'])
+  images = np.array((workload.batch['image'] - np.float32(
+      workload.stats['mean'])) / np.float32(workload.stats['std']), np.float32)
   if images.shape[-1] == 3:
     images = images.transpose(0, 3, 1, 2)
   return (model, torch.from_numpy(np.ascontiguousarray(images)),
           torch.from_numpy(np.array(workload.batch['label'], np.int64)))
+
+
+def _initial_params(workload):
+  """The workload's initial parameters, as numpy arrays."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+  return jax.device_get(workloads.train_state(workload, optax.sgd(0.1)).params)
 
 
 def torch_step(model, images, labels, schedule: str):
@@ -184,19 +195,15 @@ def jax_step(workload, schedule: str, compiler_options: dict[str, Any]):
   import jax  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
   import plrs_jax  # pylint: disable=g-import-not-at-top
-  tx = optax.sgd(plrs_jax.plrs_schedule(jax.random.key(0), PLRS_MIN, PLRS_MAX)
-                 if schedule == 'plrs' else CONSTANT_RATE)
-  state = jax.tree.map(lambda x: x.copy(), [
-      workload.params, workload.model_state, tx.init(workload.params)])
-  compiled = jax.jit(workloads.sgd_step(workload, tx),
-                     donate_argnums=(0, 1, 2)).lower(
-                         *state, workload.batch).compile(
-                             compiler_options=compiler_options)
+  rate = (plrs_jax.plrs_schedule(jax.random.key(0), PLRS_MIN, PLRS_MAX)
+          if schedule == 'plrs' else optax.constant_schedule(CONSTANT_RATE))
+  state = [workloads.train_state(workload, optax.sgd(rate))]
+  compiled = jax.jit(workloads.step(workload, rate), donate_argnums=0).lower(
+      state[0], workload.batch).compile(compiler_options=compiler_options)
 
   def step():
-    params, model_state, opt_state, loss = compiled(*state, workload.batch)
-    state[:] = [params, model_state, opt_state]
-    return loss
+    state[0], metrics = compiled(state[0], workload.batch)
+    return metrics['loss']
 
   return step
 
@@ -278,10 +285,10 @@ def main():
   torch = _torch_modules()[0]
   np.random.seed(None)  # the authors' unseeded global generator
   comparisons = [
-      compare(workloads.cifar_model(resnet, batch_size=batch_size),
+      compare(workloads.workload(resnet, batch_size=batch_size),
               parse_xla_flags(args.xla_flags), rounds, calls_per_round=1),
-      compare(workloads.mlp(batch_size), parse_xla_flags(args.xla_flags),
-              rounds, calls_per_round=20)]
+      compare(workloads.workload('mlp', batch_size),
+              parse_xla_flags(args.xla_flags), rounds, calls_per_round=20)]
   results = {
       'batch_size': batch_size,
       'rounds': rounds,

@@ -26,8 +26,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 def test_torch_twin_takes_the_same_sgd_steps_as_jax(model):
   from benchmarks import vs_pytorch  # pylint: disable=g-import-not-at-top
   from benchmarks import workloads  # pylint: disable=g-import-not-at-top
-  workload = (workloads.mlp(8) if model == 'mlp'
-              else workloads.cifar_model(model, batch_size=8))
+  workload = workloads.workload(model, batch_size=8)
   jax_step = vs_pytorch.jax_step(workload, 'constant', {})
   torch_step = vs_pytorch.torch_step(*vs_pytorch.torch_twin(workload),
                                      'constant')
