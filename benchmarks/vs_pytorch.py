@@ -2,11 +2,12 @@
 
     python -m benchmarks.vs_pytorch [--quick] [--out DIR] [--xla_flags FLAGS]
 
-The CIFAR ResNet-20 of train/models.py and the 784-256-256-10 MLP of
-benchmarks/workloads.py, batch 128 of random data, plain SGD, PLRS
+The CIFAR ResNet-20 and the 784-256-256-10 MLP of train/models.py, batch 128
+of random data (benchmarks/workloads.py), plain SGD, PLRS
 (L_min 0.07, L_max 0.1) or a constant rate of 0.1, six ways:
 
-* JAX: one jitted step, `optax.sgd(plrs_jax.plrs_schedule(key, 0.07, 0.1))`
+* JAX: one jitted step (train/engine.py's `train_step`, the step every
+  program runs), `optax.sgd(plrs_jax.plrs_schedule(key, 0.07, 0.1))`
   (the rate drawn inside the compiled program from (key, step)) or
   `optax.sgd(0.1)`, each compiled with XLA's defaults and with `--xla_flags`
   (default: YNNPACK fusions off, `--xla_cpu_experimental_ynn_fusion_type=`).
