@@ -152,10 +152,6 @@ def write_results(name: str, results: dict[str, Any], out: pathlib.Path,
   return path
 
 
-# The name of the second layout, which is now the only one.
-write_keyed_results = write_results
-
-
 def time_interleaved(candidates: dict[str, Callable[[], Any]], *, rounds: int,
                      calls_per_round: int = 1) -> dict[str, np.ndarray]:
   """Seconds per call of each candidate, measured in interleaved rounds.

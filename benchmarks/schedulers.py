@@ -41,12 +41,9 @@ paper's Tables 1-3 on a machine with a GPU and the prepared TFDS dataset.
 Runs live in --workdir (default OUT/schedulers_runs_<config>/), so running the
 same command again resumes unfinished runs and reuses finished ones.
 
-Writes OUT/schedulers.json (OUT/schedulers_<config>.json with --config):
-`{schedule: {'test_accuracy': [final, per seed], 'best_test_accuracy': [...],
-'final_train_loss': [...], 'train_loss': [[per epoch] per seed],
-'test_accuracy_curve': [[per epoch] per seed], ...}, 'settings': {...},
-'environment': {...}}`, prints a Markdown table of mean (SD) per schedule and
-draws the curves (mean +- SD band) to the matching PNG.
+Writes OUT/schedulers[_<config>].json (per schedule, lists over seeds of the
+final and best test accuracy and per-epoch curves; the settings), prints a
+table of mean (SD) and draws the curves (mean +- SD) to the matching PNG.
 """
 
 import argparse
@@ -74,39 +71,24 @@ BATCH_SIZE = 32
 
 
 def _extra_flags(parser: argparse.ArgumentParser):
-  parser.add_argument('--config', type=pathlib.Path, default=None,
-                      help='a train/configs file: run its SCHEDULES through '
-                      'train.train_and_evaluate, seed after seed')
-  parser.add_argument('--num_epochs', type=int, default=None,
-                      help='epochs per run (digits: 30; --config: its own)')
-  parser.add_argument('--num_seeds', type=int, default=None,
-                      help='seeds per schedule (digits: 5; --config: 3)')
-  parser.add_argument('--seed', type=int, default=0, help='first seed')
-  parser.add_argument('--schedules', type=str, default=None,
-                      help='comma-separated subset of the schedules')
-  parser.add_argument('--model', type=str, default=None,
-                      help="digits only: a train/models.py model or 'mlp' "
-                      '(default resnet8; --quick: mlp)')
-  parser.add_argument('--workdir', type=pathlib.Path, default=None,
-                      help='--config only: where the runs live')
-
-
-# --- digits, vmapped over seeds ---------------------------------------------
+  for flag, kind, default, help_text in (
+      ('config', pathlib.Path, None, 'a train/configs file: run its '
+       'SCHEDULES through train.train_and_evaluate, seed after seed'),
+      ('num_epochs', int, None, 'epochs (digits: 30; --config: its own)'),
+      ('num_seeds', int, None, 'seeds per schedule (digits: 5; --config: 3)'),
+      ('seed', int, 0, 'first seed'),
+      ('schedules', str, None, 'comma-separated subset of the schedules'),
+      ('model', str, None, 'digits only: a train/models.py model (default '
+       'resnet8; --quick: mlp)'),
+      ('workdir', pathlib.Path, None, '--config only: where the runs live')):
+    parser.add_argument(f'--{flag}', type=kind, default=default,
+                        help=help_text)
 
 
 def digits_schedules(num_epochs: int,
                      plrs_bounds: tuple[float, float]) -> dict[str, dict]:
-  """default.py's SCHEDULES rescaled from its 3 epochs to `num_epochs`.
-
-  See the module docstring for the mapping.
-
-  Args:
-    num_epochs: E, the epochs of every run.
-    plrs_bounds: (L_min, L_max) for 'plrs' (from the range test).
-
-  Returns:
-    Schedule configs by name, epoch fields as `*_epochs`.
-  """
+  """default.py's SCHEDULES rescaled from 3 epochs to E (module docstring),
+  'plrs' at `plrs_bounds` (L_min, L_max): schedule configs by name."""
   base = {name: dict(config) for name, config in default.SCHEDULES.items()}
   low, high = plrs_bounds
   schedules = {
@@ -186,9 +168,6 @@ def run_digits(args) -> tuple[dict, dict]:
   return results, settings
 
 
-# --- a config file, sequential runs of train_and_evaluate --------------------
-
-
 def load_config_module(path: pathlib.Path):
   """Imports a train/configs file (it must define SCHEDULES, get_config)."""
   spec = importlib.util.spec_from_file_location(
@@ -201,18 +180,6 @@ def load_config_module(path: pathlib.Path):
     if not hasattr(module, attr):
       raise SystemExit(f'error: {path} defines no {attr}.')
   return module
-
-
-def read_curves(path: pathlib.Path) -> dict[str, list[float]]:
-  """Per-epoch curves and the logged rates of a run's metrics.jsonl."""
-  steps, epochs = plots.read_metrics(path)
-  return {
-      'train_loss': [r['train_loss'] for r in epochs],
-      'test_accuracy': [r['test_accuracy'] for r in epochs],
-      'test_loss': [r['test_loss'] for r in epochs],
-      'lr_steps': [r['step'] for r in steps],
-      'lr': [r['lr'] for r in steps],
-  }
 
 
 def run_config(args) -> tuple[dict, dict]:
@@ -238,7 +205,11 @@ def run_config(args) -> tuple[dict, dict]:
         errors.setdefault(name, []).append(f'seed {seed}: {e}')
         print(f'  diverged: {e}', flush=True)
         continue
-      curves.append(read_curves(run_dir / 'metrics.jsonl'))
+      steps, epochs = plots.read_metrics(run_dir / 'metrics.jsonl')
+      curves.append({key: [r[key] for r in epochs] for key in (
+          'train_loss', 'test_accuracy', 'test_loss')})
+      curves[-1].update(lr=[r['lr'] for r in steps],
+                        lr_steps=[r['step'] for r in steps])
     if not curves:
       continue
     length = min(len(c['train_loss']) for c in curves)
@@ -259,9 +230,6 @@ def run_config(args) -> tuple[dict, dict]:
       'errors': errors,
   }
   return results, settings
-
-
-# --- shared -----------------------------------------------------------------
 
 
 def _select(schedules: dict, subset: str | None) -> dict:
@@ -372,7 +340,7 @@ def main():
           f'{bounds["suggested_max"]:.4g}]; plrs_default: '
           f'{settings["default_plrs_bounds"]}. '
           f'{bounds.get("check", "")}')
-  path = common.write_keyed_results(
+  path = common.write_results(
       name, {**results, 'settings': settings}, args.out, quick=args.quick)
   figure = plot(results, settings, args.out / f'{name}.png')
   print(f'\nResults: {path}\nFigure: {figure}')
