@@ -1,15 +1,20 @@
-"""The optimizers a config can name: sgd (the default), two_regime, autodrop.
+"""The optimizers a config can name: sgd, two_regime, autodrop, optax's.
 
 Each is checked against its definition restated by hand: PyTorch's SGD
 update, the recipe's switch, AutoDrop's scale.
 """
 
+import functools
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
 from train import config_validation
+from train import engine
+from train import models
 from train import optimizers
 from train import train
 from train.configs import default
@@ -121,6 +126,35 @@ def test_a_transform_by_name_follows_sgd_and_reads_the_loss():
     scales.append(float(optimizers.optimizer_metrics(state)[
         'optimizer_scale']))
     np.testing.assert_allclose(updates['w'], -0.1 * scales[-1], rtol=1e-6)
+  assert scales[0] == 1.0 and scales[-1] < 1.0
+
+
+def test_the_step_logs_the_scaled_rate_a_transform_exposes():
+  """engine.train_step reports a plateau's scale and the rate it applied."""
+  config = default.get_config('constant')
+  config.optimizer = 'contrib.reduce_on_plateau'
+  config.optimizer_kwargs = {'patience': 0, 'factor': 0.5, 'cooldown': 0,
+                             'accumulation_size': 1, 'rtol': 1e-4, 'atol': 0.0}
+  schedule = optax.constant_schedule(0.1)
+  model = models.create_model('mlp', 10, hidden=(4,))
+  state = engine.create_train_state(
+      engine.run_keys(0).init, model, (8, 8, 1),
+      optimizers.create_optimizer(config, schedule, STEPS_PER_EPOCH))
+  batch = {'image': jnp.zeros((2, 8, 8, 1), jnp.uint8),
+           'label': jnp.array([0, 1]), 'index': jnp.arange(2)}
+  step = jax.jit(functools.partial(
+      engine.train_step, rate=schedule, augment_key=None,
+      dropout_key=engine.run_keys(0).dropout, mean=(0.,), std=(1.,)))
+  scales, rates = [], []
+  for _ in range(4):
+    scale_before = optimizers.optimizer_metrics(state.opt_state)[
+        'optimizer_scale']
+    state, metrics = step(state, batch)
+    rates.append(float(metrics['lr']))
+    scales.append(float(scale_before))
+  # The same batch again and again: the loss stops improving and the scale
+  # halves; each logged rate is the schedule's times the scale it used.
+  np.testing.assert_allclose(rates, 0.1 * np.asarray(scales), rtol=1e-6)
   assert scales[0] == 1.0 and scales[-1] < 1.0
 
 

@@ -504,8 +504,9 @@ def _train(config, workdir, dataset, model, tx, schedule, schedule_for_length,
     figure = plots.plot_run(
         workdir / 'metrics.jsonl', workdir / 'run.png',
         title=f'{config.model} on {config.dataset}, {config.schedule.name}',
-        # AutoDrop's rate depends on the run: draw the logged rates.
-        learning_rates=None if config.get('optimizer') == 'autodrop' else
+        # A rate scaled by the run's own course (AutoDrop, a plateau) is not
+        # a function of the step: draw the logged rates.
+        learning_rates=None if 'optimizer_scale' in summary else
         np.asarray(jax.jit(jax.vmap(schedule))(jnp.arange(num_steps))))
     print(f'Metrics: {workdir / "metrics.jsonl"}\nFigure: {figure}')
   return TrainResult(state=state, metrics=summary)
