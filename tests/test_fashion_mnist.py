@@ -1,4 +1,4 @@
-"""Fashion-MNIST from IDX files.
+"""Fashion-MNIST from IDX files, and class-balanced training subsets.
 
 The tests write small IDX files of their own with numpy: they need neither
 Debian's dataset-fashion-mnist nor a network.
@@ -11,6 +11,8 @@ import pathlib
 import numpy as np
 import pytest
 
+from runs import small_config
+from train import config_validation
 from train import errors
 from train import input_pipeline
 
@@ -169,3 +171,65 @@ def test_without_idx_files_a_tfds_copy_is_read(tmp_path):
   with tfds.testing.mock_data(num_examples=20):
     dataset = input_pipeline.load_dataset('fashion_mnist', data_dir=tmp_path)
     assert dataset.image_shape == (28, 28, 1) and len(dataset.train) == 20
+    with pytest.raises(errors.ConfigError,
+                       match='train_subset=10 needs a dataset held in memory'):
+      input_pipeline.load_dataset('fashion_mnist', data_dir=tmp_path,
+                                  train_subset=10)
+
+
+def subset(directory, size, split_seed, seed=0):
+  config = small_config(dataset='fashion_mnist', data_dir=str(directory),
+                        train_subset=size, split_seed=split_seed, seed=seed)
+  return input_pipeline.dataset_from_config(config)
+
+
+def rows(images, labels):
+  return {(image.tobytes(), int(label)) for image, label in zip(images, labels)}
+
+
+def test_train_subset_is_class_balanced_and_fixed_by_the_split_seed(tmp_path):
+  arrays = write_fashion_mnist(tmp_path)
+  written = rows(arrays['train'][0][..., None], arrays['train'][1])
+  dataset = subset(tmp_path, 50, split_seed=0)
+  images, labels = as_arrays(dataset.train)
+  assert len(labels) == 50
+  np.testing.assert_array_equal(np.bincount(labels, minlength=10), [5] * 10)
+  chosen = rows(images, labels)
+  assert len(chosen) == 50 and chosen <= written
+  pixels = images.astype(np.float64)
+  np.testing.assert_allclose(dataset.mean, [pixels.mean()], rtol=1e-12)
+  np.testing.assert_allclose(dataset.std, [pixels.std()], rtol=1e-12)
+  # The test split is untouched.
+  np.testing.assert_array_equal(as_arrays(dataset.test)[1], arrays['test'][1])
+  # Fixed by the split seed whatever the run's seed; another split seed draws
+  # another subset; a smaller subset is part of a larger one.
+  assert rows(*as_arrays(subset(tmp_path, 50, 0, seed=7).train)) == chosen
+  assert rows(*as_arrays(subset(tmp_path, 50, split_seed=1).train)) != chosen
+  assert rows(*as_arrays(subset(tmp_path, 20, split_seed=0).train)) < chosen
+
+
+def test_train_subset_of_digits():
+  full = input_pipeline.load_dataset('digits')
+  dataset = input_pipeline.load_dataset('digits', train_subset=100)
+  images, labels = as_arrays(dataset.train)
+  np.testing.assert_array_equal(np.bincount(labels, minlength=10), [10] * 10)
+  assert rows(images, labels) <= rows(*as_arrays(full.train))
+  assert len(dataset.test) == len(full.test)
+
+
+@pytest.mark.parametrize('size,pattern', [
+    (55, r'train_subset=55 is not a multiple of the 10 classes.*use e\.g\. 50'),
+    (110, r'train_subset=110 takes 11 images of each class, but class \d of '
+          r"'fashion_mnist' has only 10 training images; use at most 100"),
+])
+def test_bad_train_subset_is_refused_in_one_line(tmp_path, size, pattern):
+  write_fashion_mnist(tmp_path)
+  with pytest.raises(errors.ConfigError, match=pattern) as raised:
+    subset(tmp_path, size, split_seed=0)
+  assert '\n' not in str(raised.value)
+
+
+def test_negative_train_subset_is_refused_before_loading():
+  with pytest.raises(errors.ConfigError,
+                     match=r'config\.train_subset=-1 must be an integer >= 0'):
+    config_validation.validate(small_config(train_subset=-1))

@@ -42,6 +42,7 @@ _FASHION_MNIST_ADVICE = (
     't10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz (gzipped or not).')
 
 
+ConfigError = errors.ConfigError
 DatasetError = errors.DatasetError
 
 
@@ -63,13 +64,13 @@ class _ArraySource(Sequence):
   """An in-memory random-access source of {'image', 'label'} records."""
 
   def __init__(self, images: np.ndarray, labels: np.ndarray):
-    self._images, self._labels = images, labels
+    self.images, self.labels = images, labels
 
   def __len__(self) -> int:
-    return len(self._labels)
+    return len(self.labels)
 
   def __getitem__(self, index):
-    return {'image': self._images[index], 'label': self._labels[index]}
+    return {'image': self.images[index], 'label': self.labels[index]}
 
 
 def _channel_statistics(
@@ -268,10 +269,44 @@ def _tfds(name: str, data_dir: str | None, train_split: str,
   )
 
 
+def _class_balanced_subset(dataset: Dataset, size: int,
+                           split_seed: int) -> Dataset:
+  """`size // num_classes` training images of each class (see load_dataset)."""
+  if not isinstance(dataset.train, _ArraySource):
+    raise ConfigError(
+        f'config.train_subset={size} needs a dataset held in memory '
+        f'({DIGITS!r}, or {FASHION_MNIST!r} read from its IDX files), not the '
+        f'TFDS dataset {dataset.name!r}; set it to 0.')
+  num_classes = dataset.num_classes
+  if size % num_classes:
+    raise ConfigError(
+        f'config.train_subset={size} is not a multiple of the {num_classes} '
+        f'classes of {dataset.name!r} (the subset takes as many images of '
+        f'each); use e.g. {max(size - size % num_classes, num_classes)}.')
+  per_class = size // num_classes
+  images, labels = dataset.train.images, dataset.train.labels
+  counts = np.bincount(labels, minlength=num_classes)
+  if per_class > counts.min():
+    raise ConfigError(
+        f'config.train_subset={size} takes {per_class} images of each class, '
+        f'but class {counts.argmin()} of {dataset.name!r} has only '
+        f'{counts.min()} training images; use at most '
+        f'{counts.min() * num_classes}.')
+  # A stream of its own: the digits split draws from the split seed itself.
+  rng = np.random.default_rng([split_seed, 1])
+  # Each class's permutation does not depend on `size`, so a larger subset
+  # holds the smaller ones.
+  chosen = np.sort(np.concatenate([
+      rng.permutation(np.flatnonzero(labels == c))[:per_class]
+      for c in range(num_classes)]))
+  return _in_memory(dataset.name, (images[chosen], labels[chosen]),
+                    (dataset.test.images, dataset.test.labels), num_classes)
+
+
 def load_dataset(name: str, *, data_dir: str | None = None,
                  split_seed: int = 0, test_fraction: float = 0.2,
-                 train_split: str = 'train',
-                 test_split: str = 'test') -> Dataset:
+                 train_split: str = 'train', test_split: str = 'test',
+                 train_subset: int = 0) -> Dataset:
   """Loads `digits`, `fashion_mnist` or a prepared TFDS dataset by name.
 
   Fashion-MNIST is read from its four IDX files in `data_dir` (Debian's
@@ -281,10 +316,14 @@ def load_dataset(name: str, *, data_dir: str | None = None,
   Args:
     name: 'digits', 'fashion_mnist' or a TFDS image-classification dataset.
     data_dir: where the dataset is (TFDS's default if None).
-    split_seed: seed of the fixed digits train/test split.
+    split_seed: seed of the fixed digits train/test split and of the
+      training subset.
     test_fraction: share of digits held out for testing.
     train_split: TFDS split to train on.
     test_split: TFDS split to evaluate on.
+    train_subset: if not 0, train on this many images, the same number from
+      each class (a multiple of the number of classes), drawn with
+      `split_seed`; in-memory datasets only. The statistics are the subset's.
 
   Returns:
     The dataset.
@@ -293,12 +332,18 @@ def load_dataset(name: str, *, data_dir: str | None = None,
     >>> ds = load_dataset('digits')
     >>> len(ds.train), len(ds.test), ds.image_shape
     (1438, 359, (8, 8, 1))
+    >>> len(load_dataset('digits', train_subset=100).train)
+    100
   """
   if name == DIGITS:
-    return _digits(split_seed, test_fraction)
-  if name == FASHION_MNIST and not _fashion_mnist_in_tfds(data_dir):
-    return _fashion_mnist(data_dir)
-  return _tfds(name, data_dir, train_split, test_split)
+    dataset = _digits(split_seed, test_fraction)
+  elif name == FASHION_MNIST and not _fashion_mnist_in_tfds(data_dir):
+    dataset = _fashion_mnist(data_dir)
+  else:
+    dataset = _tfds(name, data_dir, train_split, test_split)
+  if train_subset:
+    dataset = _class_balanced_subset(dataset, train_subset, split_seed)
+  return dataset
 
 
 def dataset_from_config(config) -> Dataset:
@@ -307,7 +352,8 @@ def dataset_from_config(config) -> Dataset:
       config.dataset, data_dir=config.get('data_dir'),
       split_seed=config.get('split_seed', 0),
       train_split=config.get('train_split', 'train'),
-      test_split=config.get('test_split', 'test'))
+      test_split=config.get('test_split', 'test'),
+      train_subset=config.get('train_subset', 0))
 
 
 def _record(example: dict[str, Any]) -> dict[str, np.ndarray]:
