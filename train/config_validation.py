@@ -75,6 +75,9 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     'keep_checkpoints': _integer(1),
     'seed': _integer(0),
     'split_seed': _integer(0),
+    # 0 is the whole training split; whether the dataset has enough images of
+    # each class is checked when it is loaded.
+    'train_subset': _integer(0),
     'num_devices': _integer(0),
     'momentum': _fraction(upper_open=True),
     'weight_decay': _non_negative,

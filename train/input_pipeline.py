@@ -22,10 +22,28 @@ import grain
 import numpy as np
 
 from train import errors
+from train import idx
 
 DIGITS = 'digits'
+FASHION_MNIST = 'fashion_mnist'
+# Where Debian's package dataset-fashion-mnist installs the four IDX files.
+FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist'
+# Each split's (images, labels) files, named as their authors name them; each
+# may be gzipped, with `.gz` appended.
+FASHION_MNIST_FILES = {
+    'train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
+    'test': ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'),
+}
+_FASHION_MNIST_SIZES = {'train': 60_000, 'test': 10_000}
+_FASHION_MNIST_ADVICE = (
+    'Install it with `apt-get install dataset-fashion-mnist` (add --reinstall '
+    f'for a damaged file; Debian puts the files in {FASHION_MNIST_DIR}/), or '
+    'pass --config.data_dir=DIR for a directory holding '
+    'train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, '
+    't10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz (gzipped or not).')
 
 
+ConfigError = errors.ConfigError
 DatasetError = errors.DatasetError
 
 
@@ -47,13 +65,48 @@ class _ArraySource(Sequence):
   """An in-memory random-access source of {'image', 'label'} records."""
 
   def __init__(self, images: np.ndarray, labels: np.ndarray):
-    self._images, self._labels = images, labels
+    self.images, self.labels = images, labels
 
   def __len__(self) -> int:
-    return len(self._labels)
+    return len(self.labels)
 
   def __getitem__(self, index):
-    return {'image': self._images[index], 'label': self._labels[index]}
+    return {'image': self.images[index], 'label': self.labels[index]}
+
+
+def _channel_statistics(
+    images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+  """Per-channel mean and standard deviation of uint8 images (N, H, W, C).
+
+  Computed exactly from each channel's histogram of the 256 values, without
+  a float copy of the images.
+
+  Example:
+    >>> images = np.array([0, 2, 4, 6], np.uint8).reshape(1, 2, 2, 1)
+    >>> _channel_statistics(images)
+    ((3.0,), (2.23606797749979,))
+  """
+  values = np.arange(256, dtype=np.float64)
+  counts = np.zeros((images.shape[-1], 256), np.int64)
+  # In chunks: bincount copies its input as int64 (8 bytes a pixel).
+  for start in range(0, len(images), 4096):
+    chunk = images[start:start + 4096]
+    for channel, channel_counts in enumerate(counts):
+      channel_counts += np.bincount(chunk[..., channel].ravel(), minlength=256)
+  total = counts.sum(axis=1)
+  mean = counts @ values / total
+  variance = (counts * (values - mean[:, None]) ** 2).sum(axis=1) / total
+  return tuple(mean.tolist()), tuple(np.sqrt(variance).tolist())
+
+
+def _in_memory(name: str, train: tuple[np.ndarray, np.ndarray],
+               test: tuple[np.ndarray, np.ndarray],
+               num_classes: int) -> Dataset:
+  """A dataset of (uint8 images (N, H, W, C), int32 labels) arrays."""
+  mean, std = _channel_statistics(train[0])
+  return Dataset(name=name, train=_ArraySource(*train),
+                 test=_ArraySource(*test), num_classes=num_classes,
+                 image_shape=train[0].shape[1:], mean=mean, std=std)
 
 
 def _digits(split_seed: int, test_fraction: float) -> Dataset:
@@ -67,17 +120,76 @@ def _digits(split_seed: int, test_fraction: float) -> Dataset:
   order = np.random.default_rng(split_seed).permutation(len(labels))
   num_test = int(round(len(labels) * test_fraction))
   test, train = order[:num_test], order[num_test:]
-  mean = images[train].mean(axis=(0, 1, 2))
-  std = images[train].std(axis=(0, 1, 2))
-  return Dataset(
-      name=DIGITS,
-      train=_ArraySource(images[train], labels[train]),
-      test=_ArraySource(images[test], labels[test]),
-      num_classes=10,
-      image_shape=(8, 8, 1),
-      mean=tuple(float(m) for m in mean),
-      std=tuple(float(s) for s in std),
-  )
+  return _in_memory(DIGITS, (images[train], labels[train]),
+                    (images[test], labels[test]), num_classes=10)
+
+
+def _fashion_mnist_error(problem: str) -> DatasetError:
+  return DatasetError(
+      f'Fashion-MNIST cannot be read: {problem}. {_FASHION_MNIST_ADVICE}')
+
+
+def _fashion_mnist_files(data_dir: str | None):
+  """The directory, and {name: `name.gz` or `name` there, or None}."""
+  directory = pathlib.Path(data_dir or FASHION_MNIST_DIR).expanduser()
+  files = {}
+  for names in FASHION_MNIST_FILES.values():
+    for name in names:
+      candidates = (directory / f'{name}.gz', directory / name)
+      files[name] = next((path for path in candidates if path.is_file()), None)
+  return directory, files
+
+
+def _fashion_mnist_in_tfds(data_dir: str | None) -> bool:
+  """Whether to read Fashion-MNIST with TFDS: no IDX file, a TFDS copy."""
+  _, files = _fashion_mnist_files(data_dir)
+  return (not any(files.values())
+          and bool(_prepared_versions(FASHION_MNIST, data_dir)))
+
+
+def _fashion_mnist_split(split: str, images_path: pathlib.Path,
+                         labels_path: pathlib.Path):
+  """A split's (images (N, 28, 28, 1), int32 labels), checked."""
+  try:
+    images = idx.read(images_path, idx.IMAGES)
+    labels = idx.read(labels_path, idx.LABELS)
+  except (idx.IdxError, OSError) as e:
+    raise _fashion_mnist_error(str(e)) from None
+  size = _FASHION_MNIST_SIZES[split]
+  if images.shape[1:] != (28, 28):
+    problem = (f'{images_path} holds {images.shape[1]}x{images.shape[2]} '
+               'images, not 28x28')
+  elif len(images) != len(labels):
+    problem = (f'{labels_path} holds {len(labels)} labels but {images_path} '
+               f'{len(images)} images (Fashion-MNIST has {size} of each)')
+  elif not len(images):
+    problem = f'{images_path} holds no images (Fashion-MNIST has {size})'
+  elif labels.max() >= 10:
+    position = int(np.argmax(labels >= 10))
+    problem = (f'{labels_path} holds label {labels[position]} at position '
+               f'{position}; Fashion-MNIST\'s labels are 0..9')
+  else:
+    return images[..., None], labels.astype(np.int32)
+  raise _fashion_mnist_error(problem)
+
+
+def _fashion_mnist(data_dir: str | None) -> Dataset:
+  """Fashion-MNIST from its four IDX files (60,000 + 10,000 28x28 images)."""
+  directory, files = _fashion_mnist_files(data_dir)
+  found = [path.name for path in files.values() if path]
+  if not found:
+    raise _fashion_mnist_error(
+        f'none of its four IDX files is in {directory}, and no TFDS '
+        f'{FASHION_MNIST!r} is prepared in {_tfds_root(data_dir)}')
+  for name, path in files.items():
+    if path is None:
+      raise _fashion_mnist_error(
+          f'{directory / name}.gz (or {name}) is missing; {directory} holds '
+          f'{", ".join(found)}')
+  train, test = (
+      _fashion_mnist_split(split, *(files[name] for name in names))
+      for split, names in FASHION_MNIST_FILES.items())
+  return _in_memory(FASHION_MNIST, train, test, num_classes=10)
 
 
 # Published per-channel statistics (0..255) of common TFDS datasets; others are
@@ -88,18 +200,27 @@ _KNOWN_STATS = {
 }
 
 
+def _tfds_root(data_dir: str | None) -> pathlib.Path:
+  return pathlib.Path(data_dir or '~/tensorflow_datasets').expanduser()
+
+
+def _prepared_versions(name: str, data_dir: str | None) -> list[pathlib.Path]:
+  """The dataset_info.json of each version of `name` prepared for TFDS."""
+  return sorted((_tfds_root(data_dir) / name).glob('*/dataset_info.json'))
+
+
 def _prepared_builder(name: str, data_dir: str | None):
   """The newest prepared version of a dataset outside the TFDS catalog."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-  root = pathlib.Path(data_dir or '~/tensorflow_datasets').expanduser() / name
-  versions = sorted(root.glob('*/dataset_info.json'))
+  versions = _prepared_versions(name, data_dir)
   if not versions:
     raise DatasetError(
-        f'Unknown dataset {name!r}: it is neither {DIGITS!r} (the offline '
-        'default), nor a TensorFlow Datasets name (see '
-        'https://www.tensorflow.org/datasets/catalog), nor a dataset prepared '
-        f'with a builder of your own under {root}/<version>/ (pass '
+        f'Unknown dataset {name!r}: it is neither {DIGITS!r} nor '
+        f'{FASHION_MNIST!r} (read offline), nor a TensorFlow Datasets name '
+        '(see https://www.tensorflow.org/datasets/catalog), nor a dataset '
+        'prepared with a builder of your own under '
+        f'{_tfds_root(data_dir) / name}/<version>/ (pass '
         '--config.data_dir=DIR for another location).')
   return tfds.builder_from_directory(versions[-1].parent)
 
@@ -149,19 +270,61 @@ def _tfds(name: str, data_dir: str | None, train_split: str,
   )
 
 
+def _class_balanced_subset(dataset: Dataset, size: int,
+                           split_seed: int) -> Dataset:
+  """`size // num_classes` training images of each class (see load_dataset)."""
+  if not isinstance(dataset.train, _ArraySource):
+    raise ConfigError(
+        f'config.train_subset={size} needs a dataset held in memory '
+        f'({DIGITS!r}, or {FASHION_MNIST!r} read from its IDX files), not the '
+        f'TFDS dataset {dataset.name!r}; set it to 0.')
+  num_classes = dataset.num_classes
+  if size % num_classes:
+    raise ConfigError(
+        f'config.train_subset={size} is not a multiple of the {num_classes} '
+        f'classes of {dataset.name!r} (the subset takes as many images of '
+        f'each); use e.g. {max(size - size % num_classes, num_classes)}.')
+  per_class = size // num_classes
+  images, labels = dataset.train.images, dataset.train.labels
+  counts = np.bincount(labels, minlength=num_classes)
+  if per_class > counts.min():
+    raise ConfigError(
+        f'config.train_subset={size} takes {per_class} images of each class, '
+        f'but class {counts.argmin()} of {dataset.name!r} has only '
+        f'{counts.min()} training images; use at most '
+        f'{counts.min() * num_classes}.')
+  # A stream of its own: the digits split draws from the split seed itself.
+  rng = np.random.default_rng([split_seed, 1])
+  # Each class's permutation does not depend on `size`, so a larger subset
+  # holds the smaller ones.
+  chosen = np.sort(np.concatenate([
+      rng.permutation(np.flatnonzero(labels == c))[:per_class]
+      for c in range(num_classes)]))
+  return _in_memory(dataset.name, (images[chosen], labels[chosen]),
+                    (dataset.test.images, dataset.test.labels), num_classes)
+
+
 def load_dataset(name: str, *, data_dir: str | None = None,
                  split_seed: int = 0, test_fraction: float = 0.2,
-                 train_split: str = 'train',
-                 test_split: str = 'test') -> Dataset:
-  """Loads `digits` (offline) or a prepared TFDS dataset by name.
+                 train_split: str = 'train', test_split: str = 'test',
+                 train_subset: int = 0) -> Dataset:
+  """Loads `digits`, `fashion_mnist` or a prepared TFDS dataset by name.
+
+  Fashion-MNIST is read from its four IDX files in `data_dir` (Debian's
+  dataset-fashion-mnist directory if None), or with TFDS where none of them
+  is there and TFDS has it prepared.
 
   Args:
-    name: 'digits' or a TFDS image-classification dataset name.
-    data_dir: where TFDS datasets are prepared (TFDS's default if None).
-    split_seed: seed of the fixed digits train/test split.
+    name: 'digits', 'fashion_mnist' or a TFDS image-classification dataset.
+    data_dir: where the dataset is (TFDS's default if None).
+    split_seed: seed of the fixed digits train/test split and of the
+      training subset.
     test_fraction: share of digits held out for testing.
     train_split: TFDS split to train on.
     test_split: TFDS split to evaluate on.
+    train_subset: if not 0, train on this many images, the same number from
+      each class (a multiple of the number of classes), drawn with
+      `split_seed`; in-memory datasets only. The statistics are the subset's.
 
   Returns:
     The dataset.
@@ -170,10 +333,18 @@ def load_dataset(name: str, *, data_dir: str | None = None,
     >>> ds = load_dataset('digits')
     >>> len(ds.train), len(ds.test), ds.image_shape
     (1438, 359, (8, 8, 1))
+    >>> len(load_dataset('digits', train_subset=100).train)
+    100
   """
   if name == DIGITS:
-    return _digits(split_seed, test_fraction)
-  return _tfds(name, data_dir, train_split, test_split)
+    dataset = _digits(split_seed, test_fraction)
+  elif name == FASHION_MNIST and not _fashion_mnist_in_tfds(data_dir):
+    dataset = _fashion_mnist(data_dir)
+  else:
+    dataset = _tfds(name, data_dir, train_split, test_split)
+  if train_subset:
+    dataset = _class_balanced_subset(dataset, train_subset, split_seed)
+  return dataset
 
 
 def dataset_from_config(config) -> Dataset:
@@ -182,7 +353,8 @@ def dataset_from_config(config) -> Dataset:
       config.dataset, data_dir=config.get('data_dir'),
       split_seed=config.get('split_seed', 0),
       train_split=config.get('train_split', 'train'),
-      test_split=config.get('test_split', 'test'))
+      test_split=config.get('test_split', 'test'),
+      train_subset=config.get('train_subset', 0))
 
 
 def _record(example: dict[str, Any]) -> dict[str, np.ndarray]:

@@ -43,6 +43,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.train_split = 'train'
   config.test_split = 'test'
   config.split_seed = 0
+  # Train on this many images, as many of each class, drawn with split_seed
+  # (the same subset whatever `seed`); 0: all. Held-in-memory datasets only.
+  config.train_subset = 0
   config.model = 'resnet8'
   config.model_kwargs = ml_collections.ConfigDict()
   config.num_epochs = 3
