@@ -1,24 +1,33 @@
-"""The paper's comparison of schedules, at CPU scale or as configured.
+"""PLRS against the paper's baselines and the other methods, paired seeds.
 
-    python -m benchmarks.schedulers [--quick] [--out DIR] [--model M]
+    python -m benchmarks.schedulers [--dataset=digits|fashion_mnist] [--quick]
+        [--out DIR] [--num_epochs N] [--num_seeds S] [--schedules a,b]
     python -m benchmarks.schedulers --config=train/configs/<setting>.py \\
         [--num_epochs N] [--num_seeds S] [--schedules a,b] [--workdir DIR]
 
-Without --config: ResNet-8 (train/models.py) on scikit-learn's digits, plain
-SGD, batch 32, 30 epochs, 5 seeds per schedule trained together in one
-vmapped program (train/seeds.py, which runs `python -m train`'s step, keys
-and data order); seed s starts from the same parameters and reads the same
-data order under every schedule, so the schedules are compared on paired runs
-(--quick: the MLP of train/models.py, 2 epochs, 2 seeds, plrs and knee only,
-to check that it runs). The schedules
-are train/configs/default.py's, with its epoch-valued fields rescaled from
-its 3 epochs to this run's E epochs:
+Without --config, every method trains S seeds (5) together in one vmapped
+program (train/seeds.py, which runs `python -m train`'s step, keys and data
+order): seed s starts from the same parameters and reads the same batches
+under every method, so methods are compared on paired runs. Plain SGD (no
+momentum, no weight decay), as in the paper, unless a method's recipe says
+otherwise. The datasets (`DATASETS`):
 
-| schedule             | default.py (3 epochs)    | here (E epochs)          |
+- digits: ResNet-8, batch 32, 30 epochs on scikit-learn's 1,438 training
+  digits; too easy to separate the schedules.
+- fashion_mnist: ResNet-8, batch 128, a class-balanced training subset
+  (`train_subset`) of the 60,000 images and all 10,000 test images; the size
+  and epochs fit the whole comparison into 90 minutes on a 2-core CPU
+  (`DATASETS` says how).
+
+The methods (`methods`) are train/configs/default.py's schedules, with its
+epoch-valued fields rescaled from its 3 epochs to this run's E epochs, and
+the other ways of setting the rate:
+
+| method               | default.py (3 epochs)    | here (E epochs)          |
 |----------------------|--------------------------|--------------------------|
 | plrs                 | U[0.07, 0.1]             | U[L_min, L_max] of the   |
 |                      |                          | LR range test (below)    |
-| plrs_default         |                          | U[0.07, 0.1]             |
+| plrs_default         |                          | U[0.07, 0.1] (by hand)   |
 | constant             | 0.1                      | 0.1                      |
 | multistep            | 0.1, /10 at epoch 2      | 0.1, /10 at E/2, 3E/4    |
 | cosine_warm_restarts | T_0 = 1 epoch, T_mult 2  | same (the paper's T_0)   |
@@ -26,12 +35,21 @@ its 3 epochs to this run's E epochs:
 |                      | linear decay to 0        | linear decay to 0        |
 | one_cycle            | 0.01 -> 0.1 -> 1e-3      | same, over the E epochs  |
 | cyclic_triangular    | 0.01..0.1, up 0.5 epoch  | 0.01..0.1, up E/6 epochs |
+| two_regime           |                          | SGD at 0.1, then Adam at |
+|                      |                          | 1e-3 from E/2 (our       |
+|                      |                          | reading of the paper)    |
+| autodrop             |                          | SGD at 0.1 with AutoDrop |
+|                      |                          | (the authors' defaults)  |
+| autodrop_recipe      |                          | the same with the        |
+|                      |                          | authors' momentum 0.9    |
+|                      |                          | and weight decay 5e-4    |
 
 The PLRS bounds come from `plrs_jax.lr_range_test` on this model and data
 (`train.range_test.measure`, as `python -m train.range_test` runs it: 1e-4 to
-10 over 100 steps of batch 32,
-L_max = 0.1 x the rate of the lowest smoothed loss, L_min = 0.7 L_max); the
-default config's (0.07, 0.1) runs too, as `plrs_default`.
+10, L_max = 0.1 x the rate of the lowest smoothed loss, L_min = 0.7 L_max),
+with beta, the top Hessian eigenvalue, at initialisation and at the end of
+seed 0's PLRS run. Resumable: an interrupted run keeps the methods it
+finished (OUT/NAME.partial.json) and the same command goes on from there.
 
 With --config: every schedule in that config file's SCHEDULES and every seed
 is one run of `train.train.train_and_evaluate(config, workdir)`, one after
@@ -41,19 +59,25 @@ paper's Tables 1-3 on a machine with a GPU and the prepared TFDS dataset.
 Runs live in --workdir (default OUT/schedulers_runs_<config>/), so running the
 same command again resumes unfinished runs and reuses finished ones.
 
-Writes OUT/schedulers[_<config>].json (per schedule, lists over seeds of the
-final and best test accuracy and per-epoch curves; the settings), prints a
-table of mean (SD) and draws the curves (mean +- SD) to the matching PNG.
+Writes OUT/schedulers[_<dataset or config>].json (per method, lists over
+seeds of the final test accuracy, the best, the final training loss, and
+per-epoch curves; the settings), prints a table of mean (SD) and of PLRS's
+paired differences, and draws the curves (mean +- SD) to the matching PNG.
+--quick (the MLP, 2 epochs, 2 seeds, every method) checks that it runs.
 """
 
 import argparse
+import json
 import importlib.util
 import pathlib
 import sys
 import time
 
+import jax
 import matplotlib
 import numpy as np
+from scipy import stats
+import tqdm
 
 from benchmarks import common
 from train import input_pipeline
@@ -61,37 +85,59 @@ from train import plots
 from train import range_test
 from train import seeds
 from train import train
+from train import workdir as workdirs
 from train.configs import default
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
 NAME = 'schedulers'
-BATCH_SIZE = 32
+# Per dataset: model, batch size, epochs, training subset (0: all), seeds.
+# Fashion-MNIST: a ResNet-8 step at batch 128 on 28x28 images runs about
+# 1,400 images/s on this 2-core CPU, vmapped seeds about as fast in total;
+# 13 methods x 5 seeds x E epochs x N images must fit in 90 minutes, with
+# the per-epoch test passes (10,000 images, ~1/3 the cost of training on
+# them): N = 10,000 and E = 10 take about 65 minutes.
+DATASETS = {
+    'digits': dict(model='resnet8', batch_size=32, num_epochs=30,
+                   train_subset=0, num_seeds=5),
+    'fashion_mnist': dict(model='resnet8', batch_size=128, num_epochs=10,
+                          train_subset=10_000, num_seeds=5),
+}
+QUICK = dict(model='mlp', num_epochs=2, num_seeds=2, range_steps=20,
+             power_iterations=10)
+# two_regime's Adam rate, our reading of Leclerc and Madry's proposal.
+TWO_REGIME_ADAM_RATE = 1e-3
+# AutoDrop as its authors' CIFAR scripts run it.
+AUTODROP_RECIPE = dict(momentum=0.9, weight_decay=5e-4)
 
 
 def _extra_flags(parser: argparse.ArgumentParser):
   for flag, kind, default, help_text in (
+      ('dataset', str, 'digits', f'one of {", ".join(DATASETS)}'),
+      ('data_dir', str, None, 'where the dataset\'s files are'),
+      ('batch_size', int, None, 'batch size (default: the dataset\'s)'),
+      ('train_subset', int, None, 'training images (0: all)'),
       ('config', pathlib.Path, None, 'a train/configs file: run its '
        'SCHEDULES through train.train_and_evaluate, seed after seed'),
       ('num_epochs', int, None, 'epochs (digits: 30; --config: its own)'),
       ('num_seeds', int, None, 'seeds per schedule (digits: 5; --config: 3)'),
       ('seed', int, 0, 'first seed'),
       ('schedules', str, None, 'comma-separated subset of the schedules'),
-      ('model', str, None, 'digits only: a train/models.py model (default '
-       'resnet8; --quick: mlp)'),
+      ('model', str, None, 'a train/models.py model (default: the '
+       "dataset's; --quick: mlp)"),
       ('workdir', pathlib.Path, None, '--config only: where the runs live')):
     parser.add_argument(f'--{flag}', type=kind, default=default,
                         help=help_text)
 
 
-def digits_schedules(num_epochs: int,
-                     plrs_bounds: tuple[float, float]) -> dict[str, dict]:
+def paper_schedules(num_epochs: int,
+                    plrs_bounds: tuple[float, float]) -> dict[str, dict]:
   """default.py's SCHEDULES rescaled from 3 epochs to E (module docstring),
   'plrs' at `plrs_bounds` (L_min, L_max): schedule configs by name."""
   base = {name: dict(config) for name, config in default.SCHEDULES.items()}
   low, high = plrs_bounds
-  schedules = {
+  return {
       'plrs': dict(base['plrs'], min_value=low, max_value=high),
       'plrs_default': base['plrs'],
       'constant': base['constant'],
@@ -104,66 +150,117 @@ def digits_schedules(num_epochs: int,
       'cyclic_triangular': dict(base['cyclic_triangular'],
                                 up_steps_epochs=num_epochs / 6),
   }
-  return schedules
 
 
-def digits_config(model: str, num_epochs: int, schedule: dict):
-  """The default config with `model`, `num_epochs` and `schedule`."""
+def methods(num_epochs: int,
+            plrs_bounds: tuple[float, float]) -> dict[str, dict]:
+  """Every compared method as config overrides (module docstring)."""
+  schedules = paper_schedules(num_epochs, plrs_bounds)
+  out = {name: {'schedule': schedule} for name, schedule in schedules.items()}
+  constant = {'schedule': schedules['constant']}
+  out['two_regime'] = dict(constant, optimizer='two_regime', two_regime={
+      'small_learning_rate': TWO_REGIME_ADAM_RATE,
+      'switch_step_epochs': num_epochs / 2})
+  out['autodrop'] = dict(constant, optimizer='autodrop')
+  out['autodrop_recipe'] = dict(out['autodrop'], **AUTODROP_RECIPE)
+  return out
+
+
+def run_config_for(args, overrides: dict):
+  """The benchmark's config for one method: the dataset's settings + it."""
   config = default.get_config()
-  config.model, config.num_epochs, config.batch_size = (model, num_epochs,
-                                                        BATCH_SIZE)
+  config.dataset = args.dataset
+  config.data_dir = args.data_dir
+  config.model = args.model
+  config.num_epochs, config.batch_size = args.num_epochs, args.batch_size
+  config.train_subset, config.seed = args.train_subset, args.seed
   # Convolutions inside the vmapped scan run as im2col (train/im2col.py).
-  config.model_kwargs = {} if model == 'mlp' else {'conv': 'im2col'}
-  config.schedule = schedule
+  config.model_kwargs = {} if args.model == 'mlp' else {'conv': 'im2col'}
+  for field, value in overrides.items():
+    if isinstance(value, dict) and field != 'schedule':
+      config[field].update(value)
+    else:
+      config[field] = value
   return config
 
 
-def run_digits(args) -> tuple[dict, dict]:
-  """All schedules on digits, the seeds of each vmapped."""
-  num_epochs = args.num_epochs or (2 if args.quick else 30)
-  num_seeds = args.num_seeds or (2 if args.quick else 5)
-  model = args.model or ('mlp' if args.quick else 'resnet8')
-  dataset = input_pipeline.load_dataset('digits')
-  reference = digits_config(model, num_epochs, default.SCHEDULES['plrs'])
-  reference.seed = args.seed
-  bounds, _ = range_test.measure(
-      reference, min_lr=1e-4, max_lr=10.0,
-      num_steps=20 if args.quick else 100,
-      power_iterations=10 if args.quick else 100, dataset=dataset)
-  bounds = {k: v for k, v in bounds.items()
-            if k not in ('learning_rates', 'losses')}
+def _partial_path(args) -> pathlib.Path:
+  return args.out / f'{args.name}.partial.json'
+
+
+def run_vmapped(args) -> tuple[dict, dict]:
+  """Every method on an in-memory dataset, the seeds of each vmapped.
+
+  Resumable: after each method, the results so far go to
+  OUT/NAME.partial.json; running the same command again reuses them.
+  """
+  seed_list = list(range(args.seed, args.seed + args.num_seeds))
+  reference = run_config_for(args, {'schedule': default.SCHEDULES['plrs']})
+  dataset = input_pipeline.dataset_from_config(reference)
+  key = {field: getattr(args, field) for field in (
+      'dataset', 'model', 'num_epochs', 'batch_size', 'train_subset',
+      'num_seeds', 'seed', 'quick')}
+  done = {}
+  if _partial_path(args).exists():
+    saved = json.loads(_partial_path(args).read_text())
+    if saved['key'] == key:
+      done = saved
+      print(f'Resuming: {", ".join(saved["results"]) or "the range test"} '
+            f'done ({_partial_path(args)}).', flush=True)
+  if 'range_test' not in done:
+    bounds, _ = range_test.measure(
+        reference, min_lr=1e-4, max_lr=10.0, num_steps=args.range_steps,
+        power_iterations=args.power_iterations, dataset=dataset)
+    done = {'key': key, 'results': {}, 'range_test': {
+        k: v for k, v in bounds.items() if k not in ('learning_rates',
+                                                      'losses')}}
+  bounds = done['range_test']
   print(f'Range test: L_min = {bounds["suggested_min"]:.4g}, L_max = '
         f'{bounds["suggested_max"]:.4g} (lowest smoothed loss at '
         f'{bounds["min_loss_lr"]:.4g}); beta = {bounds["beta"]:.4g}.',
         flush=True)
-  schedules = digits_schedules(
-      num_epochs, (bounds['suggested_min'], bounds['suggested_max']))
-  schedules = _select(schedules, args.schedules)
-  if args.quick and not args.schedules:
-    schedules = {k: schedules[k] for k in ('plrs', 'knee')}
-  seed_list = list(range(args.seed, args.seed + num_seeds))
-  results = {}
-  for name, schedule in schedules.items():
+  chosen = _select(methods(args.num_epochs, (bounds['suggested_min'],
+                                             bounds['suggested_max'])),
+                   args.schedules)
+  results = done['results']
+  for name, overrides in chosen.items():
+    if name in results:
+      continue
     start = time.perf_counter()
-    runner = seeds.SeedRunner(digits_config(model, num_epochs, schedule),
+    runner = seeds.SeedRunner(run_config_for(args, overrides),
                               dataset=dataset)
-    out = runner.run(seed_list)
+    with tqdm.tqdm(total=args.num_epochs, desc=name, unit='epoch',
+                   file=sys.stderr, dynamic_ncols=True) as bar:
+      out = runner.run(seed_list, progress=lambda epoch: bar.update())
     results[name] = _summarize(out['train_loss'], out['test_accuracy'],
                                out['test_loss'])
     # Seed 0's rates, to draw the schedule.
     results[name]['learning_rate_seed0'] = out['lr'][0].tolist()
+    if name == 'plrs':
+      end = jax.tree.map(lambda x: x[0], runner.final)
+      results[name]['beta_at_end_seed0'] = range_test.top_eigenvalue(
+          runner.config, dataset, end['params'], end['batch_stats'],
+          power_iterations=args.power_iterations).eigenvalue
     print(f'{name}: {time.perf_counter() - start:.1f} s, final test accuracy '
           f'{100 * np.mean(results[name]["test_accuracy"]):.2f}%', flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    workdirs.atomic_write_text(_partial_path(args), json.dumps(done))
   settings = {
-      'mode': 'digits, seeds vmapped (train/seeds.py)',
-      'dataset': 'digits', 'model': model, 'batch_size': BATCH_SIZE,
-      'num_epochs': num_epochs, 'seeds': seed_list,
-      'steps_per_epoch': input_pipeline.steps_per_epoch(dataset, BATCH_SIZE),
-      'optimizer': 'plain SGD (no momentum, no weight decay)',
+      'mode': 'seeds vmapped (train/seeds.py), paired: seed s starts from '
+              'the same parameters and reads the same batches in every '
+              'method',
+      'dataset': args.dataset, 'model': args.model,
+      'batch_size': args.batch_size, 'num_epochs': args.num_epochs,
+      'train_subset': args.train_subset or len(dataset.train),
+      'test_examples': len(dataset.test), 'seeds': seed_list,
+      'steps_per_epoch': input_pipeline.steps_per_epoch(dataset,
+                                                        args.batch_size),
+      'optimizer': 'plain SGD (no momentum, no weight decay) unless the '
+                   "method's recipe says otherwise",
       'range_test': bounds,
       'default_plrs_bounds': [default.SCHEDULES['plrs']['min_value'],
                               default.SCHEDULES['plrs']['max_value']],
-      'schedules': schedules,
+      'methods': chosen,
   }
   return results, settings
 
@@ -249,8 +346,8 @@ def _summarize(train_loss, test_accuracy, test_loss) -> dict:
   return {
       'test_accuracy': test_accuracy[:, -1].tolist(),
       'best_test_accuracy': test_accuracy.max(axis=1).tolist(),
-      'final_train_loss': train_loss[:, -1].tolist(),
-      'train_loss': train_loss.tolist(),
+      'train_loss': train_loss[:, -1].tolist(),
+      'train_loss_curve': train_loss.tolist(),
       'test_accuracy_curve': test_accuracy.tolist(),
       'test_loss': np.asarray(test_loss).tolist(),
   }
@@ -271,11 +368,46 @@ def table(results: dict) -> str:
                  _mean_sd(r['test_accuracy'], 100),
                  _mean_sd(r['best_test_accuracy'], 100),
                  f'{100 * max(r["test_accuracy"]):.2f}',
-                 _mean_sd(r['final_train_loss'], digits=4)])
+                 _mean_sd(r['train_loss'], digits=4)])
   return common.markdown_table(
       ['schedule', 'seeds', 'final test acc % mean (SD)',
        'best test acc % mean (SD)', 'final test acc % max',
        'final train loss mean (SD)'], rows)
+
+
+def paired_differences(results: dict, field: str = 'test_accuracy',
+                       reference: str = 'plrs') -> dict[str, dict]:
+  """PLRS minus each method, seed by seed: mean and 95% t-interval.
+
+  The seeds are paired (same initial parameters and batches), so the
+  difference of seed s's accuracies removes what the seeds share. With n
+  seeds the interval is mean +- t(0.975, n - 1) * SD / sqrt(n), which
+  covers the true mean difference 95% of the time if the differences are
+  normal.
+  """
+  base = np.asarray(results[reference][field], float)
+  out = {}
+  for name, r in results.items():
+    if name == reference:
+      continue
+    d = base - np.asarray(r[field], float)
+    half = (stats.t.ppf(0.975, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size)
+            if d.size > 1 else float('nan'))
+    out[name] = {'mean': float(d.mean()), 'ci95': [float(d.mean() - half),
+                                                   float(d.mean() + half)]}
+  return out
+
+
+def paired_table(results: dict) -> str:
+  """PLRS (range test) minus each method, final and best accuracy (points)."""
+  final = paired_differences(results)
+  best = paired_differences(results, 'best_test_accuracy')
+  rows = [[name] + [f'{100 * d[name]["mean"]:+.2f} [{100 * d[name]["ci95"][0]:+.2f},'
+                    f' {100 * d[name]["ci95"][1]:+.2f}]' for d in (final, best)]
+          for name in final]
+  return common.markdown_table(
+      ['plrs minus', 'final test acc, points [95% CI]',
+       'best test acc, points [95% CI]'], rows)
 
 
 def plot(results: dict, settings: dict, path: pathlib.Path) -> pathlib.Path:
@@ -285,7 +417,8 @@ def plot(results: dict, settings: dict, path: pathlib.Path) -> pathlib.Path:
   for i, (name, r) in enumerate(results.items()):
     color = colors[i % len(colors)]
     style = '--' if i >= len(colors) else '-'
-    for ax, key in ((axes[0], 'train_loss'), (axes[1], 'test_accuracy_curve')):
+    for ax, key in ((axes[0], 'train_loss_curve'),
+                    (axes[1], 'test_accuracy_curve')):
       curves = np.asarray(r[key], float)
       epochs = np.arange(1, curves.shape[1] + 1)
       mean = curves.mean(axis=0)
@@ -322,11 +455,25 @@ def plot(results: dict, settings: dict, path: pathlib.Path) -> pathlib.Path:
   return path
 
 
+def _defaults(args) -> None:
+  """Fills the flags left unset from the dataset's settings (or --quick's)."""
+  if args.dataset not in DATASETS:
+    sys.exit(f'error: unknown --dataset={args.dataset}; choose from '
+             f'{", ".join(DATASETS)}.')
+  chosen = {**DATASETS[args.dataset], 'range_steps': 100,
+            'power_iterations': 100, **(QUICK if args.quick else {})}
+  for field, value in chosen.items():
+    if getattr(args, field, None) is None:
+      setattr(args, field, value)
+  args.name = NAME if args.dataset == 'digits' else f'{NAME}_{args.dataset}'
+
+
 def main():
   args = common.parse_args(__doc__.splitlines()[0], _extra_flags)
   if args.config is None:
-    name = NAME
-    results, settings = run_digits(args)
+    _defaults(args)
+    name = args.name
+    results, settings = run_vmapped(args)
   else:
     name = f'{NAME}_{args.config.stem}'
     results, settings = run_config(args)
@@ -334,6 +481,9 @@ def main():
     sys.exit('error: no run finished.')
   print()
   print(table(results))
+  if 'plrs' in results and len(settings['seeds']) > 1:
+    print()
+    print(paired_table(results))
   if 'range_test' in settings:
     bounds = settings['range_test']
     print(f'\nplrs: range-test bounds [{bounds["suggested_min"]:.4g}, '
@@ -343,6 +493,8 @@ def main():
   path = common.write_results(
       name, {**results, 'settings': settings}, args.out, quick=args.quick)
   figure = plot(results, settings, args.out / f'{name}.png')
+  if args.config is None:
+    _partial_path(args).unlink(missing_ok=True)
   print(f'\nResults: {path}\nFigure: {figure}')
 
 

@@ -13,6 +13,8 @@ import sys
 import numpy as np
 import pytest
 
+import test_fashion_mnist
+
 
 # End-to-end: subprocesses, training runs, benchmark smoke runs.
 pytestmark = pytest.mark.slow
@@ -26,7 +28,11 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 # in-process tests; the tests below wait for their own program.
 PROGRAMS = {
     'seeds_vmap': ['benchmarks.seeds_vmap'],
-    'schedulers': ['benchmarks.schedulers'],
+    # Every method on Fashion-MNIST files of 100 + 20 random images (the
+    # digits path is the same code with another dataset).
+    'schedulers': ['benchmarks.schedulers', '--dataset=fashion_mnist',
+                   '--data_dir={fashion}', '--batch_size=20',
+                   '--train_subset=0'],
     # Two runs of train_and_evaluate (~20 s each, mostly compilation): one
     # schedule, two seeds.
     'schedulers_config': [
@@ -38,7 +44,10 @@ PROGRAMS = {
 @pytest.fixture(scope='module', autouse=True)
 def programs(tmp_path_factory):
   started = {}
+  fashion = tmp_path_factory.mktemp('fashion')
+  test_fashion_mnist.write_fashion_mnist(fashion)
   for name, argv in PROGRAMS.items():
+    argv = [arg.format(fashion=fashion) for arg in argv]
     out = tmp_path_factory.mktemp(name)
     log = (out / 'stdout.txt').open('w'), (out / 'stderr.txt').open('w')
     process = subprocess.Popen(
@@ -86,7 +95,8 @@ def _check_schedule_results(results, names, num_seeds, num_epochs):
     r = results[name]
     assert np.shape(r['test_accuracy']) == (num_seeds,)
     assert np.shape(r['best_test_accuracy']) == (num_seeds,)
-    assert np.shape(r['train_loss']) == (num_seeds, num_epochs)
+    assert np.shape(r['train_loss']) == (num_seeds,)
+    assert np.shape(r['train_loss_curve']) == (num_seeds, num_epochs)
     assert np.shape(r['test_accuracy_curve']) == (num_seeds, num_epochs)
     np.testing.assert_allclose(r['test_accuracy'],
                                np.array(r['test_accuracy_curve'])[:, -1])
@@ -96,18 +106,28 @@ def _check_schedule_results(results, names, num_seeds, num_epochs):
   assert 'versions' in results['environment']
 
 
-def test_schedulers_quick_on_digits(programs):
+def test_schedulers_quick_runs_every_method_paired(programs):
   stdout, out = _finish(programs, 'schedulers')
-  results = json.loads((out / 'schedulers.json').read_text())
+  results = json.loads((out / 'schedulers_fashion_mnist.json').read_text())
   settings = results['settings']
-  _check_schedule_results(results, ['plrs', 'knee'], len(settings['seeds']),
+  names = list(settings['methods'])
+  assert {'plrs', 'plrs_default', 'constant', 'knee', 'two_regime',
+          'autodrop', 'autodrop_recipe'} <= set(names)
+  _check_schedule_results(results, names, len(settings['seeds']),
                           settings['num_epochs'])
-  # PLRS ran on the range test's bounds.
+  # PLRS ran on the range test's bounds; beta was measured again at the end.
   bounds = settings['range_test']
   rates = np.array(results['plrs']['learning_rate_seed0'])
   assert bounds['suggested_min'] <= rates.min() <= rates.max() <= (
       bounds['suggested_max'])
-  assert (out / 'schedulers.png').stat().st_size > 10_000
+  assert np.isfinite(results['plrs']['beta_at_end_seed0'])
+  # The paired differences, recomputed from the per-seed accuracies.
+  plrs = np.array(results['plrs']['test_accuracy'])
+  for name in names[1:]:
+    difference = 100 * np.mean(plrs - np.array(results[name]['test_accuracy']))
+    assert f'| {name} | {difference:+.2f} [' in stdout
+  assert not (out / 'schedulers_fashion_mnist.partial.json').exists()
+  assert (out / 'schedulers_fashion_mnist.png').stat().st_size > 10_000
   assert 'final test acc % mean (SD)' in stdout
 
 
@@ -125,7 +145,41 @@ def test_schedulers_config_path_runs_train_and_evaluate(programs):
                .splitlines()]
     final = [r for r in records if 'epoch' in r][-1]
     assert results['plrs']['test_accuracy'][i] == final['test_accuracy']
-    assert results['plrs']['train_loss'][i] == [final['train_loss']]
+    assert results['plrs']['train_loss'][i] == final['train_loss']
     rates.append([r['lr'] for r in records if 'lr' in r])
   assert rates[0] != rates[1]
   assert (out / 'schedulers_default.png').stat().st_size > 10_000
+
+
+def test_schedulers_resume_what_an_interrupted_run_finished(tmp_path):
+  """A method in OUT/NAME.partial.json is not trained again."""
+  fashion = tmp_path / 'fashion'
+  fashion.mkdir()
+  test_fashion_mnist.write_fashion_mnist(fashion)
+  key = dict(dataset='fashion_mnist', model='mlp', num_epochs=2,
+             batch_size=20, train_subset=0, num_seeds=2, seed=0, quick=True)
+  # Numbers no training would give: taken from the file, or the test fails.
+  finished = {'test_accuracy': [0.125, 0.25],
+              'best_test_accuracy': [0.5, 0.75],
+              'train_loss': [9.0, 8.0], 'train_loss_curve': [[9.5, 9.0],
+                                                            [8.5, 8.0]],
+              'test_accuracy_curve': [[0.5, 0.125], [0.75, 0.25]],
+              'test_loss': [[3.0, 3.0], [3.0, 3.0]],
+              'learning_rate_seed0': [0.1] * 10}
+  bounds = {'suggested_min': 0.07, 'suggested_max': 0.1, 'min_loss_lr': 1.0,
+            'diverged_step': None, 'beta': 5.0, 'check': ''}
+  out = tmp_path / 'out'
+  out.mkdir()
+  (out / 'schedulers_fashion_mnist.partial.json').write_text(json.dumps(
+      {'key': key, 'range_test': bounds, 'results': {'constant': finished}}))
+  done = subprocess.run(
+      [sys.executable, '-m', 'benchmarks.schedulers', '--quick',
+       '--dataset=fashion_mnist', f'--data_dir={fashion}', '--batch_size=20',
+       '--train_subset=0', '--schedules=constant', f'--out={out}'],
+      cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+      env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert 'Resuming: constant done' in done.stdout
+  results = json.loads((out / 'schedulers_fashion_mnist.json').read_text())
+  assert results['constant']['test_accuracy'] == [0.125, 0.25]
+  assert results['settings']['range_test']['beta'] == 5.0

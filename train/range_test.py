@@ -20,6 +20,7 @@ comes from positive curvature.
 import functools
 import json
 import pathlib
+from typing import Any
 
 from absl import app
 from absl import flags
@@ -102,7 +103,6 @@ def measure(config: ml_collections.ConfigDict, *, min_lr: float,
   keys = engine.run_keys(config.seed)
   variables = jax.jit(functools.partial(model.init, train=False))(
       keys.init, jnp.zeros((1, *dataset.image_shape), jnp.float32))
-  curvature_key = jax.random.key(config.seed)
   loss_fn = make_loss_fn(model, variables.get('batch_stats', {}),
                          dataset.mean, dataset.std)
 
@@ -113,9 +113,9 @@ def measure(config: ml_collections.ConfigDict, *, min_lr: float,
   result = plrs_jax.lr_range_test(
       loss_fn, variables['params'], _chain(first, batches), min_lr=min_lr,
       max_lr=max_lr, num_steps=num_steps)
-  eigen = curvature.top_hessian_eigenvalue(
-      lambda p: loss_fn(p, first), variables['params'], key=curvature_key,
-      num_iterations=power_iterations, which='largest')
+  eigen = top_eigenvalue(config, dataset, variables['params'],
+                         variables.get('batch_stats', {}),
+                         power_iterations=power_iterations, model=model)
   beta = eigen.eigenvalue
   summary = {
       'suggested_min': result.suggested_min,
@@ -138,6 +138,39 @@ def measure(config: ml_collections.ConfigDict, *, min_lr: float,
                         'batch: no bound applies.')
     summary['verdict'] = 'Use the range test.'
   return summary, result
+
+
+def top_eigenvalue(config: ml_collections.ConfigDict,
+                   dataset: input_pipeline.Dataset, params: Any,
+                   batch_stats: Any, *, power_iterations: int,
+                   model: Any = None) -> curvature.EigenvalueResult:
+  """beta: the most positive Hessian eigenvalue of the training loss.
+
+  On the first batch that `python -m train` reads with `config.seed`, at
+  `params` (BatchNorm in training mode, as SGD sees it): at initialisation
+  for the range test, or at the end of a run to see how training moved it.
+
+  Args:
+    config: the training config.
+    dataset: its dataset.
+    params: the parameters.
+    batch_stats: their BatchNorm statistics.
+    power_iterations: iterations of the power method.
+    model: the config's model, if already built.
+
+  Returns:
+    The eigenvalue, its vector and whether the iteration converged.
+  """
+  model = model or models.create_model(
+      config.model, num_classes=dataset.num_classes,
+      **config.get('model_kwargs', {}))
+  first = next(input_pipeline.train_batches(
+      dataset, global_batch_size=config.batch_size,
+      seed=engine.run_keys(config.seed).data, start_step=0, num_steps=1))
+  loss_fn = make_loss_fn(model, batch_stats, dataset.mean, dataset.std)
+  return curvature.top_hessian_eigenvalue(
+      lambda p: loss_fn(p, first), params, key=jax.random.key(config.seed),
+      num_iterations=power_iterations, which='largest')
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, *, min_lr: float,

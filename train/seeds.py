@@ -168,8 +168,9 @@ class SeedRunner:
 
     Args:
       seeds: the seeds (as `config.seed` of `python -m train`).
-      progress: a callable run after each epoch with the epoch's number
-        (e.g. a tqdm bar's `update`), or None.
+      progress: a callable run when each epoch is done, with its number
+        (e.g. to move a progress bar), or None: then nothing waits for
+        the device before the end.
 
     Returns:
       Per-seed, per-epoch numpy arrays of shape (S, num_epochs):
@@ -183,6 +184,7 @@ class SeedRunner:
       metrics.update(self.evaluate(carry))
       epochs.append(metrics)
       if progress is not None:
+        jax.block_until_ready(metrics)
         progress(epoch + 1)
     # One transfer at the end: nothing above waits for the host.
     epochs = jax.device_get(epochs)
