@@ -201,12 +201,17 @@ def run_vmapped(args) -> tuple[dict, dict]:
       'dataset', 'model', 'num_epochs', 'batch_size', 'train_subset',
       'num_seeds', 'seed', 'quick')}
   done = {}
-  if _partial_path(args).exists():
-    saved = json.loads(_partial_path(args).read_text())
-    if saved['key'] == key:
-      done = saved
+  # A finished run (to add methods to it), or an interrupted one.
+  for path in (args.out / f'{args.name}.json', _partial_path(args)):
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    if 'settings' in saved:
+      saved = {**saved['settings'], 'results': {
+          name: saved[name] for name in saved['settings']['methods']}}
+    if saved.get('key') == key:
+      done = {'key': key, 'range_test': saved['range_test'],
+              'results': saved['results']}
       print(f'Resuming: {", ".join(saved["results"]) or "the range test"} '
-            f'done ({_partial_path(args)}).', flush=True)
+            f'done ({path}).', flush=True)
   if 'range_test' not in done:
     bounds, _ = range_test.measure(
         reference, min_lr=1e-4, max_lr=10.0, num_steps=args.range_steps,
@@ -219,9 +224,9 @@ def run_vmapped(args) -> tuple[dict, dict]:
         f'{bounds["suggested_max"]:.4g} (lowest smoothed loss at '
         f'{bounds["min_loss_lr"]:.4g}); beta = {bounds["beta"]:.4g}.',
         flush=True)
-  chosen = _select(methods(args.num_epochs, (bounds['suggested_min'],
-                                             bounds['suggested_max'])),
-                   args.schedules)
+  every = methods(args.num_epochs, (bounds['suggested_min'],
+                                    bounds['suggested_max']))
+  chosen = _select(every, args.schedules)
   results = done['results']
   for name, overrides in chosen.items():
     if name in results:
@@ -241,6 +246,8 @@ def run_vmapped(args) -> tuple[dict, dict]:
       results[name]['beta_at_end_seed0'] = range_test.top_eigenvalue(
           runner.config, dataset, end['params'], end['batch_stats'],
           power_iterations=args.power_iterations).eigenvalue
+    results[name]['seconds'] = time.perf_counter() - start
+    results[name]['commit'] = common.git_commit()[0]
     print(f'{name}: {time.perf_counter() - start:.1f} s, final test accuracy '
           f'{100 * np.mean(results[name]["test_accuracy"]):.2f}%', flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -260,7 +267,8 @@ def run_vmapped(args) -> tuple[dict, dict]:
       'range_test': bounds,
       'default_plrs_bounds': [default.SCHEDULES['plrs']['min_value'],
                               default.SCHEDULES['plrs']['max_value']],
-      'methods': chosen,
+      'methods': {name: every[name] for name in results},
+      'key': key,
   }
   return results, settings
 
