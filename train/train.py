@@ -192,28 +192,6 @@ def _check_batch_size(config: ml_collections.ConfigDict, num_devices: int):
           f'use a multiple of {total}.')
 
 
-class _MetricsLog:
-  """workdir/metrics.jsonl, one JSON object per line, written by host 0."""
-
-  def __init__(self, path: pathlib.Path, resume_step: int, enabled: bool):
-    self.path, self.enabled = path, enabled
-    if not enabled:
-      return
-    # Drop lines a crashed run wrote after its last checkpoint, so a resumed
-    # run's log is the uninterrupted run's log.
-    kept = []
-    if path.exists() and resume_step > 0:
-      kept = [r for r in workdirs.read_metrics(path)
-              if r['step'] <= resume_step]
-    workdirs.atomic_write_text(
-        path, ''.join(json.dumps(r) + '\n' for r in kept))
-
-  def write(self, **record):
-    if self.enabled:
-      with self.path.open('a') as f:
-        f.write(json.dumps(record) + '\n')
-
-
 class _Stop:
   """SIGINT and SIGTERM ask the loop to checkpoint and return.
 
@@ -492,7 +470,8 @@ def _train(config, workdir, dataset, model, tx, schedule, schedule_for_length,
       workdirs.write_record(workdir, config.to_dict(), recorded)
       if done:
         print(f'Resuming from the checkpoint at step {done} in {workdir}.')
-    log = _MetricsLog(workdir / 'metrics.jsonl', done, enabled=is_main)
+    log = workdirs.MetricsLog(workdir / 'metrics.jsonl', done,
+                             enabled=is_main)
     state, summary = _loop(
         config, workdir, dataset, schedule, devices, checkpoints, log, state,
         totals, monitor, done, steps_per_epoch, num_steps, keys)
