@@ -205,12 +205,11 @@ def _device_split(split, multiple: int = 1) -> tuple[jax.Array, ...]:
   The rows are padded to a multiple of `multiple` with copies of the first,
   masked 0.
   """
-  size = len(split)
-  rows = [split[i] for i in range(size)]
+  images, labels = input_pipeline.as_arrays(split)
+  size = len(labels)
   padded = -size % multiple
-  rows += rows[:1] * padded
-  images = np.stack([np.asarray(r['image'], np.uint8) for r in rows])
-  labels = np.asarray([r['label'] for r in rows], np.int32)
+  images, labels = (np.concatenate([x, x[[0] * padded]])
+                    for x in (images, labels))
   mask = np.arange(size + padded) < size
   return tuple(map(jax.device_put, (images, labels, mask.astype(np.float32))))
 
