@@ -8,6 +8,16 @@ last by default), stored as `snapshot{j}/{layer}/{kernel|bias}` float32
 arrays, with `epochs`, the meta-epoch after which each was taken. A file is
 about 47 KB a snapshot. Nothing here needs JAX: the config checks use it
 before JAX loads.
+
+The shipped net, `train/mlr_snet_digits.npz` (147 KB), is three snapshots
+(meta-epochs 1, 30 and 60) of MLR-SNet meta-trained on scikit-learn's digits
+with a ResNet-8, in about a minute on two CPU cores; this reproduces it
+bit for bit (on the same machine and versions):
+
+    python -m train.meta_train --config=train/configs/meta_train_digits.py --workdir=/tmp/mlr_snet_digits
+    cp /tmp/mlr_snet_digits/mlr_snet.npz train/mlr_snet_digits.npz
+
+(train/configs/meta_train_digits.py has the settings).
 """
 
 import os
@@ -91,13 +101,9 @@ def load(path: str | os.PathLike[str] | None) -> Nets:
     ValueError: no such file, or not a file of MLR-SNet snapshots.
 
   Example:
-    >>> import tempfile
-    >>> net = {'head': {'kernel': np.ones((50, 1)), 'bias': np.zeros(1)}}
-    >>> path = save(pathlib.Path(tempfile.mkdtemp()) / 'n.npz', [net, net],
-    ...             [1, 2])
-    >>> nets = load(path)
-    >>> nets.epochs, nets.snapshots[1]['head']['kernel'].shape
-    ([1, 2], (50, 1))
+    >>> nets = load(None)
+    >>> len(nets.snapshots), nets.snapshots[0]['head']['kernel'].shape
+    (3, (50, 1))
   """
   file = resolve(path)
   if not file.is_file():
