@@ -13,6 +13,7 @@ from typing import Any
 import ml_collections
 
 from train import errors
+from train import mlr_snet_file
 from train.configs import base
 
 
@@ -56,13 +57,32 @@ def _greater_than_one(value) -> str | None:
 
 # The optimizers with a recipe of this project (train/optimizers.py); any
 # function of optax can be named too, and is checked where it is built.
-OPTIMIZERS = ('sgd', 'two_regime', 'autodrop')
+OPTIMIZERS = ('sgd', 'two_regime', 'autodrop', 'mlr_snet')
 
 
 def _optimizer(value) -> str | None:
   if not isinstance(value, str) or not value:
     return (f'must be one of {", ".join(map(repr, OPTIMIZERS))} or the name '
             "of an optax function, such as 'adam'")
+  return None
+
+
+def _mlr_snet_checkpoint(value) -> str | None:
+  if value is not None and not mlr_snet_file.resolve(value).is_file():
+    return ('names no file: give the mlr_snet.npz that python -m '
+            'train.meta_train writes (or its workdir), or leave it unset for '
+            'the shipped net')
+  return None
+
+
+# How a run uses MLR-SNet's snapshots (train/optimizers.py).
+TRANSFERS = ('frozen', 'snapshots')
+
+
+def _transfer(value) -> str | None:
+  if value not in TRANSFERS:
+    return ("must be 'frozen' (the last snapshot throughout) or 'snapshots' "
+            '(each in turn, as the official transfer)')
   return None
 
 
@@ -81,6 +101,8 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     'divergence_factor': _greater_than_one,
     'optimizer': _optimizer,
     'model_kwargs.dropout_rate': _fraction(upper_open=True),
+    'mlr_snet.checkpoint': _mlr_snet_checkpoint,
+    'mlr_snet.transfer': _transfer,
 }
 
 

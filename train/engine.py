@@ -259,7 +259,8 @@ def train_step(
     batch: 'image' (uint8), 'label', and 'index' (the rows' positions in the
       global batch, which key their augmentation).
     rate: the step's learning rate as a function of the step, for the logs
-      (`optimizers.optimizer_rate`); the optimizer holds the schedule.
+      (`optimizers.optimizer_rate`); the optimizer holds the schedule. An
+      optimizer that reports its own rate (MLR-SNet) replaces it.
     augment_key: key for crop-and-flip augmentation, or None for none.
     dropout_key: key for dropout.
     mean: per-channel image mean.
@@ -270,7 +271,8 @@ def train_step(
   Returns:
     The new state and this step's metrics: 'loss' and 'accuracy' of the
     global batch, 'lr' (the rate that was applied, an optimizer's scale
-    included) and what the optimizer reports (`optimizers.optimizer_metrics`).
+    included) and what the optimizer reports (`optimizers.optimizer_metrics`;
+    its 'lr', if any, is the rate it applied).
 
   Example:
     >>> from train import models

@@ -59,8 +59,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.momentum = 0.0
   config.nesterov = False
   config.weight_decay = 0.0
-  # 'sgd' (the above, at the schedule's rate), 'two_regime' or 'autodrop'
-  # (each reads its own section below), or any optax function by name with
+  # 'sgd' (the above, at the schedule's rate), 'two_regime', 'autodrop' or
+  # 'mlr_snet' (each reads its own section below), or any optax function by name with
   # `optimizer_kwargs`: an optimizer ('adam') runs at the schedule's rate, a
   # transform ('contrib.reduce_on_plateau') follows the SGD above. See
   # train/optimizers.py.
@@ -84,6 +84,17 @@ def base_config() -> ml_collections.ConfigDict:
       'min_scale': 0.0,
       'window_epochs': 20,
       'average_weights': True,
+  })
+  # plrs_jax.mlr_snet: plain SGD with coupled weight decay (momentum must be
+  # 0) at the rate of a meta-trained MLR-SNet; the schedule is not used.
+  # `checkpoint`: the mlr_snet.npz that `python -m train.meta_train` writes
+  # (or its workdir); None is the net shipped in train/mlr_snet_digits.npz.
+  # `transfer`: 'frozen' runs its last snapshot throughout, 'snapshots' each
+  # snapshot in turn (the official transfer). gamma is set by the mean
+  # training loss of the initial model, measured at the start.
+  config.mlr_snet = ml_collections.ConfigDict({
+      'checkpoint': ml_collections.FieldReference(None, str),
+      'transfer': 'frozen',
   })
   # 4-pixel pad, random crop and horizontal flip, on the device.
   config.augment = False
