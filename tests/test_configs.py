@@ -8,11 +8,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from train import config_validation
 from train import optimizers
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / 'train' / 'configs'
 CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob('*.py')
-                 if p.stem not in ('__init__', 'base'))
+                 if p.stem not in ('__init__', 'base')
+                 and not p.stem.startswith('meta_train'))
+# Configs of `python -m train.meta_train`: no schedule, their own fields.
+META_TRAIN_CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob('meta_train*.py'))
 STEPS_PER_EPOCH = 391
 
 
@@ -147,3 +151,9 @@ def test_imagenet_is_the_authors_setting():
                                    num_steps=80 * steps_per_epoch)
   assert float(schedule(0)) == float(schedule(steps_per_epoch - 1))
   assert float(schedule(0)) != float(schedule(steps_per_epoch))
+
+
+@pytest.mark.parametrize('config_name', META_TRAIN_CONFIGS)
+def test_meta_train_config_is_valid(config_name):
+  module = importlib.import_module(f'train.configs.{config_name}')
+  config_validation.validate_meta_train(module.get_config())

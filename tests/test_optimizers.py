@@ -1,19 +1,24 @@
-"""The optimizers a config can name: sgd, two_regime, autodrop, optax's.
+"""The optimizers a config can name: sgd, two_regime, autodrop, mlr_snet,
+optax's.
 
 Each is checked against its definition restated by hand: PyTorch's SGD
-update, the recipe's switch, AutoDrop's scale.
+update, the recipe's switch, AutoDrop's scale, MLR-SNet's cell in numpy.
 """
 
 import functools
 
+from flax import jax_utils
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
+from test_mlr_snet import numpy_gamma
+from test_mlr_snet import numpy_run
 from train import config_validation
 from train import engine
+from train import mlr_snet_file
 from train import models
 from train import optimizers
 from train import train
@@ -216,3 +221,115 @@ def test_runs_recorded_before_the_optimizer_fields_still_resume(tmp_path):
   with pytest.raises(train.workdirs.WorkdirError,
                      match=r'autodrop.threshold: None -> 1.0'):
     resume(config)
+
+
+def mlr_snet_config(**fields):
+  config = default.get_config()
+  config.optimizer, config.weight_decay = 'mlr_snet', 5e-4
+  for field, value in fields.items():
+    setattr(config.mlr_snet if field == 'transfer' else config, field, value)
+  return config
+
+
+@pytest.mark.parametrize('transfer', ['frozen', 'snapshots'])
+def test_mlr_snet_is_sgd_at_the_shipped_nets_rate(transfer):
+  """Updates -alpha_t (g + wd theta), alpha_t from the numpy cell run on the
+  losses with the shipped snapshots: the last throughout ('frozen'), or one
+  per third of the run with gamma recomputed from the loss at each switch."""
+  config = mlr_snet_config(num_epochs=3, transfer=transfer)
+  steps_per_epoch, steps, initial_loss = 2, 6, 2.3
+  tx = optax.with_extra_args_support(optimizers.create_optimizer(
+      config, optax.constant_schedule(0.1), steps_per_epoch,
+      initial_loss=initial_loss, num_classes=10))
+  snapshots = mlr_snet_file.load(None).snapshots
+  losses = [2.3, 1.9, 1.1, 0.7, 0.4, 0.2]
+  if transfer == 'frozen':
+    nets, gammas = [snapshots[-1]] * steps, [numpy_gamma(2.3, 10)] * steps
+  else:  # switches after epochs 1 and 2, at updates 2 and 4
+    nets = [snapshots[t // 2] for t in range(steps)]
+    gammas = [numpy_gamma(2.3, 10)] * 2 + [abs(numpy_gamma(1.1, 10))] * 2 + [
+        abs(numpy_gamma(0.4, 10))] * 2
+  rates, _, _ = numpy_run(nets, losses, gammas)
+  params = jnp.array([1.0, -2.0])
+  state = tx.init(params)
+  for t, loss in enumerate(losses):
+    grads = jnp.array([0.5, -0.25]) * (t + 1)
+    updates, state = tx.update(grads, state, params, loss=jnp.float32(loss))
+    np.testing.assert_allclose(
+        updates, -rates[t] * (np.asarray(grads) + 5e-4 * np.asarray(params)),
+        rtol=1e-4)
+    params = optax.apply_updates(params, updates)
+    metrics = optimizers.optimizer_metrics(state)
+    np.testing.assert_allclose(metrics['lr'], rates[t], rtol=1e-5)
+    np.testing.assert_allclose(metrics['gamma'], gammas[t], rtol=1e-5)
+  assert len(set(np.round(gammas, 6))) == (1 if transfer == 'frozen' else 3)
+
+
+@pytest.mark.parametrize('fields, pattern', [
+    (dict(momentum=0.9), r'config.optimizer: mlr_snet runs plain SGD'),
+    (dict(nesterov=True), r'config.optimizer: mlr_snet runs plain SGD'),
+    (dict(transfer='snapshots', num_epochs=2),
+     r"config.optimizer: transfer='snapshots' runs each of the 3 snapshots "
+     r'for num_epochs // 3 epochs: set num_epochs >= 3'),
+])
+def test_mlr_snet_argument_errors_are_config_errors(fields, pattern):
+  with pytest.raises(config_validation.ConfigError, match=pattern):
+    config_validation.built(
+        'optimizer', optimizers.create_optimizer, mlr_snet_config(**fields),
+        optax.constant_schedule(0.1), STEPS_PER_EPOCH, initial_loss=2.3,
+        num_classes=10)
+
+
+@pytest.mark.parametrize('field, value, pattern', [
+    ('checkpoint', '/no/such/net.npz',
+     r"config.mlr_snet.checkpoint='/no/such/net.npz' names no file"),
+    ('transfer', 'thirds',
+     r"config.mlr_snet.transfer='thirds' must be 'frozen' .* or 'snapshots'"),
+])
+def test_mlr_snet_fields_are_checked_before_the_run(field, value, pattern):
+  config = mlr_snet_config()
+  config.mlr_snet[field] = value
+  with pytest.raises(config_validation.ConfigError, match=pattern):
+    config_validation.validate(config)
+
+
+def test_a_file_that_holds_no_snapshots_is_a_config_error(tmp_path):
+  np.savez(tmp_path / 'other.npz', weights=np.ones(3))
+  config = mlr_snet_config()
+  config.mlr_snet.checkpoint = str(tmp_path / 'other.npz')
+  config_validation.validate(config)  # The file exists: read when built.
+  with pytest.raises(config_validation.ConfigError,
+                     match=r"config.optimizer: .*other.npz is no file of "
+                     r"MLR-SNet snapshots: it holds 'weights'"):
+    config_validation.built(
+        'optimizer', optimizers.create_optimizer, config,
+        optax.constant_schedule(0.1), STEPS_PER_EPOCH, initial_loss=2.3,
+        num_classes=10)
+
+
+def test_mlr_snet_replicas_agree_under_pmap_without_axis_name():
+  """The step passes the loss averaged over replicas, so every replica's
+  net reads the global batch's loss and takes the rate one device takes on
+  the whole batch (the replicas' own losses differ)."""
+  model = models.create_model('mlp', 10, hidden=(8,))
+  tx = optimizers.create_optimizer(mlr_snet_config(), None, STEPS_PER_EPOCH,
+                                   initial_loss=2.3, num_classes=10)
+  state = engine.create_train_state(engine.run_keys(0).init, model,
+                                    (8, 8, 1), tx)
+  rng = np.random.default_rng(0)
+  batch = {'image': rng.integers(0, 256, (8, 8, 8, 1), dtype=np.uint8),
+           'label': np.arange(8) % 10, 'index': np.arange(8)}
+  step = functools.partial(
+      engine.train_step, rate=optax.constant_schedule(0.1), augment_key=None,
+      dropout_key=engine.run_keys(0).dropout, mean=(127.,), std=(64.,))
+  _, metrics = jax.pmap(functools.partial(step, axis_name='batch'),
+                        axis_name='batch')(
+      jax_utils.replicate(state, jax.local_devices()[:2]),
+      jax.tree.map(lambda x: x.reshape(2, 4, *x.shape[1:]), batch))
+  _, alone = jax.jit(step)(state, batch)
+  per_replica = [float(engine.cross_entropy(model.apply(
+      {'params': state.params}, (batch['image'][rows] - 127.) / 64.),
+      batch['label'][rows]).mean()) for rows in (slice(0, 4), slice(4, 8))]
+  assert abs(per_replica[0] - per_replica[1]) > 1e-3
+  np.testing.assert_array_equal(metrics['lr'][0], metrics['lr'][1])
+  np.testing.assert_allclose(metrics['lr'][0], alone['lr'], rtol=1e-6)

@@ -106,3 +106,28 @@ def test_vmapped_seeds_equal_sequential_runs(runner_run):
   np.testing.assert_allclose(together['train_loss'][1],
                              alone['train_loss'][0],
                              rtol=float_tolerance.RTOL)
+
+
+def test_mlr_snet_seeds_measure_their_own_gamma_and_take_the_apps_rates(
+    tmp_path):
+  """Each seed's initial model sets its gamma, and its rates are the app's
+  for that seed (the MLP: no BatchNorm, so the initial losses differ only
+  through the initialisation)."""
+  config = _config()
+  config.model, config.optimizer, config.weight_decay = 'mlp', 'mlr_snet', 5e-4
+  logged = []
+  for seed in (0, 1):
+    config.seed = seed
+    train.train_and_evaluate(config, str(tmp_path / str(seed)))
+    logged.append([json.loads(line) for line in
+                   (tmp_path / str(seed) / 'metrics.jsonl').read_text()
+                   .splitlines()])
+  out = seeds.train_seeds(config, [0, 1])
+  for seed, records in enumerate(logged):
+    (epoch,) = [r for r in records if 'epoch' in r]
+    np.testing.assert_allclose(out['gamma'][seed, -1], epoch['gamma'],
+                               rtol=1e-5)
+    np.testing.assert_allclose(out['lr'][seed],
+                               [r['lr'] for r in records if 'lr' in r],
+                               rtol=1e-5)
+  assert abs(out['gamma'][0, -1] - out['gamma'][1, -1]) > 1e-4

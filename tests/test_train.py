@@ -20,8 +20,11 @@ import pytest
 
 import float_tolerance
 from runs import small_config
+from test_mlr_snet import numpy_gamma
+from test_mlr_snet import numpy_run
 from train import input_pipeline
 from train import engine
+from train import mlr_snet_file
 from train import models
 from train import optimizers
 from train import train
@@ -452,4 +455,36 @@ def test_autodrop_run_logs_its_state(tmp_path):
   assert 0 <= epochs[-1]['angular_velocity'] <= 180
   np.testing.assert_allclose([r['threshold'] for r in epochs], 0.01,
                              rtol=1e-6)
+  assert (tmp_path / 'run.png').stat().st_size > 10_000
+
+
+def test_mlr_snet_run_logs_the_shipped_nets_rates(tmp_path):
+  """One epoch (22 steps) at the rates of the shipped net's last snapshot:
+  gamma from the initial model's mean loss over the training split in
+  evaluation mode (restated here: one apply on every training image), every
+  logged rate the numpy cell's on the logged losses."""
+  config = small_config(num_epochs=1, optimizer='mlr_snet', weight_decay=5e-4,
+                        log_every_steps=1)
+  train.train_and_evaluate(config, str(tmp_path))
+  records = read_metrics(tmp_path)
+  steps = [r for r in records if 'epoch' not in r]
+  (epoch,) = [r for r in records if 'epoch' in r]
+  assert len(steps) == 22
+
+  dataset = input_pipeline.dataset_from_config(config)
+  model = models.create_model(config.model, dataset.num_classes)
+  variables = model.init(engine.run_keys(config.seed).init,
+                         np.zeros((1, *dataset.image_shape), np.float32),
+                         train=False)
+  images, labels = input_pipeline.as_arrays(dataset.train)
+  logits = model.apply(variables, (images - np.array(dataset.mean))
+                       / np.array(dataset.std), train=False)
+  initial_loss = float(optax.softmax_cross_entropy_with_integer_labels(
+      logits, labels).mean())
+  np.testing.assert_allclose(epoch['gamma'], numpy_gamma(initial_loss, 10),
+                             rtol=1e-5)
+  net = mlr_snet_file.load(None).snapshots[-1]
+  rates, _, _ = numpy_run([net] * 22, [r['train_loss'] for r in steps],
+                          [epoch['gamma']] * 22)
+  np.testing.assert_allclose([r['lr'] for r in steps], rates, atol=2e-5)
   assert (tmp_path / 'run.png').stat().st_size > 10_000

@@ -93,6 +93,11 @@ BAD = [
      'config.batch_size=0'),
     (['--config.model=wrn28_10', '--config.model_kwargs.dropout_rate=0.3',
       '--config.batch_size=0'], 'config.batch_size=0'),
+    (['--config.optimizer=mlr_snet', '--config.mlr_snet.checkpoint=/no/net'],
+     "config.mlr_snet.checkpoint='/no/net' names no file"),
+    # Found once the initial loss is measured, still before any write.
+    (['--config.optimizer=mlr_snet', '--config.momentum=0.9'],
+     'config.optimizer: mlr_snet runs plain SGD at the learnt rate'),
 ]
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import ml_collections
 
 from train import errors
+from train import mlr_snet_file
 from train.configs import base
 
 
@@ -56,13 +57,32 @@ def _greater_than_one(value) -> str | None:
 
 # The optimizers with a recipe of this project (train/optimizers.py); any
 # function of optax can be named too, and is checked where it is built.
-OPTIMIZERS = ('sgd', 'two_regime', 'autodrop')
+OPTIMIZERS = ('sgd', 'two_regime', 'autodrop', 'mlr_snet')
 
 
 def _optimizer(value) -> str | None:
   if not isinstance(value, str) or not value:
     return (f'must be one of {", ".join(map(repr, OPTIMIZERS))} or the name '
             "of an optax function, such as 'adam'")
+  return None
+
+
+def _mlr_snet_checkpoint(value) -> str | None:
+  if value is not None and not mlr_snet_file.resolve(value).is_file():
+    return ('names no file: give the mlr_snet.npz that python -m '
+            'train.meta_train writes (or its workdir), or leave it unset for '
+            'the shipped net')
+  return None
+
+
+# How a run uses MLR-SNet's snapshots (train/optimizers.py).
+TRANSFERS = ('frozen', 'snapshots')
+
+
+def _transfer(value) -> str | None:
+  if value not in TRANSFERS:
+    return ("must be 'frozen' (the last snapshot throughout) or 'snapshots' "
+            '(each in turn, as the official transfer)')
   return None
 
 
@@ -84,6 +104,8 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     'divergence_factor': _greater_than_one,
     'optimizer': _optimizer,
     'model_kwargs.dropout_rate': _fraction(upper_open=True),
+    'mlr_snet.checkpoint': _mlr_snet_checkpoint,
+    'mlr_snet.transfer': _transfer,
 }
 
 
@@ -120,21 +142,74 @@ def validate(config: ml_collections.ConfigDict) -> None:
     train.errors.ConfigError: config.batch_size=0 must be an \
 integer >= 1.
   """
-  known = set(base.base_config()) | {'schedule'}
+  _check_fields(config, set(base.base_config()) | {'schedule'}, _CHECKS)
+  if 'schedule' not in config or 'name' not in config.schedule:
+    raise ConfigError('config.schedule.name is missing: name a schedule, e.g. '
+                      '--config.schedule.name=plrs.')
+
+
+def _check_fields(config: ml_collections.ConfigDict, known: set[str],
+                  checks: dict[str, Callable[[Any], str | None]]) -> None:
+  """The first unknown field, or the first value a check refuses."""
   unknown = sorted(set(config) - known)
   if unknown:
     raise ConfigError(
         f'config.{unknown[0]} is not a config field. The fields are: '
         f'{", ".join(sorted(known))}.')
-  if 'schedule' not in config or 'name' not in config.schedule:
-    raise ConfigError('config.schedule.name is missing: name a schedule, e.g. '
-                      '--config.schedule.name=plrs.')
-  for field, check in _CHECKS.items():
+  for field, check in checks.items():
     present, value = _lookup(config, field)
     if present:
       problem = check(value)
       if problem:
         raise ConfigError(f'config.{field}={value!r} {problem}.')
+
+
+def _positive(value) -> str | None:
+  if _non_negative(value) or value == 0:
+    return 'must be a finite number > 0'
+  return None
+
+
+_META_TRAIN_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    **{field: _CHECKS[field] for field in (
+        'batch_size', 'eval_batch_size', 'num_epochs', 'log_every_steps',
+        'seed', 'split_seed', 'weight_decay', 'model_kwargs.dropout_rate')},
+    't_val': _integer(1),
+    'num_meta': _integer(1),
+    'meta_batch_size': _integer(1),
+    'meta_learning_rate': _positive,
+    'meta_weight_decay': _non_negative,
+}
+
+
+def validate_meta_train(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError for the first field meta-training cannot use.
+
+  As `validate`, for a config of `python -m train.meta_train` (fields of
+  `base.meta_train_config()`); the snapshot epochs must be epochs of the run,
+  in order, and a meta batch fits in the held-out set.
+
+  Example:
+    >>> from train.configs import meta_train_digits
+    >>> config = meta_train_digits.get_config()
+    >>> config.snapshot_epochs = (1, 30, 90)
+    >>> validate_meta_train(config)
+    Traceback (most recent call last):
+    ...
+    train.errors.ConfigError: config.snapshot_epochs=(1, 30, 90) must be \
+epochs of the run, 1 to config.num_epochs=60, in order.
+  """
+  _check_fields(config, set(base.meta_train_config()), _META_TRAIN_CHECKS)
+  epochs = config.snapshot_epochs
+  if (not epochs or not all(_integer(1)(e) is None for e in epochs)
+      or list(epochs) != sorted(epochs) or epochs[-1] > config.num_epochs):
+    raise ConfigError(
+        f'config.snapshot_epochs={epochs!r} must be epochs of the run, 1 to '
+        f'config.num_epochs={config.num_epochs}, in order.')
+  if config.meta_batch_size > config.num_meta:
+    raise ConfigError(
+        f'config.meta_batch_size={config.meta_batch_size} is larger than the '
+        f'held-out set, config.num_meta={config.num_meta}.')
 
 
 def built(field: str, factory: Callable[..., Any], *args, **kwargs) -> Any:

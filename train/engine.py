@@ -180,6 +180,67 @@ def train_loss(params: Any, batch_stats: Any, apply_fn: Any,
   return loss, (logits, updates.get('batch_stats', {}))
 
 
+def batch_gradients(
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    *,
+    augment_key: jax.Array | None,
+    dropout_key: jax.Array,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    axis_name: str | None = None,
+):
+  """The batch's training loss and its gradient, as `train_step` sees them.
+
+  The images are normalised and augmented, and dropout drawn, as the step
+  `state.step` does, so a caller that needs the gradient of this step
+  before the update (MLR-SNet's meta-training) gets the very same one.
+
+  Args:
+    state: the train state (its `step`, `params`, `batch_stats`,
+      `apply_fn`).
+    batch: 'image' (uint8), 'label' and 'index', as `train_step` takes it.
+    augment_key: key for crop-and-flip augmentation, or None for none.
+    dropout_key: key for dropout.
+    mean: per-channel image mean.
+    std: per-channel image standard deviation.
+    axis_name: the pmap axis (None: one replica); it only picks this
+      replica's dropout masks. Nothing is averaged over replicas here.
+
+  Returns:
+    ((loss, (logits, updated batch_stats)), grads) of this replica's rows.
+
+  Example: SGD at rate 1 takes exactly this gradient.
+
+    >>> from train import models
+    >>> model = models.create_model('mlp', 3, hidden=(4,))
+    >>> state = create_train_state(run_keys(1).init, model, (2, 2, 1),
+    ...                            optax.sgd(1.0))
+    >>> kwargs = dict(augment_key=None, dropout_key=run_keys(1).dropout,
+    ...               mean=(0.,), std=(1.,))
+    >>> batch = {'image': jnp.ones((2, 2, 2, 1), jnp.uint8),
+    ...          'label': jnp.array([0, 2]), 'index': jnp.arange(2)}
+    >>> _, grads = batch_gradients(state, batch, **kwargs)
+    >>> stepped, _ = train_step(state, batch,
+    ...                         rate=optax.constant_schedule(1.0), **kwargs)
+    >>> bias = lambda s: s.params['classifier']['bias']
+    >>> bool(jnp.allclose(bias(stepped),
+    ...                   bias(state) - grads['classifier']['bias']))
+    True
+  """
+  images = normalize(batch['image'], mean, std)
+  if augment_key is not None:
+    images = augment(images, batch['index'],
+                     jax.random.fold_in(augment_key, state.step))
+  # Dropout masks differ per replica (they cannot be split by example).
+  dropout_rng = jax.random.fold_in(
+      jax.random.fold_in(dropout_key, state.step),
+      jax.lax.axis_index(axis_name) if axis_name else 0)
+  return jax.value_and_grad(train_loss, has_aux=True)(
+      state.params, state.batch_stats, state.apply_fn, images,
+      batch['label'], dropout_rng)
+
+
 def train_step(
     state: TrainState,
     batch: dict[str, jax.Array],
@@ -198,7 +259,8 @@ def train_step(
     batch: 'image' (uint8), 'label', and 'index' (the rows' positions in the
       global batch, which key their augmentation).
     rate: the step's learning rate as a function of the step, for the logs
-      (`optimizers.optimizer_rate`); the optimizer holds the schedule.
+      (`optimizers.optimizer_rate`); the optimizer holds the schedule. An
+      optimizer that reports its own rate (MLR-SNet) replaces it.
     augment_key: key for crop-and-flip augmentation, or None for none.
     dropout_key: key for dropout.
     mean: per-channel image mean.
@@ -209,7 +271,8 @@ def train_step(
   Returns:
     The new state and this step's metrics: 'loss' and 'accuracy' of the
     global batch, 'lr' (the rate that was applied, an optimizer's scale
-    included) and what the optimizer reports (`optimizers.optimizer_metrics`).
+    included) and what the optimizer reports (`optimizers.optimizer_metrics`;
+    its 'lr', if any, is the rate it applied).
 
   Example:
     >>> from train import models
@@ -225,18 +288,9 @@ def train_step(
     (1, 0.1)
   """
   step = state.step
-  images = normalize(batch['image'], mean, std)
-  if augment_key is not None:
-    images = augment(images, batch['index'],
-                     jax.random.fold_in(augment_key, step))
-  # Dropout masks differ per replica (they cannot be split by example).
-  dropout_rng = jax.random.fold_in(
-      jax.random.fold_in(dropout_key, step),
-      jax.lax.axis_index(axis_name) if axis_name else 0)
-  (loss, (logits, batch_stats)), grads = jax.value_and_grad(
-      train_loss, has_aux=True)(state.params, state.batch_stats,
-                                state.apply_fn, images, batch['label'],
-                                dropout_rng)
+  (loss, (logits, batch_stats)), grads = batch_gradients(
+      state, batch, augment_key=augment_key, dropout_key=dropout_key,
+      mean=mean, std=std, axis_name=axis_name)
   metrics = {'loss': loss,
              'accuracy': jnp.mean(jnp.argmax(logits, -1) == batch['label'])}
   if axis_name:

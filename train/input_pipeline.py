@@ -456,27 +456,96 @@ def epoch_order(size: int, seed: int, epoch: int) -> np.ndarray:
 
 
 def eval_batches(dataset: Dataset, *, batch_size: int, process_index: int = 0,
-                 process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
-  """Yields this host's rows of the test split in fixed-size padded batches.
+                 process_count: int = 1,
+                 split: str = 'test') -> Iterator[dict[str, np.ndarray]]:
+  """Yields this host's rows of a split in fixed-size padded batches.
 
   The last batch is padded with copies of the first example and a 'mask' of
-  zeros, so every test example counts exactly once and shapes never change.
+  zeros, so every example counts exactly once and shapes never change.
 
   Args:
     dataset: the dataset.
     batch_size: global evaluation batch size; divisible by `process_count`.
     process_index: this host's index.
     process_count: number of hosts.
+    split: 'test', or 'train' for one pass over the training examples in
+      their stored order (MLR-SNet's initial loss).
 
   Yields:
     Batches with 'image', 'label', 'mask' (1 for real rows, 0 for padding).
   """
+  source = {'train': dataset.train, 'test': dataset.test}[split]
   local = batch_size // process_count
-  size = len(dataset.test)
+  size = len(source)
   for start in range(0, size, batch_size):
     rows = range(start + process_index * local,
                  start + (process_index + 1) * local)
-    records = [_record(dataset.test[i if i < size else 0]) for i in rows]
+    records = [_record(source[i if i < size else 0]) for i in rows]
     batch = _stack(records)
     batch['mask'] = np.array([i < size for i in rows], np.float32)
     yield batch
+
+
+def as_arrays(source: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+  """Every example of a split, read in order: (uint8 images, int32 labels).
+
+  Example:
+    >>> images, labels = as_arrays(load_dataset('digits').test)
+    >>> images.shape, images.dtype, labels.shape
+    ((359, 8, 8, 1), dtype('uint8'), (359,))
+  """
+  records = [_record(source[i]) for i in range(len(source))]
+  return (np.stack([r['image'] for r in records]),
+          np.stack([r['label'] for r in records]))
+
+
+def hold_out(dataset: Dataset, size: int,
+             seed: int) -> tuple[Dataset, dict[str, np.ndarray]]:
+  """Splits a class-balanced set of `size` examples off the training split.
+
+  MLR-SNet's meta-training measures its meta loss on examples the model
+  does not train on (1,000 of CIFAR's in the official code). Each class
+  gives `size // num_classes` examples, chosen by numpy's generator seeded
+  with `seed`: a fixed split, like the digits test split.
+
+  Args:
+    dataset: the dataset.
+    size: how many examples to hold out, a positive multiple of the number
+      of classes.
+    seed: the split's seed.
+
+  Returns:
+    The dataset whose training split is the rest, in its stored order, and
+    the held-out examples as {'image': uint8, 'label': int32} arrays.
+
+  Raises:
+    DatasetError: `size` is no positive multiple of the number of classes,
+      or a class would have no training example left.
+
+  Example:
+    >>> rest, held = hold_out(load_dataset('digits'), 100, seed=0)
+    >>> len(rest.train), np.bincount(held['label']).tolist()
+    (1338, [10, 10, 10, 10, 10, 10, 10, 10, 10, 10])
+  """
+  classes = dataset.num_classes
+  if size < classes or size % classes:
+    raise DatasetError(
+        f'the held-out set must take as many examples of each of the '
+        f'{classes} classes of {dataset.name!r}: its size must be a positive '
+        f'multiple of {classes}, got {size}.')
+  images, labels = as_arrays(dataset.train)
+  rng = np.random.default_rng(seed)
+  held = []
+  for label in range(classes):
+    rows = np.flatnonzero(labels == label)
+    if len(rows) <= size // classes:
+      raise DatasetError(
+          f'class {label} of {dataset.name!r} has {len(rows)} training '
+          f'examples: holding out {size // classes} of each class leaves it '
+          'none to train on; hold out fewer.')
+    held.append(rng.choice(rows, size // classes, replace=False))
+  held = np.sort(np.concatenate(held))
+  rest = np.setdiff1d(np.arange(len(labels)), held)
+  return (dataclasses.replace(dataset,
+                              train=_ArraySource(images[rest], labels[rest])),
+          {'image': images[held], 'label': labels[held]})

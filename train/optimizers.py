@@ -9,6 +9,10 @@ builds `config.optimizer`:
 - 'two_regime': `plrs_jax.two_regime_sgd_adam`, with `config.two_regime`;
 - 'autodrop': the 'sgd' optimizer, then `plrs_jax.scale_by_autodrop` with
   `config.autodrop`;
+- 'mlr_snet': plain SGD with coupled weight decay at the rate of a
+  meta-trained MLR-SNet (`plrs_jax.mlr_snet`), with `config.mlr_snet`; the
+  schedule is not used, and gamma is set by the initial loss the caller
+  measures (`needs_initial_loss`);
 - any other name is looked up in optax (dots for submodules,
   'contrib.reduce_on_plateau'), with `config.optimizer_kwargs` as keyword
   arguments. An optax optimizer (a function with a `learning_rate`
@@ -31,6 +35,7 @@ import optax
 
 import plrs_jax
 from train import config_validation
+from train import mlr_snet_file
 
 
 def in_steps(fields: ml_collections.ConfigDict | dict,
@@ -124,7 +129,10 @@ def _optax_factory(name: str):
 
 def create_optimizer(config: ml_collections.ConfigDict,
                      schedule: optax.Schedule,
-                     steps_per_epoch: int = 0) -> optax.GradientTransformation:
+                     steps_per_epoch: int = 0, *,
+                     initial_loss: float | jax.Array | None = None,
+                     num_classes: int | None = None
+                     ) -> optax.GradientTransformation:
   """The optimizer `config.optimizer` names, at the schedule's rate.
 
   See the module docstring for the names.
@@ -134,6 +142,10 @@ def create_optimizer(config: ml_collections.ConfigDict,
     schedule: the learning-rate schedule.
     steps_per_epoch: steps in one epoch (for epoch-valued fields and
       AutoDrop's epoch).
+    initial_loss: for 'mlr_snet' (`needs_initial_loss`), L_0, the mean
+      training loss of the initial model, which sets gamma (may be traced);
+      ignored otherwise.
+    num_classes: for 'mlr_snet', the number of classes.
 
   Returns:
     The optimizer.
@@ -154,6 +166,16 @@ def create_optimizer(config: ml_collections.ConfigDict,
   name = config.get('optimizer', 'sgd')
   kwargs = dict(config.get('optimizer_kwargs', {}))
   momentum, nesterov = config.momentum, config.get('nesterov', False)
+  if name == 'mlr_snet':
+    if momentum or nesterov or kwargs:
+      raise ValueError(
+          'mlr_snet runs plain SGD at the learnt rate, as its nets are '
+          'meta-trained: set momentum=0 and nesterov=False and no '
+          f'optimizer_kwargs, got momentum={momentum}, nesterov={nesterov}, '
+          f'optimizer_kwargs={kwargs}.')
+    return optax.chain(
+        optax.add_decayed_weights(config.weight_decay),
+        _mlr_snet(config, steps_per_epoch, initial_loss, num_classes))
   if name == 'two_regime':
     if momentum or nesterov:
       raise ValueError(
@@ -188,6 +210,77 @@ def create_optimizer(config: ml_collections.ConfigDict,
     raise ValueError(f'optimizer_kwargs are for optax optimizers; {name!r} '
                      f'takes its settings elsewhere, got {kwargs}.')
   return optimizer
+
+
+def needs_initial_loss(config: ml_collections.ConfigDict) -> bool:
+  """Whether `create_optimizer` needs the initial loss (MLR-SNet's gamma).
+
+  Example:
+    >>> from train.configs import default
+    >>> needs_initial_loss(default.get_config())
+    False
+  """
+  return config.get('optimizer', 'sgd') == 'mlr_snet'
+
+
+def rate_depends_on_run(config: ml_collections.ConfigDict) -> bool:
+  """Whether the rates are known only as the run goes, not from the
+  schedule: AutoDrop and optax transforms such as reduce_on_plateau scale
+  it, MLR-SNet replaces it. Their rates are the logged ones.
+
+  Example:
+    >>> from train.configs import default
+    >>> config = default.get_config()
+    >>> config.optimizer = 'mlr_snet'
+    >>> rate_depends_on_run(config)
+    True
+  """
+  name = config.get('optimizer', 'sgd')
+  if name in ('sgd', 'two_regime'):
+    return False
+  if name in OPTIMIZERS:
+    return True
+  return 'learning_rate' not in inspect.signature(
+      _optax_factory(name)).parameters
+
+
+def switches_with_length(config: ml_collections.ConfigDict) -> bool:
+  """Whether the optimizer changes at fractions of the run's length
+  (MLR-SNet's snapshots), so that a longer run is another run."""
+  return (needs_initial_loss(config)
+          and config.mlr_snet.transfer == 'snapshots')
+
+
+def _mlr_snet(config: ml_collections.ConfigDict, steps_per_epoch: int,
+              initial_loss: Any, num_classes: int | None):
+  """`plrs_jax.mlr_snet` with the nets and transfer of `config.mlr_snet`.
+
+  'frozen' runs the last snapshot for the whole run; 'snapshots' runs each
+  of the k snapshots in turn, switching after every `num_epochs // k`
+  epochs, as the official transfer (k = 3: epochs num_epochs // 3 and
+  num_epochs // 3 * 2). gamma comes from `initial_loss`.
+  """
+  if initial_loss is None or num_classes is None:
+    raise TypeError('mlr_snet sets gamma from the initial loss: pass '
+                    'initial_loss= and num_classes= (see needs_initial_loss).')
+  transfer = config.mlr_snet.transfer
+  if transfer not in config_validation.TRANSFERS:
+    raise ValueError(f'mlr_snet.transfer={transfer!r} must be one of '
+                     f'{config_validation.TRANSFERS}.')
+  nets = mlr_snet_file.load(config.mlr_snet.checkpoint)
+  gamma = plrs_jax.mlr_snet_gamma(initial_loss, num_classes)
+  count = len(nets.snapshots)
+  if transfer == 'frozen' or count == 1:
+    return plrs_jax.mlr_snet(nets.snapshots[-1], gamma=gamma)
+  period = config.num_epochs // count
+  if not period:
+    raise ValueError(
+        f"transfer='snapshots' runs each of the {count} snapshots for "
+        f'num_epochs // {count} epochs: set num_epochs >= {count}, got '
+        f'{config.num_epochs}.')
+  return plrs_jax.mlr_snet(
+      nets.snapshots, gamma=gamma, num_classes=num_classes,
+      switch_steps=[j * period * steps_per_epoch for j in range(1, count)])
 
 
 def optimizer_rate(config: ml_collections.ConfigDict, schedule: optax.Schedule,
@@ -231,9 +324,10 @@ def optimizer_metrics(opt_state) -> dict[str, jax.Array]:
   AutoDrop: `optimizer_scale` (the factor on the schedule's rate),
   `angular_velocity` and `threshold` (degrees; the angle is NaN until its
   third epoch) and `drops`; two-regime: `regime` (0 while SGD runs, 1 once
-  Adam has taken over); any other transform whose state has a `scale` (such
-  as optax.contrib.reduce_on_plateau): `optimizer_scale`. Empty for plain
-  SGD.
+  Adam has taken over); MLR-SNet: `lr`, the rate of its last update (which
+  replaces the schedule's in the step's metrics), and `gamma`; any other
+  transform whose state has a `scale` (such as
+  optax.contrib.reduce_on_plateau): `optimizer_scale`. Empty for plain SGD.
 
   Example:
     >>> tx = optax.chain(optax.sgd(0.1), optax.contrib.reduce_on_plateau())
@@ -248,6 +342,8 @@ def optimizer_metrics(opt_state) -> dict[str, jax.Array]:
                      threshold=state.threshold, drops=state.num_drops)
     elif isinstance(state, plrs_jax.TwoRegimeState):
       metrics['regime'] = state.regime
+    elif isinstance(state, plrs_jax.MLRSNetState):
+      metrics.update(lr=state.rate, gamma=state.gamma)
     elif 'scale' in state._fields:
       metrics['optimizer_scale'] = jnp.asarray(state.scale, jnp.float32)
   return metrics

@@ -79,20 +79,28 @@ class SeedRunner:
     self.model = models.create_model(
         config.model, num_classes=self.dataset.num_classes, bn_axis_name=None,
         **config.get('model_kwargs', {}))
-    self._train = _device_split(self.dataset.train)
+    # Padded for evaluation (MLR-SNet's initial loss); training reads only
+    # the real rows.
+    self._train = _device_split(self.dataset.train, config.eval_batch_size)
     self._test = _device_split(self.dataset.test, config.eval_batch_size)
     self._stats = dict(mean=self.dataset.mean, std=self.dataset.std)
     self.train_epoch = jax.jit(jax.vmap(self._train_epoch_one),
                                donate_argnums=0)
     self.evaluate = jax.jit(jax.vmap(self._evaluate_one))
+    # MLR-SNet's L_0: one seed's initial model on the whole training split.
+    self._initial_loss = jax.jit(
+        lambda carry: self._evaluate_one(carry, 'train')['train_loss'])
 
-  def optimization(self, schedule_key: jax.Array):
-    """(optimizer, rate) of the seed whose schedule key is `schedule_key`."""
+  def optimization(self, schedule_key: jax.Array, initial_loss: jax.Array):
+    """(optimizer, rate) of the seed whose schedule key is `schedule_key`
+    and whose initial model's mean training loss is `initial_loss` (read by
+    MLR-SNet only)."""
     schedule = optimizers.create_schedule(
         self.config.schedule, key=schedule_key,
         steps_per_epoch=self.steps_per_epoch, num_steps=self.num_steps)
-    tx = optimizers.create_optimizer(self.config, schedule,
-                                     self.steps_per_epoch)
+    tx = optimizers.create_optimizer(
+        self.config, schedule, self.steps_per_epoch,
+        initial_loss=initial_loss, num_classes=self.dataset.num_classes)
     rate = optimizers.optimizer_rate(self.config, schedule,
                                      self.steps_per_epoch)
     return optax.with_extra_args_support(tx), rate
@@ -100,16 +108,23 @@ class SeedRunner:
   def init(self, seeds: Sequence[int]) -> tuple[dict[str, Any], Any]:
     """(carry, keys) of `seeds`: initial arrays and keys, stacked.
 
-    Each seed is initialised as `train_and_evaluate` initialises it.
+    Each seed is initialised as `train_and_evaluate` initialises it; for
+    MLR-SNet, its initial loss is measured as there (evaluation mode, the
+    whole training split).
     """
     carries, keys = [], []
     for seed in seeds:
       run = engine.run_keys(seed)
-      tx, _ = self.optimization(run.schedule)
+      initial_loss = jnp.float32(jnp.nan)  # Read by MLR-SNet only.
+      if optimizers.needs_initial_loss(self.config):
+        initial = engine.create_train_state(
+            run.init, self.model, self.dataset.image_shape, optax.identity())
+        initial_loss = self._initial_loss(_carry(initial))
+      tx, _ = self.optimization(run.schedule, initial_loss)
       state = engine.create_train_state(run.init, self.model,
                                         self.dataset.image_shape, tx)
       carries.append(_carry(state))
-      keys.append((run.schedule, run.augment, run.dropout))
+      keys.append((run.schedule, run.augment, run.dropout, initial_loss))
     return _stack(carries), _stack(keys)
 
   def rows(self, seeds: Sequence[int], epoch: int) -> jax.Array:
@@ -121,8 +136,8 @@ class SeedRunner:
         for s in seeds]))
 
   def _train_epoch_one(self, carry, keys, rows):
-    schedule_key, augment_key, dropout_key = keys
-    tx, rate = self.optimization(schedule_key)
+    schedule_key, augment_key, dropout_key, initial_loss = keys
+    tx, rate = self.optimization(schedule_key, initial_loss)
     images, labels, _ = self._train
     positions = jnp.arange(self.config.batch_size, dtype=jnp.int32)
 
@@ -144,9 +159,11 @@ class SeedRunner:
     del metrics['loss'], metrics['accuracy']
     return carry, metrics
 
-  def _evaluate_one(self, carry) -> dict[str, jax.Array]:
+  def _evaluate_one(self, carry, split: str = 'test') -> dict[str, jax.Array]:
+    """`{split}_loss` and `{split}_accuracy` over the 'test' or 'train'
+    split."""
     state = engine.TrainState(apply_fn=self.model.apply, tx=None, **carry)
-    images, labels, mask = self._test
+    images, labels, mask = {'train': self._train, 'test': self._test}[split]
     batch_size = self.config.eval_batch_size
 
     def one(sums, start):
@@ -159,8 +176,8 @@ class SeedRunner:
     zero = {'loss': 0.0, 'correct': 0.0, 'count': 0.0}
     sums, _ = jax.lax.scan(one, jax.tree.map(jnp.float32, zero),
                            jnp.arange(0, images.shape[0], batch_size))
-    return {'test_loss': sums['loss'] / sums['count'],
-            'test_accuracy': sums['correct'] / sums['count']}
+    return {f'{split}_loss': sums['loss'] / sums['count'],
+            f'{split}_accuracy': sums['correct'] / sums['count']}
 
   def run(self, seeds: Sequence[int], *,
           progress: Any = None) -> dict[str, np.ndarray]:
@@ -207,12 +224,11 @@ def _device_split(split, multiple: int = 1) -> tuple[jax.Array, ...]:
   The rows are padded to a multiple of `multiple` with copies of the first,
   masked 0.
   """
-  size = len(split)
-  rows = [split[i] for i in range(size)]
+  images, labels = input_pipeline.as_arrays(split)
+  size = len(labels)
   padded = -size % multiple
-  rows += rows[:1] * padded
-  images = np.stack([np.asarray(r['image'], np.uint8) for r in rows])
-  labels = np.asarray([r['label'] for r in rows], np.int32)
+  images, labels = (np.concatenate([x, x[[0] * padded]])
+                    for x in (images, labels))
   mask = np.arange(size + padded) < size
   return tuple(map(jax.device_put, (images, labels, mask.astype(np.float32))))
 

@@ -192,28 +192,6 @@ def _check_batch_size(config: ml_collections.ConfigDict, num_devices: int):
           f'use a multiple of {total}.')
 
 
-class _MetricsLog:
-  """workdir/metrics.jsonl, one JSON object per line, written by host 0."""
-
-  def __init__(self, path: pathlib.Path, resume_step: int, enabled: bool):
-    self.path, self.enabled = path, enabled
-    if not enabled:
-      return
-    # Drop lines a crashed run wrote after its last checkpoint, so a resumed
-    # run's log is the uninterrupted run's log.
-    kept = []
-    if path.exists() and resume_step > 0:
-      kept = [r for r in workdirs.read_metrics(path)
-              if r['step'] <= resume_step]
-    workdirs.atomic_write_text(
-        path, ''.join(json.dumps(r) + '\n' for r in kept))
-
-  def write(self, **record):
-    if self.enabled:
-      with self.path.open('a') as f:
-        f.write(json.dumps(record) + '\n')
-
-
 class _Stop:
   """SIGINT and SIGTERM ask the loop to checkpoint and return.
 
@@ -268,7 +246,8 @@ def _check_same_run(recorded: dict[str, Any], config: ml_collections.ConfigDict,
   `num_epochs` may change when the steps already taken keep their rates in a
   run of the new length (PLRS, constant, multistep, warm restarts): the
   resumed run is then exactly a run started with the new length. For
-  schedules shaped by the run's length (knee, one-cycle) it may not.
+  schedules shaped by the run's length (knee, one-cycle) it may not, nor
+  for MLR-SNet's snapshots, which switch at fractions of it.
 
   A field the recorded config lacks (added to `base_config()` after the run
   started, such as `optimizer`) is no change while it keeps its default:
@@ -286,7 +265,10 @@ def _check_same_run(recorded: dict[str, Any], config: ml_collections.ConfigDict,
     steps = jnp.arange(done_steps)
     before = jax.vmap(schedule_for_length(old_epochs * steps_per_epoch))(steps)
     after = jax.vmap(schedule_for_length(new_epochs * steps_per_epoch))(steps)
-    if np.allclose(before, after, rtol=1e-6, atol=0):
+    if optimizers.switches_with_length(config):
+      notes['num_epochs'] = (' (MLR-SNet\'s snapshots take over at fractions '
+                             'of the run\'s length)')
+    elif np.allclose(before, after, rtol=1e-6, atol=0):
       refused = {}
     else:
       notes['num_epochs'] = (
@@ -366,11 +348,15 @@ def _restore(directory: pathlib.Path, target: dict[str, Any],
   return step, restored
 
 
-def _diverged_message(monitor: dict[str, Any], schedule: optax.Schedule,
-                      factor: float, last_checkpoint: int | None,
+def _diverged_message(monitor: dict[str, Any],
+                      schedule: optax.Schedule | None, factor: float,
+                      last_checkpoint: int | None,
                       workdir: pathlib.Path) -> str:
+  """What diverged where; `schedule` None: the rates are only logged."""
   step = int(monitor['diverged_step'])
-  rate = float(schedule(step - 1))
+  rate = (f'where the learning rate was {float(schedule(step - 1)):.6g}'
+          if schedule is not None else
+          f'with the rates logged in {workdir / "metrics.jsonl"}')
   loss = float(monitor['diverged_loss'])
   if np.isfinite(loss):
     what = (f'at step {step} the smoothed training loss reached {loss:.4g}, '
@@ -381,9 +367,8 @@ def _diverged_message(monitor: dict[str, Any], schedule: optax.Schedule,
   where = (f'The last good checkpoint is step {last_checkpoint} in '
            f'{workdir / "checkpoints"}.' if last_checkpoint else
            'No checkpoint was saved before it.')
-  return (f'Training diverged: {what}, where the learning rate was '
-          f'{rate:.6g}. Lower the learning rate (or the schedule\'s bounds). '
-          f'{where}')
+  return (f'Training diverged: {what}, {rate}. Lower the learning rate (or '
+          f'the schedule\'s bounds). {where}')
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
@@ -396,6 +381,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   a config that would change what the run computes is refused, and a
   finished run is left as it is. Steps count from 1 everywhere (checkpoint
   N, metrics.jsonl's `step` N and messages all mean "after N updates").
+  With `optimizer='mlr_snet'`, an evaluation pass over the training split
+  first measures the initial model's mean loss, which sets gamma.
 
   Args:
     config: the run's configuration (see train/configs/default.py).
@@ -438,8 +425,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         key=keys.schedule, steps_per_epoch=steps_per_epoch, num_steps=length)
 
   schedule = schedule_for_length(num_steps)
+  initial_loss = (_initial_loss(config, dataset, model, keys, devices)
+                  if optimizers.needs_initial_loss(config) else None)
   tx = config_validation.built('optimizer', optimizers.create_optimizer,
-                               config, schedule, steps_per_epoch)
+                               config, schedule, steps_per_epoch,
+                               initial_loss=initial_loss,
+                               num_classes=dataset.num_classes)
   schedule = optimizers.optimizer_rate(config, schedule, steps_per_epoch)
 
   workdir.mkdir(parents=True, exist_ok=True)
@@ -447,6 +438,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     return _train(config, workdir, dataset, model, tx, schedule,
                   schedule_for_length, devices, steps_per_epoch, num_steps,
                   keys)
+
+
+def _initial_loss(config, dataset, model, keys, devices) -> float:
+  """L_0, the mean loss of the initial model over the training split.
+
+  As the official MLR-SNet code measures it to set gamma: in evaluation
+  mode (BatchNorm with its initial running averages, mean 0 and variance
+  1), every training example once.
+  """
+  state = engine.create_train_state(keys.init, model, dataset.image_shape,
+                                    optax.identity())
+  return evaluate(_pmap_eval_step(config, dataset, devices),
+                  jax_utils.replicate(state, devices), dataset, config,
+                  len(devices), split='train')['train_loss']
+
+
+def _pmap_eval_step(config, dataset, devices):
+  # pmap spans every process's devices unless the config picks fewer local
+  # ones (single process only).
+  return jax.pmap(functools.partial(eval_step, mean=dataset.mean,
+                                    std=dataset.std),
+                  axis_name=AXIS,
+                  devices=devices if config.get('num_devices') else None)
 
 
 def _train(config, workdir, dataset, model, tx, schedule, schedule_for_length,
@@ -492,7 +506,8 @@ def _train(config, workdir, dataset, model, tx, schedule, schedule_for_length,
       workdirs.write_record(workdir, config.to_dict(), recorded)
       if done:
         print(f'Resuming from the checkpoint at step {done} in {workdir}.')
-    log = _MetricsLog(workdir / 'metrics.jsonl', done, enabled=is_main)
+    log = workdirs.MetricsLog(workdir / 'metrics.jsonl', done,
+                             enabled=is_main)
     state, summary = _loop(
         config, workdir, dataset, schedule, devices, checkpoints, log, state,
         totals, monitor, done, steps_per_epoch, num_steps, keys)
@@ -501,12 +516,14 @@ def _train(config, workdir, dataset, model, tx, schedule, schedule_for_length,
       checkpoints.wait_until_finished()
       checkpoints.close()
   if is_main and not summary['stopped_early']:
+    method = (f'MLR-SNet ({config.mlr_snet.transfer})'
+              if optimizers.needs_initial_loss(config) else
+              config.schedule.name)
     figure = plots.plot_run(
         workdir / 'metrics.jsonl', workdir / 'run.png',
-        title=f'{config.model} on {config.dataset}, {config.schedule.name}',
-        # A rate scaled by the run's own course (AutoDrop, a plateau) is not
-        # a function of the step: draw the logged rates.
-        learning_rates=None if 'optimizer_scale' in summary else
+        title=f'{config.model} on {config.dataset}, {method}',
+        # AutoDrop's and MLR-SNet's rates depend on the run: draw the logged.
+        learning_rates=None if optimizers.rate_depends_on_run(config) else
         np.asarray(jax.jit(jax.vmap(schedule))(jnp.arange(num_steps))))
     print(f'Metrics: {workdir / "metrics.jsonl"}\nFigure: {figure}')
   return TrainResult(state=state, metrics=summary)
@@ -534,8 +551,6 @@ def _loop(config, workdir, dataset, schedule, devices, checkpoints, log, state,
   num_devices = len(devices)
   is_main = jax.process_index() == 0
   stats = dict(mean=dataset.mean, std=dataset.std)
-  # pmap spans every process's devices unless the config picks fewer local
-  # ones (single process only).
   pmap_devices = devices if config.get('num_devices') else None
   p_train_step = jax.pmap(
       functools.partial(
@@ -543,8 +558,7 @@ def _loop(config, workdir, dataset, schedule, devices, checkpoints, log, state,
           augment_key=keys.augment if config.augment else None,
           divergence_factor=config.divergence_factor, **stats),
       axis_name=AXIS, devices=pmap_devices, donate_argnums=(0, 2, 3))
-  p_eval_step = jax.pmap(functools.partial(eval_step, **stats),
-                         axis_name=AXIS, devices=pmap_devices)
+  p_eval_step = _pmap_eval_step(config, dataset, devices)
   state, totals, monitor = jax_utils.replicate((state, totals, monitor),
                                                devices)
 
@@ -581,7 +595,8 @@ def _loop(config, workdir, dataset, schedule, devices, checkpoints, log, state,
                              'monitor': monitor})
         if int(host['monitor']['diverged_step']) >= 0:
           raise TrainingDiverged(_diverged_message(
-              host['monitor'], schedule, config.divergence_factor,
+              host['monitor'], None if optimizers.rate_depends_on_run(config)
+              else schedule, config.divergence_factor,
               checkpoints.latest_step(), workdir))
       if log_now:
         loss, lr = float(host['metrics']['loss']), float(host['metrics']['lr'])
@@ -633,13 +648,14 @@ def _optimizer_record(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def evaluate(p_eval_step: Callable[..., Any], state: TrainState,
              dataset: input_pipeline.Dataset, config: ml_collections.ConfigDict,
-             num_devices: int) -> dict[str, float]:
-  """Test loss and accuracy over the whole test split."""
+             num_devices: int, split: str = 'test') -> dict[str, float]:
+  """Loss and accuracy over a whole split ('test' or 'train'), in
+  evaluation mode: `{split}_loss` and `{split}_accuracy`."""
   sums = {'loss': 0.0, 'correct': 0.0, 'count': 0.0}
   for batch in input_pipeline.eval_batches(
-      dataset, batch_size=config.eval_batch_size,
+      dataset, batch_size=config.eval_batch_size, split=split,
       process_index=jax.process_index(), process_count=jax.process_count()):
     out = _unreplicate(p_eval_step(state, _shard(batch, num_devices)))
     sums = {k: sums[k] + float(out[k]) for k in sums}
-  return {'test_loss': sums['loss'] / sums['count'],
-          'test_accuracy': sums['correct'] / sums['count']}
+  return {f'{split}_loss': sums['loss'] / sums['count'],
+          f'{split}_accuracy': sums['correct'] / sums['count']}

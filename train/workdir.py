@@ -257,6 +257,39 @@ def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
   return records
 
 
+class MetricsLog:
+  """workdir/metrics.jsonl, one JSON object per line, written by host 0.
+
+  Opened for a run resumed after `resume_step` updates, it keeps the records
+  of steps up to that one and drops the lines a crashed run wrote after its
+  last checkpoint, so that a resumed run's log is the uninterrupted run's.
+
+  Example:
+    >>> import tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / 'metrics.jsonl'
+    >>> MetricsLog(path, 0).write(step=1, lr=0.1)
+    >>> MetricsLog(path, 0).write(step=1, lr=0.2)   # a fresh run: rewritten
+    >>> MetricsLog(path, 1).write(step=2, lr=0.3)   # resumed after step 1
+    >>> [r['lr'] for r in read_metrics(path)]
+    [0.2, 0.3]
+  """
+
+  def __init__(self, path: pathlib.Path, resume_step: int,
+               enabled: bool = True):
+    self.path, self.enabled = path, enabled
+    if not enabled:
+      return
+    kept = []
+    if path.exists() and resume_step > 0:
+      kept = [r for r in read_metrics(path) if r['step'] <= resume_step]
+    atomic_write_text(path, ''.join(json.dumps(r) + '\n' for r in kept))
+
+  def write(self, **record):
+    if self.enabled:
+      with self.path.open('a') as f:
+        f.write(json.dumps(record) + '\n')
+
+
 # --- Failed writes ---------------------------------------------------------
 
 _WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,

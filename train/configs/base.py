@@ -35,19 +35,25 @@ affected the same way, if at all.
 import ml_collections
 
 
-def base_config() -> ml_collections.ConfigDict:
-  """Fields every config has; each config file overrides some of them."""
-  config = ml_collections.ConfigDict()
+def _task(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The data and model fields, the same in training and meta-training."""
   config.dataset = 'digits'
   config.data_dir = ml_collections.FieldReference(None, str)
   config.train_split = 'train'
   config.test_split = 'test'
+  # Seeds the digits train/test split (and meta-training's held-out set).
   config.split_seed = 0
   # Train on this many images, as many of each class, drawn with split_seed
   # (the same subset whatever `seed`); 0: all. Held-in-memory datasets only.
   config.train_subset = 0
   config.model = 'resnet8'
   config.model_kwargs = ml_collections.ConfigDict()
+  return config
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Fields every config has; each config file overrides some of them."""
+  config = _task(ml_collections.ConfigDict())
   config.num_epochs = 3
   config.batch_size = 32
   config.eval_batch_size = 512
@@ -56,8 +62,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.momentum = 0.0
   config.nesterov = False
   config.weight_decay = 0.0
-  # 'sgd' (the above, at the schedule's rate), 'two_regime' or 'autodrop'
-  # (each reads its own section below), or any optax function by name with
+  # 'sgd' (the above, at the schedule's rate), 'two_regime', 'autodrop' or
+  # 'mlr_snet' (each reads its own section below), or any optax function by name with
   # `optimizer_kwargs`: an optimizer ('adam') runs at the schedule's rate, a
   # transform ('contrib.reduce_on_plateau') follows the SGD above. See
   # train/optimizers.py.
@@ -82,6 +88,17 @@ def base_config() -> ml_collections.ConfigDict:
       'window_epochs': 20,
       'average_weights': True,
   })
+  # plrs_jax.mlr_snet: plain SGD with coupled weight decay (momentum must be
+  # 0) at the rate of a meta-trained MLR-SNet; the schedule is not used.
+  # `checkpoint`: the mlr_snet.npz that `python -m train.meta_train` writes
+  # (or its workdir); None is the net shipped in train/mlr_snet_digits.npz.
+  # `transfer`: 'frozen' runs its last snapshot throughout, 'snapshots' each
+  # snapshot in turn (the official transfer). gamma is set by the mean
+  # training loss of the initial model, measured at the start.
+  config.mlr_snet = ml_collections.ConfigDict({
+      'checkpoint': ml_collections.FieldReference(None, str),
+      'transfer': 'frozen',
+  })
   # 4-pixel pad, random crop and horizontal flip, on the device.
   config.augment = False
   config.log_every_steps = 10
@@ -98,6 +115,40 @@ def base_config() -> ml_collections.ConfigDict:
   config.num_processes = ml_collections.FieldReference(None, int)
   config.process_id = ml_collections.FieldReference(None, int)
   config.cpu_collectives = ml_collections.FieldReference(None, str)
+  return config
+
+
+def meta_train_config() -> ml_collections.ConfigDict:
+  """Fields of a meta-training config (`python -m train.meta_train`).
+
+  The defaults are the official recipe (xjtushujun/MLR-SNet,
+  meta-train/image-classification/meta_train.py, ResNet on CIFAR-10): plain
+  SGD at MLR-SNet's rate with coupled weight decay 5e-4, batch 128, 200
+  epochs; 1,000 training images held out (class-balanced here) for the meta
+  loss, on batches of 128; a meta step every 300 steps (theirs counts the
+  steps within each epoch, so it fires once an epoch on CIFAR; here it
+  counts all steps); Adam at 1e-3 with weight decay 1e-4 (PyTorch's, added
+  to the gradient) on the net; the snapshots after meta-epochs 1, 100 and
+  200 transferred. A config file overrides some of them.
+  """
+  config = _task(ml_collections.ConfigDict())
+  config.num_epochs = 200
+  config.batch_size = 128
+  config.eval_batch_size = 512
+  config.weight_decay = 5e-4
+  # A meta step before the update of every t_val-th step (counted from 1).
+  config.t_val = 300
+  # The held-out set: num_meta training examples, as many of each class.
+  config.num_meta = 1000
+  config.meta_batch_size = 128
+  config.meta_learning_rate = 1e-3
+  config.meta_weight_decay = 1e-4
+  # The meta-epochs after which the net is kept for the transfer.
+  config.snapshot_epochs = (1, 100, 200)
+  config.seed = 0
+  # Every step's rate and loss are logged, fetched every this many steps.
+  config.log_every_steps = 100
+  config.progress = True
   return config
 
 

@@ -1,0 +1,133 @@
+"""MLR-SNet nets on disk: what `python -m train.meta_train` writes, and the
+training app reads with `--config.optimizer=mlr_snet`.
+
+One .npz file holds the snapshots of one meta-training run: the net's
+parameters after chosen meta-epochs (the official transfer uses those after
+meta-epochs 1, 100 and 200 of 200; meta_train keeps the first, middle and
+last by default), stored as `snapshot{j}/{layer}/{kernel|bias}` float32
+arrays, with `epochs`, the meta-epoch after which each was taken. A file is
+about 47 KB a snapshot. Nothing here needs JAX: the config checks use it
+before JAX loads.
+
+The shipped net, `train/mlr_snet_digits.npz` (147 KB), is three snapshots
+(meta-epochs 1, 30 and 60) of MLR-SNet meta-trained on scikit-learn's digits
+with a ResNet-8, in about a minute on two CPU cores; this reproduces it
+bit for bit (on the same machine and versions):
+
+    python -m train.meta_train --config=train/configs/meta_train_digits.py --workdir=/tmp/mlr_snet_digits
+    cp /tmp/mlr_snet_digits/mlr_snet.npz train/mlr_snet_digits.npz
+
+(train/configs/meta_train_digits.py has the settings).
+"""
+
+import os
+import pathlib
+import re
+from typing import Any, NamedTuple
+
+import numpy as np
+
+# The net `config.mlr_snet.checkpoint = None` means.
+SHIPPED = pathlib.Path(__file__).with_name('mlr_snet_digits.npz')
+# What meta_train writes in its workdir.
+FILENAME = 'mlr_snet.npz'
+
+_KEY = re.compile(r'snapshot(\d+)/(\w+)/(kernel|bias)')
+
+
+class Nets(NamedTuple):
+  """The snapshots of a meta-training run.
+
+  Attributes:
+    snapshots: parameter trees of MLR-SNet (as `plrs_jax.mlr_snet_init`
+      returns them, numpy float32), oldest first.
+    epochs: the meta-epoch after which each was taken.
+  """
+  snapshots: list[dict[str, dict[str, np.ndarray]]]
+  epochs: list[int]
+
+
+def resolve(path: str | os.PathLike[str] | None) -> pathlib.Path:
+  """The file `path` names: the shipped net for None, `DIR/mlr_snet.npz`
+  for a meta-training workdir DIR, else `path` itself.
+
+  Example:
+    >>> resolve(None).name
+    'mlr_snet_digits.npz'
+  """
+  if path is None:
+    return SHIPPED
+  path = pathlib.Path(path).expanduser()
+  return path / FILENAME if path.is_dir() else path
+
+
+def save(path: str | os.PathLike[str], snapshots: list[Any],
+         epochs: list[int]) -> pathlib.Path:
+  """Writes the snapshots (through a temporary file) and returns the path.
+
+  Example:
+    >>> import tempfile
+    >>> net = {'head': {'kernel': np.ones((50, 1)), 'bias': np.zeros(1)}}
+    >>> path = save(pathlib.Path(tempfile.mkdtemp()) / 'n.npz', [net], [3])
+    >>> arrays = np.load(path)
+    >>> sorted(arrays), arrays['snapshot0/head/bias'].dtype
+    (['epochs', 'snapshot0/head/bias', 'snapshot0/head/kernel'], dtype('float32'))
+  """
+  if len(snapshots) != len(epochs):
+    raise ValueError(f'{len(snapshots)} snapshots but {len(epochs)} epochs.')
+  arrays = {'epochs': np.asarray(epochs, np.int32)}
+  for j, net in enumerate(snapshots):
+    for layer, leaves in net.items():
+      for name, leaf in leaves.items():
+        arrays[f'snapshot{j}/{layer}/{name}'] = np.asarray(leaf, np.float32)
+  path = pathlib.Path(path)
+  temporary = path.with_name(path.name + '.tmp.npz')
+  np.savez(temporary, **arrays)
+  os.replace(temporary, path)
+  return path
+
+
+def load(path: str | os.PathLike[str] | None) -> Nets:
+  """Reads the snapshots of `resolve(path)`.
+
+  Args:
+    path: a file `save` wrote, a meta-training workdir, or None for the
+      shipped net.
+
+  Returns:
+    The snapshots and their meta-epochs.
+
+  Raises:
+    ValueError: no such file, or not a file of MLR-SNet snapshots.
+
+  Example:
+    >>> nets = load(None)
+    >>> len(nets.snapshots), nets.snapshots[0]['head']['kernel'].shape
+    (3, (50, 1))
+  """
+  file = resolve(path)
+  if not file.is_file():
+    raise ValueError(
+        f'{file} is no file of MLR-SNet snapshots: give the mlr_snet.npz that '
+        'python -m train.meta_train writes (or its workdir), or leave it unset '
+        f'for the shipped net, {SHIPPED.name}.')
+  try:
+    with np.load(file) as arrays:
+      arrays = dict(arrays)
+  except (OSError, ValueError) as e:
+    raise ValueError(f'cannot read {file} as .npz: {e}') from None
+  epochs = arrays.pop('epochs', None)
+  snapshots: dict[int, dict[str, dict[str, np.ndarray]]] = {}
+  for key, value in arrays.items():
+    match = _KEY.fullmatch(key)
+    if match is None:
+      raise ValueError(f'{file} is no file of MLR-SNet snapshots: it holds '
+                       f'{key!r}, not snapshot<j>/<layer>/<kernel|bias>.')
+    j, layer, name = match.groups()
+    snapshots.setdefault(int(j), {}).setdefault(layer, {})[name] = value
+  if (epochs is None or not snapshots
+      or sorted(snapshots) != list(range(len(epochs)))):
+    raise ValueError(f'{file} is no file of MLR-SNet snapshots: it needs '
+                     '`epochs` and snapshot0, snapshot1, ... , one per epoch.')
+  return Nets(snapshots=[snapshots[j] for j in range(len(epochs))],
+              epochs=[int(e) for e in epochs])
