@@ -112,7 +112,8 @@ def test_schedulers_quick_runs_every_method_paired(programs):
   settings = results['settings']
   names = list(settings['methods'])
   assert {'plrs', 'plrs_default', 'constant', 'knee', 'two_regime',
-          'autodrop', 'autodrop_recipe'} <= set(names)
+          'autodrop', 'autodrop_recipe', 'mlr_snet',
+          'mlr_snet_snapshots'} <= set(names)
   _check_schedule_results(results, names, len(settings['seeds']),
                           settings['num_epochs'])
   # PLRS ran on the range test's bounds; beta was measured again at the end.
@@ -156,15 +157,15 @@ def test_schedulers_resume_what_an_interrupted_run_finished(tmp_path):
   fashion = tmp_path / 'fashion'
   fashion.mkdir()
   test_fashion_mnist.write_fashion_mnist(fashion)
-  key = dict(dataset='fashion_mnist', model='mlp', num_epochs=2,
+  key = dict(dataset='fashion_mnist', model='mlp', num_epochs=3,
              batch_size=20, train_subset=0, num_seeds=2, seed=0, quick=True)
   # Numbers no training would give: taken from the file, or the test fails.
   finished = {'test_accuracy': [0.125, 0.25],
               'best_test_accuracy': [0.5, 0.75],
-              'train_loss': [9.0, 8.0], 'train_loss_curve': [[9.5, 9.0],
-                                                            [8.5, 8.0]],
-              'test_accuracy_curve': [[0.5, 0.125], [0.75, 0.25]],
-              'test_loss': [[3.0, 3.0], [3.0, 3.0]],
+              'train_loss': [9.0, 8.0],
+              'train_loss_curve': [[9.9, 9.5, 9.0], [8.9, 8.5, 8.0]],
+              'test_accuracy_curve': [[0.1, 0.5, 0.125], [0.1, 0.75, 0.25]],
+              'test_loss': [[3.0] * 3, [3.0] * 3],
               'learning_rate_seed0': [0.1] * 10}
   bounds = {'suggested_min': 0.07, 'suggested_max': 0.1, 'min_loss_lr': 1.0,
             'diverged_step': None, 'beta': 5.0, 'check': ''}
