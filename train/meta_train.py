@@ -63,13 +63,19 @@ from train import plots
 from train import workdir as workdirs
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('workdir', None, 'Directory for the net, metrics, '
-                    'checkpoints and the figure. Running again resumes.')
-config_flags.DEFINE_config_file(
-    'config',
-    str(pathlib.Path(__file__).parent / 'configs' / 'meta_train_digits.py'),
-    'Meta-training configuration file.', lock_config=False,
-    accept_new_attributes=True)
+
+
+def _define_flags():
+  """The command line's flags, defined only when this is the program (the
+  other programs of train/ have a --workdir and a --config of their own)."""
+  flags.DEFINE_string('workdir', None, 'Directory for the net, metrics, '
+                      'checkpoints and the figure. Running again resumes.')
+  config_flags.DEFINE_config_file(
+      'config',
+      str(pathlib.Path(__file__).parent / 'configs' / 'meta_train_digits.py'),
+      'Meta-training configuration file.', lock_config=False,
+      accept_new_attributes=True)
+  flags.mark_flags_as_required(['workdir'])
 
 # Fields that change how a run is watched, not what it computes.
 RESUMABLE_CHANGES = frozenset({'log_every_steps', 'progress', 'data_dir'})
@@ -491,5 +497,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  flags.mark_flags_as_required(['workdir'])
+  _define_flags()
   app.run(main, flags_parser=cli.parse_flags)

@@ -44,16 +44,23 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('workdir', None, 'Directory for the figure and results.')
-flags.DEFINE_float('min_lr', 1e-4, 'First rate of the range test.')
-flags.DEFINE_float('max_lr', 10.0, 'Last rate of the range test.')
-flags.DEFINE_integer('num_steps', 100, 'Steps of the range test.')
-flags.DEFINE_integer('power_iterations', 100,
-                     'Power iterations for the top Hessian eigenvalue.')
-config_flags.DEFINE_config_file(
-    'config', str(pathlib.Path(__file__).parent / 'configs' / 'default.py'),
-    'Training configuration file.', lock_config=False,
-    accept_new_attributes=True)
+
+
+def _define_flags():
+  """The command line's flags, defined only when this is the program: the
+  benchmarks import this module, and other programs of train/ have a
+  --workdir and a --config of their own."""
+  flags.DEFINE_string('workdir', None, 'Directory for the figure and results.')
+  flags.DEFINE_float('min_lr', 1e-4, 'First rate of the range test.')
+  flags.DEFINE_float('max_lr', 10.0, 'Last rate of the range test.')
+  flags.DEFINE_integer('num_steps', 100, 'Steps of the range test.')
+  flags.DEFINE_integer('power_iterations', 100,
+                       'Power iterations for the top Hessian eigenvalue.')
+  config_flags.DEFINE_config_file(
+      'config', str(pathlib.Path(__file__).parent / 'configs' / 'default.py'),
+      'Training configuration file.', lock_config=False,
+      accept_new_attributes=True)
+  flags.mark_flags_as_required(['workdir'])
 
 
 def make_loss_fn(model, batch_stats, mean, std):
@@ -257,5 +264,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  flags.mark_flags_as_required(['workdir'])
+  _define_flags()
   app.run(main, flags_parser=cli.parse_flags)
