@@ -122,7 +122,8 @@ def measure(config: ml_collections.ConfigDict, *, min_lr: float,
       max_lr=max_lr, num_steps=num_steps)
   eigen = top_eigenvalue(config, dataset, variables['params'],
                          variables.get('batch_stats', {}),
-                         power_iterations=power_iterations, model=model)
+                         power_iterations=power_iterations, model=model,
+                         batch=first)
   beta = eigen.eigenvalue
   summary = {
       'suggested_min': result.suggested_min,
@@ -150,7 +151,9 @@ def measure(config: ml_collections.ConfigDict, *, min_lr: float,
 def top_eigenvalue(config: ml_collections.ConfigDict,
                    dataset: input_pipeline.Dataset, params: Any,
                    batch_stats: Any, *, power_iterations: int,
-                   model: Any = None) -> curvature.EigenvalueResult:
+                   model: Any = None,
+                   batch: dict[str, np.ndarray] | None = None
+                   ) -> curvature.EigenvalueResult:
   """beta: the most positive Hessian eigenvalue of the training loss.
 
   On the first batch that `python -m train` reads with `config.seed`, at
@@ -164,6 +167,7 @@ def top_eigenvalue(config: ml_collections.ConfigDict,
     batch_stats: their BatchNorm statistics.
     power_iterations: iterations of the power method.
     model: the config's model, if already built.
+    batch: that first batch, if already read.
 
   Returns:
     The eigenvalue, its vector and whether the iteration converged.
@@ -171,12 +175,13 @@ def top_eigenvalue(config: ml_collections.ConfigDict,
   model = model or models.create_model(
       config.model, num_classes=dataset.num_classes,
       **config.get('model_kwargs', {}))
-  first = next(input_pipeline.train_batches(
-      dataset, global_batch_size=config.batch_size,
-      seed=engine.run_keys(config.seed).data, start_step=0, num_steps=1))
+  if batch is None:
+    batch = next(input_pipeline.train_batches(
+        dataset, global_batch_size=config.batch_size,
+        seed=engine.run_keys(config.seed).data, start_step=0, num_steps=1))
   loss_fn = make_loss_fn(model, batch_stats, dataset.mean, dataset.std)
   return curvature.top_hessian_eigenvalue(
-      lambda p: loss_fn(p, first), params, key=jax.random.key(config.seed),
+      lambda p: loss_fn(p, batch), params, key=jax.random.key(config.seed),
       num_iterations=power_iterations, which='largest')
 
 
