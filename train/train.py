@@ -412,10 +412,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   dataset = input_pipeline.dataset_from_config(config)
   steps_per_epoch = input_pipeline.steps_per_epoch(dataset, config.batch_size)
   num_steps = config.num_epochs * steps_per_epoch
-  model = config_validation.built('model_kwargs' if config.get('model_kwargs') else 'model',
-                 models.create_model, config.model,
-                 num_classes=dataset.num_classes, bn_axis_name=AXIS,
-                 **config.get('model_kwargs', {}))
+  model = config_validation.built(
+      'model_kwargs' if config.get('model_kwargs') else 'model',
+      models.create_model, config.model, num_classes=dataset.num_classes,
+      bn_axis_name=AXIS, **config.get('model_kwargs', {}))
 
   keys = engine.run_keys(config.seed)
 
