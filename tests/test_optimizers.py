@@ -172,6 +172,9 @@ def test_the_step_logs_the_scaled_rate_a_transform_exposes():
      r"config.optimizer: .*beta_one"),
     (dict(optimizer='sgd', optimizer_kwargs={'b1': 0.9}),
      r'config.optimizer: optimizer_kwargs are for optax optimizers'),
+    (dict(optimizer='autodrop', optimizer_kwargs={'drop_factor': 0.5}),
+     r"config.optimizer: optimizer_kwargs are for optax optimizers; "
+     r"'autodrop' takes its settings elsewhere"),
 ])
 def test_bad_optimizer_names_and_arguments_are_config_errors(fields, pattern):
   config = default.get_config('constant')

@@ -166,13 +166,15 @@ def create_optimizer(config: ml_collections.ConfigDict,
   name = config.get('optimizer', 'sgd')
   kwargs = dict(config.get('optimizer_kwargs', {}))
   momentum, nesterov = config.momentum, config.get('nesterov', False)
+  if kwargs and name in OPTIMIZERS:
+    raise ValueError(f'optimizer_kwargs are for optax optimizers; {name!r} '
+                     f'takes its settings elsewhere, got {kwargs}.')
   if name == 'mlr_snet':
-    if momentum or nesterov or kwargs:
+    if momentum or nesterov:
       raise ValueError(
           'mlr_snet runs plain SGD at the learnt rate, as its nets are '
-          'meta-trained: set momentum=0 and nesterov=False and no '
-          f'optimizer_kwargs, got momentum={momentum}, nesterov={nesterov}, '
-          f'optimizer_kwargs={kwargs}.')
+          'meta-trained: set momentum=0 and nesterov=False, got '
+          f'momentum={momentum}, nesterov={nesterov}.')
     return optax.chain(
         optax.add_decayed_weights(config.weight_decay),
         _mlr_snet(config, steps_per_epoch, initial_loss, num_classes))
@@ -206,9 +208,6 @@ def create_optimizer(config: ml_collections.ConfigDict,
         steps_per_epoch, **dict(config.autodrop)))
   if factory is not None and not takes_rate:
     return optax.chain(optimizer, factory(**kwargs))
-  if kwargs and factory is None:
-    raise ValueError(f'optimizer_kwargs are for optax optimizers; {name!r} '
-                     f'takes its settings elsewhere, got {kwargs}.')
   return optimizer
 
 
