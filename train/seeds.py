@@ -20,7 +20,10 @@ program.
 
 On XLA:CPU, convolutions inside a scan run 10-50x slower than at the top
 level of a program (train/im2col.py): configs run here with
-`model_kwargs={'conv': 'im2col'}`.
+`model_kwargs={'conv': 'im2col'}`. Evaluation has no vmap and no gradients:
+it runs seed after seed, each a program of its own with XLA's convolutions
+(2.5x faster than vmapped im2col for ResNet-8 on 28x28 images on a 2-core
+CPU; the same parameters, the same arithmetic).
 """
 
 from collections.abc import Sequence
@@ -34,6 +37,7 @@ import numpy as np
 import optax
 
 from train import engine
+from train import im2col
 from train import input_pipeline
 from train import models
 from train import optimizers
@@ -57,8 +61,8 @@ class SeedRunner:
       `metrics` per-seed 'train_loss' and 'train_accuracy' (epoch means),
       'lr' (S, steps_per_epoch) and what the optimizer reports at the
       epoch's last step. The carry is donated.
-    evaluate: jitted `evaluate(carry) -> {'test_loss', 'test_accuracy'}`,
-      per seed, on the whole test split with BatchNorm's running averages.
+    evaluate: `evaluate(carry) -> {'test_loss', 'test_accuracy'}`, per
+      seed, on the whole test split with BatchNorm's running averages.
   """
 
   def __init__(self, config: ml_collections.ConfigDict, *,
@@ -86,7 +90,12 @@ class SeedRunner:
     self._stats = dict(mean=self.dataset.mean, std=self.dataset.std)
     self.train_epoch = jax.jit(jax.vmap(self._train_epoch_one),
                                donate_argnums=0)
-    self.evaluate = jax.jit(jax.vmap(self._evaluate_one))
+    # Evaluation runs one seed at a time at the top level of its program,
+    # where XLA's own convolutions are the fast ones.
+    self._eval_model = (self.model.clone(conv=im2col.CONVS['xla'])
+                        if hasattr(self.model, 'conv') else self.model)
+    self._evaluate_seed = jax.jit(lambda carry, seed: self._evaluate_one(
+        jax.tree.map(lambda x: x[seed], carry)))
     # MLR-SNet's L_0: one seed's initial model on the whole training split.
     self._initial_loss = jax.jit(
         lambda carry: self._evaluate_one(carry, 'train')['train_loss'])
@@ -159,10 +168,17 @@ class SeedRunner:
     del metrics['loss'], metrics['accuracy']
     return carry, metrics
 
+  def evaluate(self, carry: dict[str, Any]) -> dict[str, jax.Array]:
+    """Each seed's 'test_loss' and 'test_accuracy', stacked."""
+    num_seeds = jax.tree.leaves(carry)[0].shape[0]
+    return _stack([self._evaluate_seed(carry, seed)
+                   for seed in range(num_seeds)])
+
   def _evaluate_one(self, carry, split: str = 'test') -> dict[str, jax.Array]:
-    """`{split}_loss` and `{split}_accuracy` over the 'test' or 'train'
-    split."""
-    state = engine.TrainState(apply_fn=self.model.apply, tx=None, **carry)
+    """`{split}_loss` and `{split}_accuracy` of one seed over the 'test'
+    or 'train' split."""
+    state = engine.TrainState(apply_fn=self._eval_model.apply, tx=None,
+                              **carry)
     images, labels, mask = {'train': self._train, 'test': self._test}[split]
     batch_size = self.config.eval_batch_size
 
