@@ -259,8 +259,10 @@ def run_vmapped(args) -> tuple[dict, dict]:
       out = runner.run(seed_list, progress=lambda epoch: bar.update())
     results[name] = _summarize(out['train_loss'], out['test_accuracy'],
                                out['test_loss'])
-    # Seed 0's rates, to draw the schedule.
+    # Seed 0's rates, to draw the schedule, and each seed's training loss
+    # averaged over blocks of steps, to draw it by step.
     results[name]['learning_rate_seed0'] = out['lr'][0].tolist()
+    results[name].update(_loss_blocks(out['step_loss'], runner.steps_per_epoch))
     if name == 'plrs':
       end = jax.tree.map(lambda x: x[0], runner.final)
       results[name]['beta_at_end_seed0'] = range_test.top_eigenvalue(
@@ -381,6 +383,18 @@ def _summarize(train_loss, test_accuracy, test_loss) -> dict:
   }
 
 
+def _loss_blocks(step_loss, steps_per_epoch: int, per_epoch: int = 15):
+  """Each seed's training loss averaged over blocks of about 1/15 epoch."""
+  step_loss = np.asarray(step_loss, float)
+  block = max(1, steps_per_epoch // per_epoch)
+  blocks = step_loss.shape[1] // block
+  means = step_loss[:, :blocks * block].reshape(len(step_loss), blocks,
+                                                  block).mean(axis=2)
+  return {'train_loss_blocks': means.tolist(),
+          'train_loss_block_end_steps': (block * np.arange(1, blocks + 1)
+                                         ).tolist()}
+
+
 def _mean_sd(values, scale=1.0, digits=2) -> str:
   """'mean (SD)', the SD over seeds with ddof=1."""
   values = scale * np.asarray(values, float)
@@ -442,18 +456,22 @@ def plot(results: dict, settings: dict, path: pathlib.Path) -> pathlib.Path:
   """Training loss, test accuracy (mean +- SD band) and seed 0's rates."""
   fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
   colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
+  # The training loss by blocks of steps where every method has them.
+  by_step = all('train_loss_blocks' in r for r in results.values())
   for i, (name, r) in enumerate(results.items()):
     color = colors[i % len(colors)]
     style = '--' if i >= len(colors) else '-'
-    for ax, key in ((axes[0], 'train_loss_curve'),
+    for ax, key in ((axes[0], 'train_loss_blocks' if by_step
+                     else 'train_loss_curve'),
                     (axes[1], 'test_accuracy_curve')):
       curves = np.asarray(r[key], float)
-      epochs = np.arange(1, curves.shape[1] + 1)
+      x = (r['train_loss_block_end_steps'] if key == 'train_loss_blocks'
+           else np.arange(1, curves.shape[1] + 1))
       mean = curves.mean(axis=0)
       sd = curves.std(axis=0, ddof=1) if curves.shape[0] > 1 else 0 * mean
-      ax.plot(epochs, mean, style, color=color, lw=1.4, label=name,
-              marker='o' if epochs.size < 5 else None)
-      ax.fill_between(epochs, mean - sd, mean + sd, color=color, alpha=0.15)
+      ax.plot(x, mean, style, color=color, lw=1.4, label=name,
+              marker='o' if len(x) < 5 else None)
+      ax.fill_between(x, mean - sd, mean + sd, color=color, alpha=0.15)
     rates = np.asarray(r.get('learning_rate_seed0', []), float)
     steps = r.get('learning_rate_seed0_steps', np.arange(rates.size))
     if rates.size:
@@ -462,7 +480,8 @@ def plot(results: dict, settings: dict, path: pathlib.Path) -> pathlib.Path:
       axes[2].plot(steps, rates, style, color=color, lw=0.4 if noisy else 1.2,
                    alpha=0.45 if noisy else 0.9, zorder=1 if noisy else 2,
                    label=name)
-  axes[0].set(yscale='log', xlabel='epoch', ylabel='training loss (mean +- SD)')
+  axes[0].set(yscale='log', xlabel='step' if by_step else 'epoch',
+              ylabel='training loss (mean +- SD)')
   axes[1].set(xlabel='epoch', ylabel='test accuracy (mean +- SD)')
   accuracy = np.concatenate([np.asarray(r['test_accuracy_curve'], float)[:, -1]
                              for r in results.values()])

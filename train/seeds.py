@@ -59,8 +59,9 @@ class SeedRunner:
     train_epoch: jitted `train_epoch(carry, keys, rows) -> (carry, metrics)`;
       `rows` (S, steps_per_epoch, batch) are the epoch's example indices,
       `metrics` per-seed 'train_loss' and 'train_accuracy' (epoch means),
-      'lr' (S, steps_per_epoch) and what the optimizer reports at the
-      epoch's last step. The carry is donated.
+      'lr' and 'step_loss' (S, steps_per_epoch): each step's rate and
+      training loss, and what the optimizer reports at the epoch's last
+      step. The carry is donated.
     evaluate: `evaluate(carry) -> {'test_loss', 'test_accuracy'}`, per
       seed, on the whole test split with BatchNorm's running averages.
   """
@@ -164,7 +165,7 @@ class SeedRunner:
     metrics = {name: value[-1] for name, value in per_step.items()}
     metrics.update(train_loss=per_step['loss'].mean(),
                    train_accuracy=per_step['accuracy'].mean(),
-                   lr=per_step['lr'])
+                   lr=per_step['lr'], step_loss=per_step['loss'])
     del metrics['loss'], metrics['accuracy']
     return carry, metrics
 
@@ -208,7 +209,8 @@ class SeedRunner:
     Returns:
       Per-seed, per-epoch numpy arrays of shape (S, num_epochs):
       'train_loss', 'train_accuracy', 'test_loss', 'test_accuracy' and what
-      the optimizer reports; 'lr' of shape (S, num_steps).
+      the optimizer reports; 'lr' and 'step_loss' (each step's rate and
+      training loss) of shape (S, num_steps).
     """
     carry, keys = self.init(seeds)
     epochs = []
@@ -221,9 +223,11 @@ class SeedRunner:
         progress(epoch + 1)
     # One transfer at the end: nothing above waits for the host.
     epochs = jax.device_get(epochs)
+    per_step = ('lr', 'step_loss')
     out = {name: np.stack([m[name] for m in epochs], axis=1)
-           for name in epochs[0] if name != 'lr'}
-    out['lr'] = np.concatenate([m['lr'] for m in epochs], axis=1)
+           for name in epochs[0] if name not in per_step}
+    out.update({name: np.concatenate([m[name] for m in epochs], axis=1)
+                for name in per_step})
     self.final = jax.device_get(carry)
     return out
 
