@@ -39,7 +39,9 @@ the other ways of setting the rate:
 |                      |                          | 1e-3 from E/2 (our       |
 |                      |                          | reading of the paper)    |
 | autodrop             |                          | SGD at 0.1 with AutoDrop |
-|                      |                          | (the authors' defaults)  |
+|                      |                          | (the authors' defaults;  |
+|                      |                          | its first drop can come  |
+|                      |                          | in epoch 23 at earliest) |
 | autodrop_recipe      |                          | the same with the        |
 |                      |                          | authors' momentum 0.9    |
 |                      |                          | and weight decay 5e-4    |
@@ -455,12 +457,14 @@ def paired_table(results: dict) -> str:
 def plot(results: dict, settings: dict, path: pathlib.Path) -> pathlib.Path:
   """Training loss, test accuracy (mean +- SD band) and seed 0's rates."""
   fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
-  colors = plt.rcParams['axes.prop_cycle'].by_key()['color']
+  # tab20's ten dark colours, then its ten light ones, dashed.
+  tab20 = plt.get_cmap('tab20').colors
+  colors = tab20[0::2] + tab20[1::2]
   # The training loss by blocks of steps where every method has them.
   by_step = all('train_loss_blocks' in r for r in results.values())
   for i, (name, r) in enumerate(results.items()):
     color = colors[i % len(colors)]
-    style = '--' if i >= len(colors) else '-'
+    style = '--' if i % len(colors) >= len(colors) // 2 else '-'
     for ax, key in ((axes[0], 'train_loss_blocks' if by_step
                      else 'train_loss_curve'),
                     (axes[1], 'test_accuracy_curve')):
@@ -469,7 +473,8 @@ def plot(results: dict, settings: dict, path: pathlib.Path) -> pathlib.Path:
            else np.arange(1, curves.shape[1] + 1))
       mean = curves.mean(axis=0)
       sd = curves.std(axis=0, ddof=1) if curves.shape[0] > 1 else 0 * mean
-      ax.plot(x, mean, style, color=color, lw=1.4, label=name,
+      ax.plot(x, mean, style, color=color, lw=1.4,
+              label=name if ax is axes[0] else None,
               marker='o' if len(x) < 5 else None)
       ax.fill_between(x, mean - sd, mean + sd, color=color, alpha=0.15)
     rates = np.asarray(r.get('learning_rate_seed0', []), float)
@@ -478,8 +483,7 @@ def plot(results: dict, settings: dict, path: pathlib.Path) -> pathlib.Path:
       # PLRS's rates jump every step: draw them faint, under the others.
       noisy = name.startswith('plrs')
       axes[2].plot(steps, rates, style, color=color, lw=0.4 if noisy else 1.2,
-                   alpha=0.45 if noisy else 0.9, zorder=1 if noisy else 2,
-                   label=name)
+                   alpha=0.45 if noisy else 0.9, zorder=1 if noisy else 2)
   axes[0].set(yscale='log', xlabel='step' if by_step else 'epoch',
               ylabel='training loss (mean +- SD)')
   axes[1].set(xlabel='epoch', ylabel='test accuracy (mean +- SD)')
@@ -490,13 +494,14 @@ def plot(results: dict, settings: dict, path: pathlib.Path) -> pathlib.Path:
   axes[2].set(xlabel='step', ylabel='learning rate (seed 0)')
   for ax in axes:
     ax.grid(alpha=0.3)
-  axes[1].legend(fontsize=8, loc='lower right')
-  axes[2].legend(fontsize=7, loc='lower left')
+  # One legend for the three panels, beside them.
+  fig.legend(*axes[0].get_legend_handles_labels(), loc='center left',
+             bbox_to_anchor=(0.885, 0.5), fontsize=8)
   fig.suptitle(
       f'{settings["model"]} on {settings["dataset"]}, batch '
       f'{settings["batch_size"]}, {settings["num_epochs"]} epochs, '
       f'{len(settings["seeds"])} seeds per schedule', fontsize=11)
-  fig.tight_layout()
+  fig.tight_layout(rect=(0, 0, 0.885, 1))
   fig.savefig(path, dpi=110)
   plt.close(fig)
   return path
