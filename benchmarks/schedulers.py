@@ -90,6 +90,7 @@ from scipy import stats
 import tqdm
 
 from benchmarks import common
+from plrs_jax import curvature
 from train import input_pipeline
 from train import plots
 from train import range_test
@@ -541,7 +542,13 @@ def main():
     print(f'\nplrs: range-test bounds [{bounds["suggested_min"]:.4g}, '
           f'{bounds["suggested_max"]:.4g}]; plrs_default: '
           f'{settings["default_plrs_bounds"]}. '
+          f'At initialisation, beta = {bounds["beta"]:.4g}: '
           f'{bounds.get("check", "")}')
+    end_beta = results.get('plrs', {}).get('beta_at_end_seed0')
+    if end_beta is not None and end_beta > 0:
+      check = curvature.check_bounds(bounds['suggested_max'], end_beta)
+      print(f"At the end of seed 0's plrs run, beta = {end_beta:.4g}: "
+            f'{check.explanation}')
   path = common.write_results(
       name, {**results, 'settings': settings}, args.out, quick=args.quick)
   figure = plot(results, settings, args.out / f'{name}.png')
