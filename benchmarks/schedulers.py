@@ -111,8 +111,8 @@ NAME = 'schedulers'
 # takes 16 s (train/seeds.py). 13 methods must fit in 90 minutes, about
 # 400 s each: E epochs on N images cost E * (5 N / 740 + 16) s, so
 # N = 12,000 (1,200 a class) and E = 3 (default.py's epochs, so no schedule
-# is rescaled; 1,125 steps) take about 300 s a method, 70 minutes in all
-# with compilation and the range test. At batch 128, 6 epochs of 4,000
+# is rescaled; 1,125 steps) take about 300 s a method (measured: 309 to
+# 389 s, 75 minutes in all with compilation and the range test). At batch 128, 6 epochs of 4,000
 # images (188 steps) left every method near 70% test accuracy, with a
 # training loss still near 0.8: too short to tell schedules apart.
 DATASETS = {
