@@ -52,9 +52,10 @@ BAD = [
     (['--config.batch_size=0'], 'config.batch_size=0 must be an integer >= 1'),
     (['--config.batch_size=-32'], 'config.batch_size=-32'),
     (['--config.batch_size=abc'], '--config.batch_size=abc'),
+    # Found after JAX has loaded, from the dataset's size. The other mistakes
+    # found then are checked in the process, by
+    # test_train.py::test_bad_configs_fail_with_a_clear_message.
     (['--config.batch_size=4096'], 'batch_size 4096 is larger than the 1438'),
-    (['--config.batch_size=30', '--config.num_devices=4'],
-     'config.batch_size=30 is not divisible by the 4 devices'),
     (['--config.eval_batch_size=0'], 'config.eval_batch_size=0'),
     (['--config.num_epochs=0'], 'config.num_epochs=0'),
     (['--config.num_epochs=-3'], 'config.num_epochs=-3'),
@@ -65,20 +66,8 @@ BAD = [
     (['--config.weight_decay=-0.0001'], 'config.weight_decay=-0.0001'),
     (['--config.divergence_factor=1'], 'config.divergence_factor=1'),
     (['--config.seed=-1'], 'config.seed=-1'),
-    (['--config.num_devices=64'], 'config.num_devices=64'),
-    (['--config.model=resnet7'], "config.model: create_model: unknown model "
-                                 "'resnet7'"),
     (['--config.model=wrn28_10', '--config.model_kwargs.dropout_rate=1.0'],
      'config.model_kwargs.dropout_rate=1.0 must be a number in [0, 1)'),
-    (['--config.model_kwargs.width=3'], 'config.model_kwargs: create_model: '
-                                        "model 'resnet8'"),
-    (['--config.dataset=no_such_dataset'], "Unknown dataset 'no_such_dataset'"),
-    (['--config.schedule.name=cosine'], "config.schedule: create_schedule: "
-                                        "unknown schedule 'cosine'"),
-    (['--config.schedule.max_value=-1'], 'config.schedule: plrs_schedule:'),
-    (['--config.schedule.min_value=0.2'], 'config.schedule: plrs_schedule:'),
-    (['--config.schedule.warmup=5'], "config.schedule: create_schedule: wrong "
-                                     "arguments for schedule 'plrs'"),
     (['--config.nosuch=1'], 'config.nosuch is not a config field. The fields '
                             'are: augment, '),
     (['--config=train/configs/no_such_config.py'],
@@ -95,9 +84,6 @@ BAD = [
       '--config.batch_size=0'], 'config.batch_size=0'),
     (['--config.optimizer=mlr_snet', '--config.mlr_snet.checkpoint=/no/net'],
      "config.mlr_snet.checkpoint='/no/net' names no file"),
-    # Found once the initial loss is measured, still before any write.
-    (['--config.optimizer=mlr_snet', '--config.momentum=0.9'],
-     'config.optimizer: mlr_snet runs plain SGD at the learnt rate'),
 ]
 
 
@@ -116,7 +102,7 @@ def test_bad_input_exits_2_in_one_line_and_writes_nothing(tmp_path):
 
   with concurrent.futures.ThreadPoolExecutor(4) as pool:
     results = list(pool.map(run, cases))
-  assert len(cases) >= 25
+  assert len(cases) >= 20
   for (name, flags, expected), (code, out, err) in zip(cases, results):
     where = f'{flags}: {err[-2000:]}'
     assert code == 2, where

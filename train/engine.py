@@ -166,11 +166,12 @@ def train_loss(params: Any, batch_stats: Any, apply_fn: Any,
     >>> from train import models
     >>> model = models.create_model('resnet8', 10)
     >>> x = jnp.zeros((2, 8, 8, 1))
-    >>> v = model.init(jax.random.key(0), x, train=False)
-    >>> loss, _ = train_loss(v['params'], v['batch_stats'], model.apply, x,
-    ...                      jnp.array([0, 1]))
-    >>> loss.shape
-    ()
+    >>> v = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(x)
+    >>> loss_fn = jax.jit(train_loss, static_argnums=2)
+    >>> loss, (logits, stats) = loss_fn(v['params'], v['batch_stats'],
+    ...                                 model.apply, x, jnp.array([0, 1]))
+    >>> loss.shape, logits.shape
+    ((), (2, 10))
   """
   logits, updates = apply_fn(
       {'params': params, 'batch_stats': batch_stats}, images, train=True,
@@ -275,17 +276,19 @@ def train_step(
     its 'lr', if any, is the rate it applied).
 
   Example:
+    >>> import functools
     >>> from train import models
     >>> state = create_train_state(run_keys(0).init,
-    ...                            models.create_model('resnet8', 10),
-    ...                            (8, 8, 1), optax.sgd(0.1))
+    ...                            models.create_model('mlp', 10, hidden=(8,)),
+    ...                            (8, 8, 1), optax.sgd(0.25))
     >>> batch = {'image': jnp.zeros((4, 8, 8, 1), jnp.uint8),
     ...          'label': jnp.arange(4), 'index': jnp.arange(4)}
-    >>> state, metrics = train_step(
-    ...     state, batch, rate=optax.constant_schedule(0.1), augment_key=None,
-    ...     dropout_key=run_keys(0).dropout, mean=(0.,), std=(1.,))
+    >>> step = jax.jit(functools.partial(
+    ...     train_step, rate=optax.constant_schedule(0.25), augment_key=None,
+    ...     dropout_key=run_keys(0).dropout, mean=(0.,), std=(1.,)))
+    >>> state, metrics = step(state, batch)
     >>> int(state.step), float(metrics['lr'])
-    (1, 0.1)
+    (1, 0.25)
   """
   step = state.step
   (loss, (logits, batch_stats)), grads = batch_gradients(
@@ -319,7 +322,7 @@ def eval_sums(state: TrainState, batch: dict[str, jax.Array], *,
   Example:
     >>> from train import models
     >>> state = create_train_state(run_keys(0).init,
-    ...                            models.create_model('resnet8', 10),
+    ...                            models.create_model('mlp', 10, hidden=(8,)),
     ...                            (8, 8, 1), optax.sgd(0.1))
     >>> batch = {'image': jnp.zeros((3, 8, 8, 1), jnp.uint8),
     ...          'label': jnp.arange(3), 'mask': jnp.array([1., 1., 0.])}
