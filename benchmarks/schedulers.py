@@ -112,9 +112,10 @@ NAME = 'schedulers'
 # 400 s each: E epochs on N images cost E * (5 N / 740 + 16) s, so
 # N = 12,000 (1,200 a class) and E = 3 (default.py's epochs, so no schedule
 # is rescaled; 1,125 steps) take about 300 s a method (measured: 309 to
-# 389 s, 75 minutes in all with compilation and the range test). At batch 128, 6 epochs of 4,000
-# images (188 steps) left every method near 70% test accuracy, with a
-# training loss still near 0.8: too short to tell schedules apart.
+# 389 s, 75 minutes in all with compilation and the range test). At batch
+# 128, 6 epochs of 4,000 images (188 steps) left every method near 70% test
+# accuracy, with a training loss still near 0.8: too short to tell
+# schedules apart.
 DATASETS = {
     'digits': dict(model='resnet8', batch_size=32, num_epochs=30,
                    train_subset=0, num_seeds=5),
