@@ -31,6 +31,9 @@ def _config():
   config = default.get_config()
   for field, value in SETTINGS.items():
     setattr(config, field, value)
+  # A smooth activation, so that the runs can be compared to float tolerance
+  # (see float_tolerance: with ReLU they may differ by a flipped unit).
+  config.model_kwargs.act = float_tolerance.SMOOTH_ACTIVATION
   return config
 
 

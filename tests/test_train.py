@@ -200,7 +200,8 @@ def test_four_devices_equal_one_device(tmp_path):
   # and pmean'd gradients, short enough that plain SGD at these rates does not
   # amplify float reassociation (after 20+ steps the runs drift apart by
   # about 1% for some initialisations).
-  config = dict(num_epochs=1, batch_size=256)
+  config = dict(num_epochs=1, batch_size=256,
+                model_kwargs={'act': float_tolerance.SMOOTH_ACTIVATION})
   one = train.train_and_evaluate(small_config(num_devices=1, **config),
                                  str(tmp_path / 'one'))
   four = train.train_and_evaluate(small_config(num_devices=4, **config),
@@ -357,10 +358,11 @@ def test_two_processes_match_a_four_device_run(tmp_path):
       import sys, numpy as np, jax
       from train import train
       from train.configs import default
-      process_id, port, workdir, out = sys.argv[1:]
+      process_id, port, workdir, out = sys.argv[1:5]
       config = default.get_config()
       config.batch_size, config.num_epochs = 256, 1
       config.progress, config.log_every_steps = False, 5
+      config.model_kwargs.act = sys.argv[5]  # smooth: see float_tolerance
       if process_id != 'single':
         config.distributed = True
         config.coordinator_address = f'127.0.0.1:{port}'
@@ -377,7 +379,8 @@ def test_two_processes_match_a_four_device_run(tmp_path):
            'JAX_NUM_CPU_DEVICES': str(devices), 'PYTHONPATH': str(REPO)}
     return subprocess.Popen(
         [sys.executable, '-c', script, process_id, str(port), str(workdir),
-         str(tmp_path / f'{process_id}.npz')],
+         str(tmp_path / f'{process_id}.npz'),
+         float_tolerance.SMOOTH_ACTIVATION],
         env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True)
 

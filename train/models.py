@@ -15,7 +15,7 @@ Every model shares one calling convention::
   logits = model.apply(variables, images, train=False)
 
 with `images` a float NHWC batch and `logits` of shape (batch, num_classes) in
-float32. Every model has two further attributes:
+float32. Every model has further attributes:
 
 * `bn_axis_name`: the `pmap` axis over which BatchNorm averages its batch
   statistics (None: per-device statistics). The training loop sets it to
@@ -25,6 +25,9 @@ float32. Every model has two further attributes:
 * `conv`: the convolution module, `nn.Conv` by default, as in the Flax
   ImageNet example; `create_model(..., conv='im2col')` computes every
   convolution as im2col and one matrix product (train/im2col.py).
+* `act`: the activation, ReLU by default (`create_model(..., act='gelu')`:
+  GELU, whose derivative is continuous; tests/float_tolerance.py says why
+  tests that compare two programs use it).
 
 All BatchNorm layers use momentum 0.9 and epsilon 1e-5, PyTorch's defaults,
 since the paper's numbers come from PyTorch. Convolutions are bias-free (each
@@ -43,6 +46,7 @@ import inspect
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from train import im2col
@@ -97,17 +101,19 @@ class BasicBlock(nn.Module):
     features: output channels.
     strides: 1, or 2 to halve the resolution.
     conv: the convolution constructor.
+    act: the activation.
     norm: the BatchNorm constructor.
   """
   features: int
   strides: int
   conv: ModuleDef
   norm: ModuleDef
+  act: Callable[[jax.Array], jax.Array]
 
   @nn.compact
   def __call__(self, x):
     y = _conv3x3(self.conv, self.features, self.strides)(x)
-    y = nn.relu(self.norm()(y))
+    y = self.act(self.norm()(y))
     y = _conv3x3(self.conv, self.features)(y)
     y = self.norm()(y)
     shortcut = x
@@ -117,7 +123,7 @@ class BasicBlock(nn.Module):
     if extra:
       shortcut = jnp.pad(
           shortcut, ((0, 0), (0, 0), (0, 0), (extra // 2, extra - extra // 2)))
-    return nn.relu(y + shortcut)
+    return self.act(y + shortcut)
 
 
 class CifarResNet(nn.Module):
@@ -137,6 +143,8 @@ class CifarResNet(nn.Module):
     bn_axis_name: pmap axis for cross-replica BatchNorm statistics, or None.
     dtype: computation dtype.
     conv: the convolution module (`nn.Conv`, or train/im2col.py's).
+    act: the activation (ReLU; `create_model(..., act='gelu')` for a
+      smooth one).
 
   Example:
 
@@ -152,6 +160,7 @@ class CifarResNet(nn.Module):
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
   conv: ModuleDef = nn.Conv
+  act: Callable[[jax.Array], jax.Array] = nn.relu
 
   def __post_init__(self):
     if (not isinstance(self.depth, int) or self.depth < 8
@@ -167,12 +176,12 @@ class CifarResNet(nn.Module):
     blocks_per_stage = (self.depth - 2) // 6
     x = jnp.asarray(x, self.dtype)
     x = _conv3x3(conv, 16, name='stem_conv')(x)
-    x = nn.relu(norm(name='stem_bn')(x))
+    x = self.act(norm(name='stem_bn')(x))
     for stage, features in enumerate((16, 32, 64)):
       for block in range(blocks_per_stage):
         strides = 2 if stage > 0 and block == 0 else 1
         x = BasicBlock(features, strides, conv=conv, norm=norm,
-                       name=f'stage{stage + 1}_block{block}')(x)
+                       act=self.act, name=f'stage{stage + 1}_block{block}')(x)
     return _head(self, x)
 
 
@@ -191,6 +200,7 @@ class WideBasicBlock(nn.Module):
     dropout_rate: dropout between the two convolutions.
     train: whether dropout is active.
     conv: the convolution constructor.
+    act: the activation.
     norm: the BatchNorm constructor.
   """
   features: int
@@ -199,12 +209,13 @@ class WideBasicBlock(nn.Module):
   train: bool
   conv: ModuleDef
   norm: ModuleDef
+  act: Callable[[jax.Array], jax.Array]
 
   @nn.compact
   def __call__(self, x):
-    preact = nn.relu(self.norm()(x))
+    preact = self.act(self.norm()(x))
     y = _conv3x3(self.conv, self.features, self.strides)(preact)
-    y = nn.relu(self.norm()(y))
+    y = self.act(self.norm()(y))
     y = nn.Dropout(self.dropout_rate, deterministic=not self.train)(y)
     y = _conv3x3(self.conv, self.features)(y)
     if self.strides != 1 or x.shape[-1] != self.features:
@@ -230,6 +241,8 @@ class WideResNet(nn.Module):
     bn_axis_name: pmap axis for cross-replica BatchNorm statistics, or None.
     dtype: computation dtype.
     conv: the convolution module (`nn.Conv`, or train/im2col.py's).
+    act: the activation (ReLU; `create_model(..., act='gelu')` for a
+      smooth one).
 
   Example (shapes only, through `jax.eval_shape`):
 
@@ -249,6 +262,7 @@ class WideResNet(nn.Module):
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
   conv: ModuleDef = nn.Conv
+  act: Callable[[jax.Array], jax.Array] = nn.relu
 
   def __post_init__(self):
     if (not isinstance(self.depth, int) or self.depth < 10
@@ -277,8 +291,9 @@ class WideResNet(nn.Module):
         strides = 2 if group > 0 and block == 0 else 1
         x = WideBasicBlock(
             width * self.widen_factor, strides, self.dropout_rate, train,
-            conv=conv, norm=norm, name=f'group{group + 1}_block{block}')(x)
-    x = nn.relu(norm(name='final_bn')(x))
+            conv=conv, norm=norm, act=self.act,
+            name=f'group{group + 1}_block{block}')(x)
+    x = self.act(norm(name='final_bn')(x))
     return _head(self, x)
 
 
@@ -305,6 +320,8 @@ class VGG16(nn.Module):
     bn_axis_name: pmap axis for cross-replica BatchNorm statistics, or None.
     dtype: computation dtype.
     conv: the convolution module (`nn.Conv`, or train/im2col.py's).
+    act: the activation (ReLU; `create_model(..., act='gelu')` for a
+      smooth one).
 
   Example (shapes only, through `jax.eval_shape`):
 
@@ -321,6 +338,7 @@ class VGG16(nn.Module):
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
   conv: ModuleDef = nn.Conv
+  act: Callable[[jax.Array], jax.Array] = nn.relu
 
   @nn.compact
   def __call__(self, x, train: bool = True):
@@ -332,7 +350,7 @@ class VGG16(nn.Module):
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
       else:
         x = _conv3x3(conv, layer, name=f'conv{index}')(x)
-        x = nn.relu(norm(name=f'bn{index}')(x))
+        x = self.act(norm(name=f'bn{index}')(x))
         index += 1
     x = x.reshape((x.shape[0], -1))
     x = nn.Dense(self.num_classes, dtype=self.dtype, name='classifier')(x)
@@ -363,6 +381,8 @@ class DenseNet(nn.Module):
     bn_axis_name: pmap axis for cross-replica BatchNorm statistics, or None.
     dtype: computation dtype.
     conv: the convolution module (`nn.Conv`, or train/im2col.py's).
+    act: the activation (ReLU; `create_model(..., act='gelu')` for a
+      smooth one).
 
   Example (shapes only, through `jax.eval_shape`):
 
@@ -383,6 +403,7 @@ class DenseNet(nn.Module):
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
   conv: ModuleDef = nn.Conv
+  act: Callable[[jax.Array], jax.Array] = nn.relu
 
   def __post_init__(self):
     if (not isinstance(self.depth, int) or self.depth < 7
@@ -407,17 +428,17 @@ class DenseNet(nn.Module):
     for block in range(3):
       for layer in range(layers_per_block):
         name = f'block{block + 1}_layer{layer}'
-        y = nn.relu(norm(name=f'{name}_bn')(x))
+        y = self.act(norm(name=f'{name}_bn')(x))
         y = _conv3x3(conv, self.growth_rate, name=f'{name}_conv')(y)
         y = dropout()(y)
         x = jnp.concatenate([x, y], axis=-1)
       if block < 2:
         name = f'transition{block + 1}'
-        x = nn.relu(norm(name=f'{name}_bn')(x))
+        x = self.act(norm(name=f'{name}_bn')(x))
         x = _conv1x1(conv, x.shape[-1], name=f'{name}_conv')(x)
         x = dropout()(x)
         x = nn.avg_pool(x, (2, 2), strides=(2, 2))
-    x = nn.relu(norm(name='final_bn')(x))
+    x = self.act(norm(name='final_bn')(x))
     return _head(self, x)
 
 
@@ -438,26 +459,28 @@ class BottleneckBlock(nn.Module):
     features: width of the 1x1 and 3x3 convolutions (output is 4x this).
     strides: 1, or 2 to halve the resolution.
     conv: the convolution constructor.
+    act: the activation.
     norm: the BatchNorm constructor.
   """
   features: int
   strides: int
   conv: ModuleDef
   norm: ModuleDef
+  act: Callable[[jax.Array], jax.Array]
 
   @nn.compact
   def __call__(self, x):
     y = _conv1x1(self.conv, self.features)(x)
-    y = nn.relu(self.norm()(y))
+    y = self.act(self.norm()(y))
     y = _conv3x3(self.conv, self.features, self.strides)(y)
-    y = nn.relu(self.norm()(y))
+    y = self.act(self.norm()(y))
     y = _conv1x1(self.conv, 4 * self.features)(y)
     y = self.norm()(y)
     if self.strides != 1 or x.shape[-1] != 4 * self.features:
       x = _conv1x1(self.conv, 4 * self.features, self.strides,
                    name='shortcut_conv')(x)
       x = self.norm(name='shortcut_bn')(x)
-    return nn.relu(x + y)
+    return self.act(x + y)
 
 
 class ResNet(nn.Module):
@@ -483,6 +506,8 @@ class ResNet(nn.Module):
     bn_axis_name: pmap axis for cross-replica BatchNorm statistics, or None.
     dtype: computation dtype.
     conv: the convolution module (`nn.Conv`, or train/im2col.py's).
+    act: the activation (ReLU; `create_model(..., act='gelu')` for a
+      smooth one).
 
   Example (shapes only, through `jax.eval_shape`):
 
@@ -501,6 +526,7 @@ class ResNet(nn.Module):
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
   conv: ModuleDef = nn.Conv
+  act: Callable[[jax.Array], jax.Array] = nn.relu
 
   @nn.compact
   def __call__(self, x, train: bool = True):
@@ -509,16 +535,16 @@ class ResNet(nn.Module):
     if self.imagenet_stem:
       x = conv(64, (7, 7), strides=(2, 2), padding=((3, 3), (3, 3)),
                name='stem_conv')(x)
-      x = nn.relu(norm(name='stem_bn')(x))
+      x = self.act(norm(name='stem_bn')(x))
       x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     else:
       x = _conv3x3(conv, 64, name='stem_conv')(x)
-      x = nn.relu(norm(name='stem_bn')(x))
+      x = self.act(norm(name='stem_bn')(x))
     for stage, num_blocks in enumerate(self.stage_sizes):
       for block in range(num_blocks):
         strides = 2 if stage > 0 and block == 0 else 1
         x = BottleneckBlock(64 * 2**stage, strides, conv=conv, norm=norm,
-                            name=f'stage{stage + 1}_block{block}')(x)
+                            act=self.act, name=f'stage{stage + 1}_block{block}')(x)
     return _head(self, x)
 
 
@@ -548,6 +574,7 @@ class MLP(nn.Module):
     bn_axis_name: unused (no BatchNorm).
     dtype: computation dtype.
     conv: unused (no convolution).
+    act: the activation.
 
   Example:
 
@@ -563,18 +590,23 @@ class MLP(nn.Module):
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
   conv: ModuleDef = nn.Conv
+  act: Callable[[jax.Array], jax.Array] = nn.relu
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     del train  # Nothing behaves differently in training.
     x = jnp.asarray(x, self.dtype).reshape(x.shape[0], -1)
     for width in self.hidden:
-      x = nn.relu(nn.Dense(width, dtype=self.dtype)(x))
+      x = self.act(nn.Dense(width, dtype=self.dtype)(x))
     return nn.Dense(self.num_classes, dtype=self.dtype,
                     name='classifier')(x)
 
 
 # --- registry ----------------------------------------------------------------
+
+# The activations a config can name (`model_kwargs={'act': NAME}`).
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    'relu': nn.relu, 'gelu': nn.gelu}
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     'resnet8': functools.partial(CifarResNet, depth=8),
@@ -599,8 +631,10 @@ def create_model(name: str, num_classes: int, **kwargs) -> nn.Module:
     name: a key of `MODELS`, e.g. 'resnet110' or 'wrn28_10'.
     num_classes: number of logits.
     **kwargs: further attributes of the model class, e.g. `bn_axis_name`,
-      `dtype`, `conv` (a module, or 'xla' or 'im2col'), or `dropout_rate` for 'wrn28_10'. The architecture that the name
-      fixes (depth, widen factor, growth rate) cannot be overridden.
+      `dtype`, `conv` (a module, or a name of `im2col.CONVS`), `act` (a
+      function, or a name of `ACTIVATIONS`), or `dropout_rate` for
+      'wrn28_10'. The architecture that the name fixes (depth, widen factor,
+      growth rate) cannot be overridden.
 
   Returns:
     An unbound Flax Linen module.
@@ -619,12 +653,13 @@ def create_model(name: str, num_classes: int, **kwargs) -> nn.Module:
     raise ValueError(
         f'create_model: unknown model {name!r}; known models are '
         f'{", ".join(sorted(MODELS))}.')
-  if isinstance(kwargs.get('conv'), str):
-    if kwargs['conv'] not in im2col.CONVS:
-      raise ValueError(
-          f'create_model: unknown conv {kwargs["conv"]!r}; the convolutions '
-          f'are {", ".join(im2col.CONVS)}.')
-    kwargs['conv'] = im2col.CONVS[kwargs['conv']]
+  for field, named in (('conv', im2col.CONVS), ('act', ACTIVATIONS)):
+    if isinstance(kwargs.get(field), str):
+      if kwargs[field] not in named:
+        raise ValueError(
+            f'create_model: unknown {field} {kwargs[field]!r}; the choices '
+            f'are {", ".join(named)}.')
+      kwargs[field] = named[kwargs[field]]
   factory = MODELS[name]
   fixed = set(getattr(factory, 'keywords', {}))
   cls = getattr(factory, 'func', factory)
