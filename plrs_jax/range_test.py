@@ -11,6 +11,7 @@ arrays, so a curve recorded elsewhere can be read the same way.
 from collections.abc import Callable, Iterable
 import math
 from typing import Any, NamedTuple
+import warnings
 
 import chex
 import jax
@@ -208,7 +209,7 @@ def lr_range_test(
   times the lowest smoothed loss so far; that step is the last one recorded.
   A non-finite loss never becomes the lowest. It also stops, without
   divergence, when ``batches`` runs out: the arrays are then shorter than
-  ``num_steps``. The bounds come from :func:`suggest_bounds` on the points
+  ``num_steps``, and a warning says so. The bounds come from :func:`suggest_bounds` on the points
   before divergence: L_max = ``max_fraction`` times the rate of the lowest
   smoothed loss, L_min = ``min_fraction`` times L_max. Run it on minibatches
   of the training batch size: full-batch, the loss rises only far past the
@@ -365,6 +366,13 @@ def lr_range_test(
         f'{fn}: the loss at the starting parameters (step 0, before any '
         f'update) is {raw_losses[0]}; the range test needs a finite starting '
         'loss. Check loss_fn, params and the first batch.')
+  if diverged_step is None and len(raw_losses) < num_steps:
+    warnings.warn(
+        f'{fn}: `batches` ran out after {len(raw_losses)} of '
+        f'num_steps={num_steps} steps, so the rates went only up to '
+        f'{rates[len(raw_losses) - 1]:.3g} of max_lr={high:g} and the '
+        'suggestion comes from those steps alone; pass at least num_steps '
+        'batches (itertools.cycle repeats a finite set).', stacklevel=2)
   rates = rates[:len(raw_losses)]
   smoothed = np.asarray(smoothed, dtype=np.float64)
   # Points before divergence only: the diverging point is excluded even when

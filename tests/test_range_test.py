@@ -220,10 +220,13 @@ def test_non_finite_starting_loss_raises():
                   itertools.repeat(None))
 
 
-def test_a_short_iterator_stops_early(problem):
+def test_a_short_iterator_stops_early_and_says_so(problem):
   x, y, _ = problem
-  result = lr_range_test(_loss_fn, jnp.zeros(D), [(x, y)] * 7,
-                         min_lr=1e-3, max_lr=0.5, num_steps=20)
+  with pytest.warns(UserWarning, match=r'ran out after 7 of num_steps=20 '
+                    r'steps, so the rates went only up to 0\.00712 of '
+                    r'max_lr=0\.5'):
+    result = lr_range_test(_loss_fn, jnp.zeros(D), [(x, y)] * 7,
+                           min_lr=1e-3, max_lr=0.5, num_steps=20)
   assert result.diverged_step is None
   assert len(result.learning_rates) == len(result.losses) == 7
   assert len(result.raw_losses) == 7

@@ -72,3 +72,25 @@ def test_beta_is_the_most_positive_eigenvalue_and_the_verdict_follows():
   assert agree.startswith('The range test and the curvature agree')
   assert disagree.startswith('The range test and the curvature disagree. '
                              'Trust the range test')
+
+
+@pytest.mark.parametrize('flags,expected', [
+    (['--min_lr=10', '--max_lr=1'], '--max_lr must be greater than --min_lr'),
+    (['--min_lr=0'], '--min_lr must be > 0'),
+    (['--num_steps=5'], 'num_steps'),
+    (['--power_iterations=0'], 'power_iterations'),
+    (['stray'], 'unexpected argument(s) stray'),
+])
+def test_bad_flags_exit_2_in_one_line_and_write_nothing(tmp_path, flags,
+                                                        expected):
+  workdir = tmp_path / 'run'
+  out = subprocess.run(
+      [sys.executable, '-m', 'train.range_test', f'--workdir={workdir}',
+       *flags], cwd=REPO, capture_output=True, text=True, timeout=120,
+      env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  assert out.returncode == 2, out.stderr[-2000:]
+  assert 'Traceback' not in out.stderr
+  errors = [line for line in out.stderr.splitlines()
+            if line.startswith('error:')]
+  assert len(errors) == 1 and expected in errors[0], out.stderr
+  assert not workdir.exists()

@@ -33,8 +33,7 @@ flags.mark_flags_as_required(['workdir'])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  del argv  # cli.parse_flags refuses stray arguments.
   cli.quiet_logging()
   config = cli.loaded_config()
   # The checks that need no JAX, before JAX loads: a mistake costs a second.

@@ -46,13 +46,17 @@ def run_or_exit(fn: Callable[..., Any], *args, **kwargs) -> Any:
 
 def _exit(message: str, status: int):
   workdir.report(f'error: {message}')
+  # The one line is all: Orbax's threads may still print while the process
+  # ends (after a checkpoint that failed to read or write).
+  workdir.mute_stderr()
   sys.exit(status)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing, with a bad flag reported in one line (exit 2)."""
+  """absl's flag parsing, with a bad flag or a stray argument reported in one
+  line (exit 2)."""
   try:
-    return flags.FLAGS(argv)
+    remaining = flags.FLAGS(argv)
   except OSError as e:
     # An override applied to a config file that failed to load.
     _config_load_failed(e)
@@ -63,6 +67,11 @@ def parse_flags(argv: list[str]) -> list[str]:
     message = lines[0] if len(lines) == 1 else (
         f'{lines[0].rstrip(":")} {lines[-1].strip()}')
     _exit(f'{message}\nSee --helpfull for the flags.', 2)
+  if len(remaining) > 1:
+    _exit(f'unexpected argument(s) {" ".join(remaining[1:])}: every setting '
+          'is a flag (--workdir=DIR, --config.FIELD=VALUE); see --helpfull.',
+          2)
+  return remaining
 
 
 def loaded_config(name: str = 'config'):

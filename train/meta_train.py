@@ -486,8 +486,7 @@ def _keep_snapshots(carry: dict[str, Any], config: ml_collections.ConfigDict,
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  del argv  # cli.parse_flags refuses stray arguments.
   cli.quiet_logging()
   result = cli.run_or_exit(meta_train, cli.loaded_config(), FLAGS.workdir)
   if result.metrics:

@@ -51,11 +51,21 @@ def _define_flags():
   benchmarks import this module, and other programs of train/ have a
   --workdir and a --config of their own."""
   flags.DEFINE_string('workdir', None, 'Directory for the figure and results.')
-  flags.DEFINE_float('min_lr', 1e-4, 'First rate of the range test.')
-  flags.DEFINE_float('max_lr', 10.0, 'Last rate of the range test.')
-  flags.DEFINE_integer('num_steps', 100, 'Steps of the range test.')
+  flags.DEFINE_float('min_lr', 1e-4, 'First rate of the range test, > 0.')
+  flags.DEFINE_float('max_lr', 10.0,
+                     'Last rate of the range test, > --min_lr.')
+  flags.DEFINE_integer('num_steps', 100, 'Steps of the range test, >= 10.',
+                       lower_bound=10)
   flags.DEFINE_integer('power_iterations', 100,
-                       'Power iterations for the top Hessian eigenvalue.')
+                       'Power iterations for the top Hessian eigenvalue, '
+                       '>= 1.', lower_bound=1)
+  # Checked while the flags are parsed: a mistake is one line, exit 2.
+  flags.register_validator('min_lr', lambda rate: rate > 0,
+                           '--min_lr must be > 0 (rates grow from it '
+                           'geometrically).')
+  flags.register_multi_flags_validator(
+      ['min_lr', 'max_lr'], lambda f: f['max_lr'] > f['min_lr'],
+      '--max_lr must be greater than --min_lr.')
   config_flags.DEFINE_config_file(
       'config', str(pathlib.Path(__file__).parent / 'configs' / 'default.py'),
       'Training configuration file.', lock_config=False,
@@ -252,8 +262,7 @@ def plot(result: plrs_jax.RangeTestResult, beta: float, path: pathlib.Path,
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  del argv  # cli.parse_flags refuses stray arguments.
   cli.quiet_logging()
   summary = cli.run_or_exit(
       run, cli.loaded_config(), FLAGS.workdir, min_lr=FLAGS.min_lr,
