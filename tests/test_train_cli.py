@@ -84,6 +84,8 @@ BAD = [
       '--config.batch_size=0'], 'config.batch_size=0'),
     (['--config.optimizer=mlr_snet', '--config.mlr_snet.checkpoint=/no/net'],
      "config.mlr_snet.checkpoint='/no/net' names no file"),
+    (['extra_arg'], 'unexpected argument(s) extra_arg: every setting is a '
+                    'flag'),
 ]
 
 
@@ -187,3 +189,51 @@ def test_a_full_disk_is_reported_in_one_line(tmp_path):
   assert len(errors) == 1, done.stderr[-3000:]
   assert 'No space left on device' in errors[0]
   assert f'{mount}/run' in errors[0]
+
+
+def _cut_data_files(step_dir):
+  """Halves every array file of a checkpoint, leaving its JSON intact (a
+  copy that stopped midway)."""
+  for f in step_dir.glob('default/**/d/*'):
+    f.write_bytes(f.read_bytes()[:f.stat().st_size // 2])
+
+
+def test_damaged_checkpoints_and_a_lost_last_record_are_one_line_each(
+    reference_run, tmp_path):
+  ref_dir, _ = reference_run
+  cases = {name: tmp_path / name
+           for name in ('newest_cut', 'all_cut', 'last_line_cut')}
+  for workdir in cases.values():
+    shutil.copytree(ref_dir, workdir)
+  _cut_data_files(cases['newest_cut'] / 'checkpoints' / '66')
+  for step_dir in (cases['all_cut'] / 'checkpoints').iterdir():
+    _cut_data_files(step_dir)
+  all_cut_before = {p: p.read_bytes() for p in cases['all_cut'].rglob('*')
+                    if p.is_file()}
+  metrics = cases['last_line_cut'] / 'metrics.jsonl'
+  metrics.write_text(metrics.read_text()[:-30])
+
+  with concurrent.futures.ThreadPoolExecutor(3) as pool:
+    results = dict(zip(cases, pool.map(lambda w: _run(w, *SMALL),
+                                       cases.values())))
+  reference = (ref_dir / 'metrics.jsonl').read_text()
+
+  code, out, err = results['newest_cut']
+  assert code == 0, err[-2000:]
+  assert 'Traceback' not in err and 'Event loop' not in err, err[-2000:]
+  (skipped,) = [line for line in out.splitlines() if 'Skipped' in line]
+  assert skipped.startswith('Skipped checkpoint 66: it does not restore')
+  assert len(skipped) < 300, skipped
+  assert (cases['newest_cut'] / 'metrics.jsonl').read_text() == reference
+
+  code, out, err = results['all_cut']
+  assert code == 2, err[-2000:]
+  assert err.splitlines() == [err.strip()], err[-2000:]
+  assert err.startswith('error: No checkpoint in ') and len(err) < 400, err
+  assert {p: p.read_bytes() for p in cases['all_cut'].rglob('*')
+          if p.is_file()} == all_cut_before
+
+  code, out, err = results['last_line_cut']
+  assert code == 0, err[-2000:]
+  assert "Restored the last epoch's record" in out
+  assert metrics.read_text() == reference

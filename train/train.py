@@ -18,7 +18,9 @@ the metrics are computed on the device and fetched only every
 from collections.abc import Callable
 import contextlib
 import functools
+import gc
 import json
+import logging
 import pathlib
 import signal
 import sys
@@ -303,9 +305,38 @@ def _damage(step_dir: pathlib.Path) -> str | None:
   return None
 
 
-def _first_line(e: Exception) -> str:
-  text = str(e).strip()
-  return text.splitlines()[0] if text else type(e).__name__
+def _checkpoint_metrics(step_dir: pathlib.Path) -> dict[str, Any]:
+  """The metrics saved with a checkpoint (its epoch's record), or {}."""
+  try:
+    return json.loads((step_dir / 'metrics' / 'metrics').read_text())
+  except (OSError, ValueError):
+    return {}
+
+
+def _reason(e: Exception) -> str:
+  """Why a checkpoint did not restore, in a few words: TensorStore's errors
+  carry a chain of 'context: cause' and a kilobyte of spec."""
+  text = str(e).strip().split(' [tensorstore_spec')[0]
+  text = text.splitlines()[0] if text else type(e).__name__
+  parts = text.split(': ')
+  return text if len(parts) <= 2 else f'{parts[0]}: {parts[-1]}'
+
+
+def _restore_one(path: pathlib.Path, target: dict[str, Any]):
+  """(restored, None), or (None, why not) with Orbax's noise dropped."""
+  with workdirs.held_stderr() as held:
+    try:
+      return ocp.StandardCheckpointer().restore(path, target), None
+    except Exception as e:  # pylint: disable=broad-except
+      # Damage shows as any error of the file formats underneath. The failed
+      # reads' threads and asyncio tasks print tracebacks for a moment after
+      # it and when collected: let them, while standard error is held, and
+      # mute asyncio's logger for any left.
+      gc.collect()
+      held.settle()
+      held.drop()
+      logging.getLogger('asyncio').setLevel(logging.CRITICAL)
+      return None, _reason(e)
 
 
 def _restore(directory: pathlib.Path, target: dict[str, Any],
@@ -321,13 +352,9 @@ def _restore(directory: pathlib.Path, target: dict[str, Any],
   for candidate in reversed(_checkpoint_steps(directory)):
     reason = _damage(directory / str(candidate))
     if reason is None and restored is None:
-      try:
-        restored = ocp.StandardCheckpointer().restore(
-            directory / str(candidate) / 'default', target)
-        step = candidate
-      except Exception as e:  # pylint: disable=broad-except
-        # Damage shows as any error of the file formats underneath.
-        reason = _first_line(e)
+      restored, reason = _restore_one(directory / str(candidate) / 'default',
+                                      target)
+      step = candidate if restored is not None else 0
     if reason is not None:
       failures.append((candidate, reason))
   if failures and restored is None:
@@ -483,7 +510,10 @@ def _train(config, workdir, dataset, model, tx, schedule, schedule_for_length,
     state, totals, monitor = (restored['state'], restored['totals'],
                               restored['monitor'])
   if done >= num_steps:
-    return _finished(workdir, state, done, steps_per_epoch, is_main)
+    return _finished(workdir, state, done, steps_per_epoch, is_main,
+                     lambda: evaluate(_pmap_eval_step(config, dataset, devices),
+                                      jax_utils.replicate(state, devices),
+                                      dataset, config, len(devices)))
   checkpoints = ocp.CheckpointManager(
       directory,
       options=ocp.CheckpointManagerOptions(
@@ -502,12 +532,13 @@ def _train(config, workdir, dataset, model, tx, schedule, schedule_for_length,
       ),
   )
   try:
+    # Reads (and checks) metrics.jsonl before anything is said or written.
+    log = workdirs.MetricsLog(workdir / 'metrics.jsonl', done,
+                             enabled=is_main)
     if is_main:
       workdirs.write_record(workdir, config.to_dict(), recorded)
       if done:
         print(f'Resuming from the checkpoint at step {done} in {workdir}.')
-    log = workdirs.MetricsLog(workdir / 'metrics.jsonl', done,
-                             enabled=is_main)
     state, summary = _loop(
         config, workdir, dataset, schedule, devices, checkpoints, log, state,
         totals, monitor, done, steps_per_epoch, num_steps, keys)
@@ -529,12 +560,28 @@ def _train(config, workdir, dataset, model, tx, schedule, schedule_for_length,
   return TrainResult(state=state, metrics=summary)
 
 
-def _finished(workdir, state, done, steps_per_epoch, is_main) -> TrainResult:
-  """A rerun of a finished run: say so, change nothing."""
-  epochs = [r for r in workdirs.read_metrics(workdir / 'metrics.jsonl')
-            if 'epoch' in r and r['step'] <= done]
-  summary = {**(epochs[-1] if epochs else {}), 'stopped_early': False,
-             'signal': 0}
+def _finished(workdir, state, done, steps_per_epoch, is_main,
+              evaluate_final) -> TrainResult:
+  """A rerun of a finished run: say so, change nothing, unless the last
+  epoch's record was lost from metrics.jsonl: then it is written back from
+  the final checkpoint (`evaluate_final()` re-evaluates that state where the
+  checkpoint predates keeping the record)."""
+  path = workdir / 'metrics.jsonl'
+  records = [r for r in workdirs.read_metrics(path) if r['step'] <= done]
+  epochs = [r for r in records if 'epoch' in r]
+  if not epochs or epochs[-1]['step'] != done:
+    kept = _checkpoint_metrics(workdir / 'checkpoints' / str(done))
+    record = (kept if 'train_loss' in kept else
+              {'epoch': done // steps_per_epoch, 'step': done,
+               **evaluate_final()})
+    epochs.append(record)
+    if is_main:
+      workdirs.atomic_write_text(path, ''.join(
+          json.dumps(r) + '\n' for r in records + [record]))
+      print(f'Restored the last epoch\'s record of {path} from checkpoint '
+            f'{done}' + ('.' if kept is record else
+                         ' (re-evaluated; its training averages were lost).'))
+  summary = {**epochs[-1], 'stopped_early': False, 'signal': 0}
   if is_main:
     accuracy = (f'; last test accuracy {summary["test_accuracy"]:.4f}'
                 if 'test_accuracy' in summary else '')
@@ -620,8 +667,11 @@ def _loop(config, workdir, dataset, schedule, devices, checkpoints, log, state,
             f'epoch {epoch}: train loss {summary["train_loss"]:.4f}, test '
             f'accuracy {test["test_accuracy"]:.4f}')
         totals = jax_utils.replicate(_zero_totals(), devices)
+        # The epoch's record travels with its checkpoint: a finished run whose
+        # last line of metrics.jsonl was lost gets it back from there.
         save(done, jax.device_get(_zero_totals()),
-             metrics={'test_accuracy': test['test_accuracy']})
+             metrics={k: v for k, v in summary.items()
+                      if k not in ('stopped_early', 'signal')})
       elif signum:
         save(done, host['totals'])
       if signum:

@@ -25,6 +25,7 @@ import re
 import socket
 import sys
 import tempfile
+import time
 from typing import Any
 
 from train import errors
@@ -323,16 +324,70 @@ def write_failure(e: BaseException) -> str | None:
   return None
 
 
+class _Held:
+  """Standard error held back by `held_stderr`; `drop()` discards it."""
+
+  def __init__(self, buffer):
+    self.buffer, self.dropped = buffer, False
+
+  def drop(self):
+    self.dropped = True
+
+  def settle(self, quiet: float = 0.3, timeout: float = 5.0):
+    """Waits until nothing has been printed for `quiet` seconds: threads of
+    a failed read go on printing for a moment after the error is raised."""
+    deadline, size, since = time.monotonic() + timeout, -1, time.monotonic()
+    while time.monotonic() < deadline:
+      now = os.fstat(self.buffer.fileno()).st_size
+      if now != size:
+        size, since = now, time.monotonic()
+      elif time.monotonic() - since >= quiet:
+        return
+      time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def held_stderr(mute_if_dropped: bool = False) -> Iterator[_Held]:
+  """Holds back standard error (fd 2) while the block runs, then shows it.
+
+  Orbax reads and writes from background threads and asyncio tasks: when a
+  file is damaged or the disk is full, each of them prints its own traceback.
+  What the block printed is shown afterwards unless it called `drop()`; with
+  `mute_if_dropped` standard error then stays muted for good (the process is
+  about to end) and `report` is the way to say what happened.
+
+  Example:
+    >>> with held_stderr() as held:
+    ...   held.drop()   # nothing the block printed on fd 2 is shown
+  """
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as buffer:
+    held = _Held(buffer)
+    os.dup2(buffer.fileno(), 2)
+    try:
+      yield held
+    finally:
+      sys.stderr.flush()
+      if held.dropped and mute_if_dropped:
+        _mute_stderr(saved)
+      else:
+        os.dup2(saved, 2)
+        os.close(saved)
+        if not held.dropped:
+          buffer.seek(0)
+          sys.stderr.write(buffer.read().decode(errors='replace'))
+          sys.stderr.flush()
+
+
 @contextlib.contextmanager
 def writing(what: str) -> Iterator[None]:
   """Runs a write; a failed one becomes one WriteFailed line, its noise dropped.
 
-  Orbax writes from background threads: when the disk fills, each of them
-  prints its own traceback (dozens), before the error reaches the caller and
-  after, until the process exits. Standard error is held back while the block
-  runs and shown afterwards. If the block failed to write, the process is
-  about to end: standard error stays muted for good and `report` is the way
-  to say what happened.
+  When the disk fills, Orbax's writer threads print dozens of tracebacks,
+  before the error reaches the caller and after, until the process exits:
+  standard error is held back while the block runs (`held_stderr`) and, if
+  the block failed to write, stays muted.
 
   Args:
     what: what is being written, for the message (e.g. a path).
@@ -343,33 +398,27 @@ def writing(what: str) -> Iterator[None]:
   Raises:
     WriteFailed: the block failed to write.
   """
-  sys.stderr.flush()
-  saved = os.dup(2)
   failure = None
-  with tempfile.TemporaryFile() as held:
-    os.dup2(held.fileno(), 2)
+  with held_stderr(mute_if_dropped=True) as held:
     try:
       yield
     except Exception as e:  # pylint: disable=broad-except
       failure = write_failure(e)
       if failure is None:
         raise
-    finally:
-      sys.stderr.flush()
-      if failure is None:
-        os.dup2(saved, 2)
-        os.close(saved)
-        held.seek(0)
-        sys.stderr.write(held.read().decode(errors='replace'))
-        sys.stderr.flush()
-      else:
-        _mute_stderr(saved)
+      held.drop()
   if failure is not None:
     raise write_failed(what, failure)
 
 
 # The real standard error, once `writing` has muted the process's own.
 _terminal: Any = None
+
+
+def mute_stderr() -> None:
+  """Mutes standard error for the rest of the process (see `report`)."""
+  sys.stderr.flush()
+  _mute_stderr(os.dup(2))
 
 
 def _mute_stderr(terminal_fd: int) -> None:
