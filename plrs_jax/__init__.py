@@ -14,6 +14,7 @@ from plrs_jax.curvature import EigenvalueResult
 from plrs_jax.curvature import top_hessian_eigenvalue
 from plrs_jax.baselines import constant_schedule
 from plrs_jax.baselines import cosine_warm_restarts_schedule
+from plrs_jax.baselines import cyclic_momentum_schedule
 from plrs_jax.baselines import cyclic_triangular_schedule
 from plrs_jax.baselines import knee_schedule
 from plrs_jax.baselines import multistep_schedule
@@ -53,6 +54,7 @@ __all__ = (
     'check_bounds',
     'create_schedule',
     'curvature',
+    'cyclic_momentum_schedule',
     'cyclic_triangular_schedule',
     'knee_schedule',
     'lr_range_test',

@@ -511,3 +511,55 @@ def cyclic_triangular_schedule(
 
   return _as_rate_schedule(schedule)
 
+
+
+def cyclic_momentum_schedule(
+    base_momentum: chex.Numeric,
+    max_momentum: chex.Numeric,
+    up_steps: int,
+    down_steps: int | None = None,
+) -> optax.Schedule:
+  r"""The momentum PyTorch's ``CyclicLR`` sets when ``cycle_momentum=True``.
+
+  ``CyclicLR`` cycles the momentum opposite to the rate, and does so by
+  default: ``max_momentum`` where the rate is lowest, ``base_momentum`` at its
+  peak. The PLRS authors' CIFAR baseline, ``CyclicLR(base_lr=0.01,
+  max_lr=0.1, mode='triangular', step_size_up=8000)`` on ``SGD(momentum=0)``,
+  therefore trains with momentum 0.9 at step 0 and 0.8 at step 8000. Pass it
+  with :func:`cyclic_triangular_schedule` (same ``up_steps`` and
+  ``down_steps``) to ``optax.inject_hyperparams(optax.sgd)``, whose momentum
+  is PyTorch's (no dampening).
+
+  .. math::
+    \mu_t = \mu_{\max} - (\mu_{\max} - \mu_b) \cdot s_t
+
+  with :math:`s_t \in [0, 1]` the triangle of
+  :func:`cyclic_triangular_schedule`.
+
+  Args:
+    base_momentum: the momentum at the rate's peak, in [0, 1].
+    max_momentum: the momentum at the rate's low, in [``base_momentum``, 1].
+    up_steps: steps of the rate's climb, an int >= 1.
+    down_steps: steps of its fall; None for ``up_steps``.
+
+  Returns:
+    A schedule: a function from step count to a float32 momentum.
+
+  Example:
+    >>> import optax, plrs_jax
+    >>> momentum = plrs_jax.cyclic_momentum_schedule(0.8, 0.9, up_steps=2)
+    >>> print([round(float(momentum(t)), 6) for t in range(5)])
+    [0.9, 0.85, 0.8, 0.85, 0.9]
+    >>> tx = optax.inject_hyperparams(optax.sgd)(
+    ...     learning_rate=plrs_jax.cyclic_triangular_schedule(0.01, 0.1, 2),
+    ...     momentum=momentum)
+  """
+  fn = 'cyclic_momentum_schedule'
+  low = check_value(fn, 'base_momentum', base_momentum)
+  high = check_value(fn, 'max_momentum', max_momentum)
+  check_order(fn, 'base_momentum', low, 'max_momentum', high)
+  if high is not None and high > 1:
+    raise ValueError(f'{fn}: max_momentum must be <= 1, got {max_momentum!r}.')
+  triangle = cyclic_triangular_schedule(0.0, 1.0, up_steps, down_steps)
+  return lambda count: max_momentum - (max_momentum - base_momentum) * (
+      triangle(count))

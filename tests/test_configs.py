@@ -6,6 +6,7 @@ import pathlib
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from train import config_validation
@@ -157,3 +158,46 @@ def test_imagenet_is_the_authors_setting():
 def test_meta_train_config_is_valid(config_name):
   module = importlib.import_module(f'train.configs.{config_name}')
   config_validation.validate_meta_train(module.get_config())
+
+
+@pytest.mark.parametrize('config_name', CIFAR_CONFIGS)
+def test_cifar_configs_offer_the_authors_cyclic_baseline_as_it_ran(
+    config_name):
+  """Their CyclicLR leaves cycle_momentum=True: on SGD(momentum=0) it sets
+  momentum max_momentum - (max - base) * scale, scale the rate's triangle."""
+  config = _module(config_name).get_config('cyclic_triangular_momentum')
+  schedule = optimizers.create_schedule(config.schedule, key=0,
+                                        steps_per_epoch=STEPS_PER_EPOCH,
+                                        num_steps=500 * STEPS_PER_EPOCH)
+  tx = optimizers.create_optimizer(config, schedule, STEPS_PER_EPOCH)
+
+  def torch_sgd(steps, grad=1.0):
+    # torch.optim.SGD with CyclicLR(0.01, 0.1, step_size_up=8000), restated:
+    # the buffer starts at the first gradient, then buf = m * buf + g.
+    position, buf = 0.0, None
+    for t in range(steps):
+      scale = t / 8000  # t < 8000: the climb.
+      lr, momentum = 0.01 + 0.09 * scale, 0.9 - 0.1 * scale
+      buf = grad if buf is None else momentum * buf + grad
+      position -= lr * buf
+    return position
+
+  params = jnp.zeros(())
+  state = tx.init(params)
+  for _ in range(5):
+    updates, state = tx.update(jnp.ones(()), state, params)
+    params = optax.apply_updates(params, updates)
+  np.testing.assert_allclose(float(params), torch_sgd(5), rtol=1e-6)
+  # Plain SGD at the same rates moves less than half as far.
+  assert abs(torch_sgd(5)) > 2.5 * sum(float(schedule(t)) for t in range(5))
+  # `cyclic_triangular` is the same rate with plain SGD.
+  plain = _module(config_name).get_config('cyclic_triangular')
+  assert plain.momentum == 0 and 'cycle_momentum' not in plain.schedule
+
+
+def test_cycle_momentum_with_a_fixed_momentum_is_refused():
+  config = _module('cifar100_resnet110').get_config(
+      'cyclic_triangular_momentum')
+  config.momentum = 0.9
+  with pytest.raises(ValueError, match='set momentum=0, got'):
+    optimizers.create_optimizer(config, optax.constant_schedule(0.1), 390)

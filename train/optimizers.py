@@ -5,7 +5,10 @@ config section, with fields in epochs converted to steps. `create_optimizer`
 builds `config.optimizer`:
 
 - 'sgd' (the default): SGD as in PyTorch and the paper, weight decay added
-  to the gradient (coupled), then momentum (optionally Nesterov's);
+  to the gradient (coupled), then momentum (optionally Nesterov's); a
+  `cyclic_triangular` schedule with `cycle_momentum=True` cycles the
+  momentum opposite to the rate between its `base_momentum` and
+  `max_momentum`, as PyTorch's CyclicLR does by default;
 - 'two_regime': `plrs_jax.two_regime_sgd_adam`, with `config.two_regime`;
 - 'autodrop': the 'sgd' optimizer, then `plrs_jax.scale_by_autodrop` with
   `config.autodrop`;
@@ -94,6 +97,8 @@ def create_schedule(
   """
   kwargs = in_steps(schedule_config, steps_per_epoch)
   name = kwargs.pop('name')
+  for field in MOMENTUM_FIELDS:  # The optimizer's, see `create_optimizer`.
+    kwargs.pop(field, None)
   parameters = inspect.signature(
       plrs_jax.SCHEDULES.get(name, lambda: None)).parameters
   if 'total_steps' in parameters:
@@ -101,6 +106,22 @@ def create_schedule(
   if 'key' in parameters:
     kwargs.setdefault('key', key)
   return plrs_jax.create_schedule(name, **kwargs)
+
+
+# Fields of a cyclic_triangular schedule that set the momentum, not the rate,
+# as in PyTorch's CyclicLR.
+MOMENTUM_FIELDS = ('cycle_momentum', 'base_momentum', 'max_momentum')
+
+
+def _cyclic_momentum(config: ml_collections.ConfigDict,
+                     steps_per_epoch: int) -> optax.Schedule | None:
+  """The momentum schedule of `config.schedule`, or None for none."""
+  fields = in_steps(config.schedule, steps_per_epoch)
+  if not fields.get('cycle_momentum'):
+    return None
+  return plrs_jax.cyclic_momentum_schedule(
+      fields.get('base_momentum', 0.8), fields.get('max_momentum', 0.9),
+      fields['up_steps'], fields.get('down_steps'))
 
 
 # The optimizers with a recipe of this project; any optax name works too.
@@ -169,6 +190,12 @@ def create_optimizer(config: ml_collections.ConfigDict,
   if kwargs and name in OPTIMIZERS:
     raise ValueError(f'optimizer_kwargs are for optax optimizers; {name!r} '
                      f'takes its settings elsewhere, got {kwargs}.')
+  cyclic = _cyclic_momentum(config, steps_per_epoch)
+  if cyclic is not None and (momentum or name in ('two_regime', 'mlr_snet')):
+    raise ValueError(
+        'schedule.cycle_momentum cycles the sgd optimizer\'s momentum between '
+        'base_momentum and max_momentum (as PyTorch\'s CyclicLR): set '
+        f'momentum=0, got optimizer={name!r}, momentum={momentum}.')
   if name == 'mlr_snet':
     if momentum or nesterov:
       raise ValueError(
@@ -191,12 +218,15 @@ def create_optimizer(config: ml_collections.ConfigDict,
   takes_rate = factory is not None and (
       'learning_rate' in inspect.signature(factory).parameters)
   if takes_rate:
-    if momentum or nesterov:
+    if momentum or nesterov or cyclic is not None:
       raise ValueError(
           f'momentum and nesterov are the sgd optimizer\'s; for {name!r} set '
           'momentum=0 and nesterov=False, and pass its own arguments in '
           'optimizer_kwargs.')
     optimizer = factory(learning_rate=schedule, **kwargs)
+  elif cyclic is not None:
+    optimizer = optax.inject_hyperparams(optax.sgd)(
+        learning_rate=schedule, momentum=cyclic, nesterov=nesterov)
   else:
     optimizer = optax.sgd(schedule, momentum=momentum or None,
                           nesterov=nesterov)

@@ -206,6 +206,11 @@ def paper_schedules(*, plrs_bounds: tuple[float, float], constant: float,
 # steps with a 390-step epoch (20.5 epochs here, 20.46 there).
 CIFAR_CYCLIC = dict(name='cyclic_triangular', init_value=0.01, peak_value=0.1,
                     up_steps=8000)
+# ... as it ran: the call leaves CyclicLR's cycle_momentum at True, so on their
+# SGD(momentum=0) the momentum is 0.9 at step 0 and 0.8 at the peak.
+CIFAR_CYCLIC_MOMENTUM = dict(CIFAR_CYCLIC, cycle_momentum=True,
+                             base_momentum=0.8, max_momentum=0.9)
+
 
 def cifar_schedules(**kwargs) -> dict[str, dict]:
   """`paper_schedules(**kwargs)` plus the authors' CIFAR cyclic schedule.
@@ -217,8 +222,16 @@ def cifar_schedules(**kwargs) -> dict[str, dict]:
     module docstring says exactly what that changes);
   - one-cycle's final_div_factor is 1e4 and the knee counts from 1, as their
     calls (see `paper_schedules`);
-  - `cyclic_triangular` is their CIFAR trainer's active scheduler, CyclicLR
-    from 0.01 to 0.1 with step_size_up=8000 steps.
+  - their CIFAR trainer's active scheduler, CyclicLR from 0.01 to 0.1 with
+    step_size_up=8000 steps, is `cyclic_triangular_momentum` as they ran it
+    (CyclicLR's default cycle_momentum=True cycles the momentum of their
+    SGD(momentum=0) from 0.9 down to 0.8 at the rate's peak and back), and
+    `cyclic_triangular` with plain SGD, the paper's protocol for every
+    method;
+  - their trainer steps every scheduler after every batch, so the commented
+    MultiStepLR(milestones=[100, 150]) would drop at batches 100 and 150 and
+    CosineAnnealingWarmRestarts(T_0=1) restart every batch: `multistep` and
+    `cosine_warm_restarts` follow the paper's epochs instead.
 
   Args:
     **kwargs: the arguments of `paper_schedules`.
@@ -226,7 +239,8 @@ def cifar_schedules(**kwargs) -> dict[str, dict]:
   Returns:
     Schedule configs by name.
   """
-  return {**paper_schedules(**kwargs), 'cyclic_triangular': CIFAR_CYCLIC}
+  return {**paper_schedules(**kwargs), 'cyclic_triangular': CIFAR_CYCLIC,
+          'cyclic_triangular_momentum': CIFAR_CYCLIC_MOMENTUM}
 
 
 def paper_config(*, dataset: str, model: str, batch_size: int,
