@@ -1,4 +1,4 @@
-"""The README's Python examples run as written."""
+"""The Python examples of the README and of docs/guide.md run as written."""
 
 import pathlib
 import re
@@ -11,17 +11,22 @@ import pytest
 
 import plrs_jax
 
-README = pathlib.Path(__file__).resolve().parents[1] / 'README.md'
-BLOCKS = re.findall(r'```python\n(.*?)```', README.read_text(), flags=re.S)
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DOCS = ('README.md', 'docs/guide.md')
+BLOCKS = {name: re.findall(r'```python\n(.*?)```',
+                           (REPO / name).read_text(), flags=re.S)
+          for name in DOCS}
 
 
-def test_readme_has_examples():
-  assert BLOCKS, 'README.md should show the API in ```python blocks'
+@pytest.mark.parametrize('name', DOCS)
+def test_docs_have_examples(name):
+  assert BLOCKS[name], f'{name} should show the API in ```python blocks'
 
 
-@pytest.mark.parametrize('index', range(len(BLOCKS)))
-def test_readme_example_runs(index):
-  exec(compile(BLOCKS[index], f'README.md block {index}', 'exec'), {})
+@pytest.mark.parametrize('name,index', [
+    (name, index) for name in DOCS for index in range(len(BLOCKS[name]))])
+def test_example_runs(name, index):
+  exec(compile(BLOCKS[name][index], f'{name} block {index}', 'exec'), {})
 
 
 def _chunked_rates(schedule, num_steps, chunk=2**20):
