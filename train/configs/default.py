@@ -15,7 +15,8 @@ from train.configs import base
 
 # Schedules at the scale of the default run (3 epochs of 44 steps). The PLRS
 # bounds agree with `python -m train.range_test` on this model and data,
-# which suggests about (0.068, 0.098).
+# which suggests (0.061, 0.087) to (0.068, 0.098) by machine: one step of
+# its rate grid apart (README, 'Choosing L_min and L_max').
 SCHEDULES = {
     'plrs': dict(name='plrs', min_value=0.07, max_value=0.1),
     'constant': dict(name='constant', value=0.1),
