@@ -403,16 +403,23 @@ def test_two_processes_match_a_four_device_run(tmp_path):
       [loaded['single'][f'arr_{i}'] for i in range(len(start))], start)
 
 
+@pytest.mark.parametrize('signum,codes', [
+    (signal.SIGTERM, [143, 143]),
+    # Ctrl-C in one process is passed on to the others as a preemption.
+    (signal.SIGINT, [143, 130])])
 def test_a_signal_to_one_process_stops_every_process_at_the_same_step(
-    tmp_path):
-  """SIGTERM to process 1 of 2: both checkpoint the same step, exit 143."""
+    tmp_path, signum, codes):
+  """A signal to process 1 of 2: both checkpoint the same step and exit.
+
+  JAX's preemption service takes about a second to agree on the step: the
+  run is long enough (20 epochs of 22 steps) to be stopped in the middle."""
   port = _free_port()
   workdir = tmp_path / 'run'
   flags = [f'--workdir={workdir}', '--config.distributed=True',
            f'--config.coordinator_address=127.0.0.1:{port}',
            '--config.num_processes=2', '--config.cpu_collectives=gloo',
            '--config.batch_size=64', '--config.log_every_steps=5',
-           '--config.progress=False']
+           '--config.num_epochs=20', '--config.progress=False']
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'JAX_NUM_CPU_DEVICES': '1',
          'PYTHONPATH': str(REPO)}
   procs = [subprocess.Popen(
@@ -425,12 +432,15 @@ def test_a_signal_to_one_process_stops_every_process_at_the_same_step(
     assert time.monotonic() < deadline and all(
         p.poll() is None for p in procs), 'the run did not start'
     time.sleep(0.005)
-  procs[1].send_signal(signal.SIGTERM)
+  procs[1].send_signal(signum)
   outputs = [p.communicate(timeout=120)[0] for p in procs]
-  assert [p.returncode for p in procs] == [143, 143], outputs
+  assert [p.returncode for p in procs] == codes, outputs
   stopped = re.search(r'Stopped by SIGTERM after step (\d+)', outputs[0])
   assert stopped, outputs[0]
   step = int(stopped.group(1))
+  name = signal.Signals(signum).name
+  assert f'Stopped by {name} after step {step}' in outputs[1], outputs[1]
+  assert step < 20 * 22
   manager = ocp.CheckpointManager(workdir / 'checkpoints')
   assert manager.latest_step() == step
   manager.close()

@@ -21,6 +21,7 @@ import functools
 import gc
 import json
 import logging
+import os
 import pathlib
 import signal
 import sys
@@ -200,15 +201,24 @@ class _Stop:
   The first signal is recorded (`signum`) and the loop stops after the step
   in flight; a second one of the same kind acts as if this were not
   installed (Ctrl-C twice interrupts at once).
+
+  With several processes SIGTERM is left to JAX's preemption service (a
+  handler here would hide it from the service), which brings every process
+  to the same sync point (`multihost_utils.reached_preemption_sync_point`),
+  whether the notice came as a signal to any of them or from the cluster;
+  Ctrl-C is forwarded to it as a SIGTERM to this process.
   """
 
-  def __init__(self):
+  def __init__(self, multi_process: bool = False):
     self.signum = 0
     self._previous = {}
+    self._multi_process = multi_process
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
-      for signum in (signal.SIGINT, signal.SIGTERM):
+      signums = ((signal.SIGINT,) if self._multi_process else
+                 (signal.SIGINT, signal.SIGTERM))
+      for signum in signums:
         self._previous[signum] = signal.signal(signum, self._handle)
     return self
 
@@ -222,13 +232,17 @@ class _Stop:
       signal.signal(signum, self._previous[signum])
       signal.raise_signal(signum)
     self.signum = self.signum or signum
+    if self._multi_process:
+      os.kill(os.getpid(), signal.SIGTERM)  # A notice to every process.
 
-
-def _agreed(value: int) -> int:
-  """The largest of every process's `value` (a collective on the host)."""
-  if jax.process_count() == 1:
-    return value
-  return int(np.max(multihost_utils.process_allgather(np.int32(value))))
+  def at(self, step: int) -> int:
+    """The signal to stop for after `step` (0: go on). With several
+    processes it is called at every step, as the sync point requires."""
+    if not self._multi_process:
+      return self.signum
+    if multihost_utils.reached_preemption_sync_point(step):
+      return self.signum or signal.SIGTERM
+    return 0
 
 
 # Config fields that change how a run is watched or where it runs, not what
@@ -623,8 +637,7 @@ def _loop(config, workdir, dataset, schedule, devices, checkpoints, log, state,
                        disable=not is_main or not config.get('progress', True),
                        dynamic_ncols=True, file=sys.stderr)
   summary: dict[str, Any] = {'stopped_early': False, 'signal': 0}
-  multi_process = jax.process_count() > 1
-  with _Stop() as stop, progress:
+  with _Stop(multi_process=jax.process_count() > 1) as stop, progress:
     for done in range(start_step + 1, num_steps + 1):
       batch = _shard(next(batches), num_devices)
       state, totals, monitor, metrics = p_train_step(state, batch, totals,
@@ -632,10 +645,9 @@ def _loop(config, workdir, dataset, schedule, devices, checkpoints, log, state,
       progress.update()
       epoch_end = done % steps_per_epoch == 0
       log_now = done % config.log_every_steps == 0 or epoch_end
-      # Every process must stop at the same step: with several, they agree
-      # at the steps they all log (a host collective every log_every_steps).
-      signum = stop.signum if not multi_process else (
-          _agreed(stop.signum) if log_now else 0)
+      # Every process must stop after the same step: with several, JAX's
+      # preemption sync point says which (see _Stop).
+      signum = stop.at(done)
       if log_now or signum:
         # The only device-to-host transfer of the loop, every N steps.
         host = _unreplicate({'metrics': metrics, 'totals': totals,
