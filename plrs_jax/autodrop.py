@@ -55,11 +55,10 @@ def _angle_degrees(a, b) -> jax.Array:
 
   degrees(arccos(clip(<a, b> / (|a| |b| + 1e-8), -1, 1))).
   """
-  def dot(x, y):
-    return sum(jnp.vdot(u, v).astype(jnp.float32)
-               for u, v in zip(jax.tree.leaves(x), jax.tree.leaves(y)))
-  cosine = dot(a, b) / (jnp.sqrt(dot(a, a)) * jnp.sqrt(dot(b, b)) + 1e-8)
-  return jnp.degrees(jnp.arccos(jnp.clip(cosine, -1.0, 1.0)))
+  cosine = optax.tree.vdot(a, b) / (
+      optax.tree.norm(a) * optax.tree.norm(b) + 1e-8)
+  return jnp.degrees(jnp.arccos(jnp.clip(cosine, -1.0, 1.0))).astype(
+      jnp.float32)
 
 
 def scale_by_autodrop(
@@ -189,19 +188,19 @@ def scale_by_autodrop(
   def measure(updates, state: AutoDropState, params):
     """The once-an-epoch step: angle, saturation, window and drop."""
     epoch = state.count // steps_per_epoch  # from 0: epoch 3 is 2 here
-    displacement = jax.tree.map(jnp.subtract, params, state.last_position)
+    displacement = optax.tree.sub(params, state.last_position)
     angle = _angle_degrees(displacement, state.last_displacement)
     angle = jnp.where(epoch >= 2, angle, jnp.nan)
     saturated = state.saturated | (
         (epoch >= 3)
         & (jnp.abs(angle - state.angular_velocity) < state.threshold))
     scaled = jax.tree.map(lambda u: state.scale.astype(u.dtype) * u, updates)
-    after = jax.tree.map(jnp.add, params, scaled)
+    after = optax.tree.add(params, scaled)
     k = state.window_count + saturated.astype(jnp.int32)
-    weighted_sum = jax.tree.map(
-        lambda total, x: jnp.where(saturated, total + k.astype(x.dtype) * x,
-                                   total),
-        state.weighted_sum, after)
+    weighted_sum = optax.tree.where(
+        saturated, jax.tree.map(lambda total, x: total + k.astype(x.dtype) * x,
+                                state.weighted_sum, after),
+        state.weighted_sum)
     drop_now = k == window
     if average_weights:
       scaled = jax.tree.map(
@@ -220,9 +219,8 @@ def scale_by_autodrop(
         num_drops=state.num_drops + drop_now.astype(jnp.int32),
         last_position=params,
         last_displacement=displacement,
-        weighted_sum=jax.tree.map(
-            lambda total: jnp.where(drop_now, jnp.zeros_like(total), total),
-            weighted_sum))
+        weighted_sum=optax.tree.where(
+            drop_now, optax.tree.zeros_like(weighted_sum), weighted_sum))
     return scaled, new_state
 
   def update_fn(updates, state: AutoDropState, params=None, **extra_args):
