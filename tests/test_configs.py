@@ -201,3 +201,11 @@ def test_cycle_momentum_with_a_fixed_momentum_is_refused():
   config.momentum = 0.9
   with pytest.raises(ValueError, match='set momentum=0, got'):
     optimizers.create_optimizer(config, optax.constant_schedule(0.1), 390)
+
+
+def test_cycle_momentum_belongs_to_the_cyclic_schedule():
+  config = _module('cifar100_resnet110').get_config()
+  config.schedule.cycle_momentum = True
+  with pytest.raises(ValueError, match='schedule.cycle_momentum belongs to a '
+                     "cyclic_triangular schedule .* got schedule.name='plrs'"):
+    optimizers.create_optimizer(config, optax.constant_schedule(0.1), 390)

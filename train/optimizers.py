@@ -117,6 +117,11 @@ def _cyclic_momentum(config: ml_collections.ConfigDict,
                      steps_per_epoch: int) -> optax.Schedule | None:
   """The momentum schedule of `config.schedule`, or None for none."""
   fields = in_steps(config.schedule, steps_per_epoch)
+  given = sorted(set(MOMENTUM_FIELDS) & set(fields))
+  if given and fields['name'] != 'cyclic_triangular':
+    raise ValueError(
+        f'schedule.{given[0]} belongs to a cyclic_triangular schedule (as '
+        f'in PyTorch\'s CyclicLR), got schedule.name={fields["name"]!r}.')
   if not fields.get('cycle_momentum'):
     return None
   return plrs_jax.cyclic_momentum_schedule(
