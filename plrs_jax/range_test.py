@@ -209,10 +209,11 @@ def lr_range_test(
   times the lowest smoothed loss so far; that step is the last one recorded.
   A non-finite loss never becomes the lowest. It also stops, without
   divergence, when ``batches`` runs out: the arrays are then shorter than
-  ``num_steps``, and a warning says so. The bounds come from :func:`suggest_bounds` on the points
-  before divergence: L_max = ``max_fraction`` times the rate of the lowest
-  smoothed loss, L_min = ``min_fraction`` times L_max. Run it on minibatches
-  of the training batch size: full-batch, the loss rises only far past the
+  ``num_steps``, and a warning says so. The bounds come from
+  :func:`suggest_bounds` on the points before divergence: L_max =
+  ``max_fraction`` times the rate of the lowest smoothed loss, L_min =
+  ``min_fraction`` times L_max. Run it on minibatches of the training batch
+  size: full-batch, the loss rises only far past the
   stability edge (see :func:`suggest_bounds`), and a ``max_lr`` that is too
   small then shows no rise at all.
 

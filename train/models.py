@@ -544,7 +544,8 @@ class ResNet(nn.Module):
       for block in range(num_blocks):
         strides = 2 if stage > 0 and block == 0 else 1
         x = BottleneckBlock(64 * 2**stage, strides, conv=conv, norm=norm,
-                            act=self.act, name=f'stage{stage + 1}_block{block}')(x)
+                            act=self.act,
+                            name=f'stage{stage + 1}_block{block}')(x)
     return _head(self, x)
 
 

@@ -13,7 +13,8 @@ Where this departs from the paper's text or the authors' code: the points
 common to the CIFAR settings (390-step epochs, one-cycle's final_div_factor
 1e4, the knee counting from 1, their CyclicLR with its momentum cycling as
 `:cyclic_triangular_momentum` and with plain SGD as `:cyclic_triangular`,
-their per-batch stepping of MultiStepLR) are listed in `base.cifar_schedules`. Specific to this setting:
+their per-batch stepping of MultiStepLR) are listed in
+`base.cifar_schedules`. Specific to this setting:
 
 - batch 64 (the paper's text): 781 steps an epoch here, 782 in a loader that
   keeps the last partial batch.

@@ -13,7 +13,8 @@ Where this departs from the paper's text or the authors' code: the points
 common to the CIFAR settings (390-step epochs, one-cycle's final_div_factor
 1e4, the knee counting from 1, their CyclicLR with its momentum cycling as
 `:cyclic_triangular_momentum` and with plain SGD as `:cyclic_triangular`,
-their per-batch stepping of MultiStepLR) are listed in `base.cifar_schedules`. Specific to this setting:
+their per-batch stepping of MultiStepLR) are listed in
+`base.cifar_schedules`. Specific to this setting:
 
 - multi-step 0.2, x0.2 at epochs 60, 120 and 160: the paper's text (the
   WRN authors' recipe), not the trainer's MultiStepLR([100, 150]).
