@@ -76,10 +76,12 @@ def test_two_regime_switches_at_the_configured_epoch():
   # Adam's first step from a fresh state is lr * sign(g) (up to eps / |g|).
   np.testing.assert_allclose(updates[2], -0.001 * np.sign([0.5, -0.25]),
                              rtol=1e-5)
-  assert int(state.regime) == 1
-  rate = optimizers.optimizer_rate(config, schedule, STEPS_PER_EPOCH)
+  assert int(engine.reported(state)['regime']) == 1
+  rate = optimizers.planned_rate(config, schedule, STEPS_PER_EPOCH)
   np.testing.assert_allclose([float(rate(t)) for t in range(4)],
                              [0.1, 0.1, 0.001, 0.001], rtol=1e-6)
+  # The last update's reported rate: Adam's.
+  np.testing.assert_allclose(engine.reported(state)['lr'], 0.001, rtol=1e-6)
 
 
 def test_autodrop_is_sgd_then_scale_by_autodrop():
@@ -91,11 +93,11 @@ def test_autodrop_is_sgd_then_scale_by_autodrop():
                               STEPS_PER_EPOCH)
   updates, state = updates_of(tx)
   np.testing.assert_allclose(updates, pytorch_sgd(0.1, 0.9, 0.0), rtol=1e-5)
-  metrics = optimizers.optimizer_metrics(state)
+  metrics = engine.reported(state)
   assert float(metrics['optimizer_scale']) == 1.0
   assert float(metrics['threshold']) == pytest.approx(0.01)
   assert np.isnan(float(metrics['angular_velocity']))
-  assert optimizers.optimizer_metrics(optax.sgd(0.1).init(jnp.zeros(2))) == {}
+  assert engine.reported(optax.sgd(0.1).init(jnp.zeros(2))) == {}
 
 
 def test_an_optax_optimizer_by_name_is_that_optimizer_at_the_schedule():
@@ -128,8 +130,7 @@ def test_a_transform_by_name_follows_sgd_and_reads_the_loss():
   for _ in range(4):  # A loss that never improves: the scale halves.
     updates, state = tx.update({'w': jnp.ones(2)}, state, params,
                                value=jnp.float32(1.0), loss=jnp.float32(1.0))
-    scales.append(float(optimizers.optimizer_metrics(state)[
-        'optimizer_scale']))
+    scales.append(float(engine.reported(state)['optimizer_scale']))
     np.testing.assert_allclose(updates['w'], -0.1 * scales[-1], rtol=1e-6)
   assert scales[0] == 1.0 and scales[-1] < 1.0
 
@@ -148,12 +149,11 @@ def test_the_step_logs_the_scaled_rate_a_transform_exposes():
   batch = {'image': jnp.zeros((2, 8, 8, 1), jnp.uint8),
            'label': jnp.array([0, 1]), 'index': jnp.arange(2)}
   step = jax.jit(functools.partial(
-      engine.train_step, rate=schedule, augment_key=None,
-      dropout_key=engine.run_keys(0).dropout, mean=(0.,), std=(1.,)))
+      engine.train_step, inputs=engine.Inputs(
+          (0.,), (1.,), None, engine.run_keys(0).dropout)))
   scales, rates = [], []
   for _ in range(4):
-    scale_before = optimizers.optimizer_metrics(state.opt_state)[
-        'optimizer_scale']
+    scale_before = engine.reported(state.opt_state)['optimizer_scale']
     state, metrics = step(state, batch)
     rates.append(float(metrics['lr']))
     scales.append(float(scale_before))
@@ -262,7 +262,7 @@ def test_mlr_snet_is_sgd_at_the_shipped_nets_rate(transfer):
         updates, -rates[t] * (np.asarray(grads) + 5e-4 * np.asarray(params)),
         rtol=1e-4)
     params = optax.apply_updates(params, updates)
-    metrics = optimizers.optimizer_metrics(state)
+    metrics = engine.reported(state)
     np.testing.assert_allclose(metrics['lr'], rates[t], rtol=1e-5)
     np.testing.assert_allclose(metrics['gamma'], gammas[t], rtol=1e-5)
   assert len(set(np.round(gammas, 6))) == (1 if transfer == 'frozen' else 3)
@@ -322,9 +322,8 @@ def test_mlr_snet_replicas_agree_under_pmap_without_axis_name():
   rng = np.random.default_rng(0)
   batch = {'image': rng.integers(0, 256, (8, 8, 8, 1), dtype=np.uint8),
            'label': np.arange(8) % 10, 'index': np.arange(8)}
-  step = functools.partial(
-      engine.train_step, rate=optax.constant_schedule(0.1), augment_key=None,
-      dropout_key=engine.run_keys(0).dropout, mean=(127.,), std=(64.,))
+  step = functools.partial(engine.train_step, inputs=engine.Inputs(
+      (127.,), (64.,), None, engine.run_keys(0).dropout))
   _, metrics = jax.pmap(functools.partial(step, axis_name='batch'),
                         axis_name='batch')(
       jax_utils.replicate(state, jax.local_devices()[:2]),

@@ -67,7 +67,8 @@ BAD = [
     (['--config.divergence_factor=1'], 'config.divergence_factor=1'),
     (['--config.seed=-1'], 'config.seed=-1'),
     (['--config.model=wrn28_10', '--config.model_kwargs.dropout_rate=1.0'],
-     'config.model_kwargs.dropout_rate=1.0 must be a number in [0, 1)'),
+     'config.model_kwargs: WideResNet: dropout_rate must be in [0, 1), got '
+     '1.0'),
     (['--config.nosuch=1'], 'config.nosuch is not a config field. The fields '
                             'are: augment, '),
     (['--config=train/configs/no_such_config.py'],

@@ -15,8 +15,6 @@ from absl import flags
 from ml_collections import config_flags
 
 from train import cli
-from train import config_validation
-from train import workdir
 
 DEFAULT_CONFIG = pathlib.Path(__file__).parent / 'configs' / 'default.py'
 
@@ -35,12 +33,9 @@ flags.mark_flags_as_required(['workdir'])
 def main(argv):
   del argv  # cli.parse_flags refuses stray arguments.
   cli.quiet_logging()
-  config = cli.loaded_config()
-  # The checks that need no JAX, before JAX loads: a mistake costs a second.
-  cli.run_or_exit(config_validation.validate, config)
-  cli.run_or_exit(workdir.check_path, FLAGS.workdir)
   from train import train  # pylint: disable=g-import-not-at-top
-  result = cli.run_or_exit(train.train_and_evaluate, config, FLAGS.workdir)
+  result = cli.run_or_exit(train.train_and_evaluate, cli.loaded_config(),
+                           FLAGS.workdir)
   if result.metrics['signal']:
     sys.exit(128 + result.metrics['signal'])
 

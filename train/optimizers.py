@@ -1,35 +1,19 @@
 """A config's schedule and optimizer, built by name.
 
-`create_schedule` builds any schedule of `plrs_jax.create_schedule` from a
-config section, with fields in epochs converted to steps. `create_optimizer`
-builds `config.optimizer`:
-
-- 'sgd' (the default): SGD as in PyTorch and the paper, weight decay added
-  to the gradient (coupled), then momentum (optionally Nesterov's); a
-  `cyclic_triangular` schedule with `cycle_momentum=True` cycles the
-  momentum opposite to the rate between its `base_momentum` and
-  `max_momentum`, as PyTorch's CyclicLR does by default;
-- 'two_regime': `plrs_jax.two_regime_sgd_adam`, with `config.two_regime`;
-- 'autodrop': the 'sgd' optimizer, then `plrs_jax.scale_by_autodrop` with
-  `config.autodrop`;
-- 'mlr_snet': plain SGD with coupled weight decay at the rate of a
-  meta-trained MLR-SNet (`plrs_jax.mlr_snet`), with `config.mlr_snet`; the
-  schedule is not used, and gamma is set by the initial loss the caller
-  measures (`needs_initial_loss`);
-- any other name is looked up in optax (dots for submodules,
-  'contrib.reduce_on_plateau'), with `config.optimizer_kwargs` as keyword
-  arguments. An optax optimizer (a function with a `learning_rate`
-  argument, such as 'adam' or 'lamb') runs at the schedule's rate, after the
-  coupled weight decay; any other transform (such as
-  'contrib.reduce_on_plateau') is chained after the 'sgd' optimizer.
-
-The train step passes `params`, `loss=` and `value=` to every update
-(train/engine.py), so transforms that read them work as they are.
-`optimizer_metrics` reads what a transform's state exposes for the logs.
+`create_optimizer` builds `config.optimizer`: 'sgd' (PyTorch's: coupled
+weight decay, then momentum; a cyclic_triangular schedule with
+`cycle_momentum=True` cycles the momentum as PyTorch's CyclicLR),
+'two_regime', 'autodrop' (the 'sgd' optimizer, then AutoDrop), 'mlr_snet'
+(plain SGD at a meta-trained net's rate; gamma from the initial loss), or any
+optax function by name with `config.optimizer_kwargs`: an optimizer ('adam')
+at the schedule's rate, a transform ('contrib.reduce_on_plateau') after the
+'sgd' optimizer. Each reports the rate it applied and its own fields through
+its state (`reporting`), so a new method needs no change to the programs.
 """
 
+from collections.abc import Callable
 import inspect
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -43,9 +27,8 @@ from train import mlr_snet_file
 
 def in_steps(fields: ml_collections.ConfigDict | dict,
              steps_per_epoch: int) -> dict[str, Any]:
-  """`fields` as a dict, each `<arg>_epochs` replaced by `<arg>` in steps.
-
-  Lists are converted element-wise.
+  """`fields` as a dict, each `<arg>_epochs` replaced by `<arg>` in steps
+  (lists element-wise).
 
   Example:
     >>> in_steps({'value': 0.1, 'boundaries_epochs': [1, 2.5]}, 10)
@@ -70,22 +53,9 @@ def create_schedule(
     steps_per_epoch: int,
     num_steps: int,
 ) -> optax.Schedule:
-  """Builds the configured schedule, converting epochs to steps.
-
-  `schedule_config.name` picks a schedule of `plrs_jax.create_schedule`; the
-  other fields are its arguments, with two conveniences: a field `<arg>_epochs`
-  sets `<arg>` to that many epochs in steps (lists element-wise), and a
-  schedule that takes `total_steps` or `key` gets the run's length and key
-  unless the config sets them.
-
-  Args:
-    schedule_config: `name` plus the schedule's arguments.
-    key: the run's schedule key.
-    steps_per_epoch: steps in one epoch.
-    num_steps: steps in the whole run.
-
-  Returns:
-    The schedule.
+  """`plrs_jax.create_schedule(name, ...)` of a config section: `<arg>_epochs`
+  fields in steps (`in_steps`), and the run's `total_steps` and `key` where
+  the schedule takes them and the config does not set them.
 
   Example:
     >>> schedule = create_schedule(
@@ -153,31 +123,56 @@ def _optax_factory(name: str):
   return factory
 
 
+class Reported(NamedTuple):
+  """The state of `reporting`: the wrapped optimizer's, and its report."""
+  count: jax.Array
+  inner_state: Any
+  report: dict[str, jax.Array]
+
+
+def reporting(tx: optax.GradientTransformation,
+              report: Callable[[jax.Array, Any, Any], dict[str, Any]]
+              ) -> optax.GradientTransformationExtraArgs:
+  """`tx`, its state also holding `report(count, state before, state after)`
+  of its last update, which `engine.train_step` logs.
+
+  Example:
+    >>> tx = reporting(optax.sgd(0.1), lambda count, old, new: {'lr': 0.1})
+    >>> _, state = tx.update({'w': 1.0}, tx.init({'w': 0.0}))
+    >>> state.report['lr'], int(state.count)
+    (Array(0.1, dtype=float32), 1)
+  """
+  tx = optax.with_extra_args_support(tx)
+
+  def fixed(count, old, new):
+    # Strong types, so that the report's types do not change with the step.
+    return {k: jnp.asarray(v, jnp.asarray(v).dtype)
+            for k, v in report(count, old, new).items()}
+
+  def init(params):
+    inner = tx.init(params)
+    count = jnp.zeros([], jnp.int32)
+    return Reported(count, inner, fixed(count, inner, inner))
+
+  def update(updates, state, params=None, **extra_args):
+    updates, inner = tx.update(updates, state.inner_state, params,
+                               **extra_args)
+    return updates, Reported(optax.safe_increment(state.count), inner,
+                             fixed(state.count, state.inner_state, inner))
+
+  return optax.GradientTransformationExtraArgs(init, update)
+
+
 def create_optimizer(config: ml_collections.ConfigDict,
                      schedule: optax.Schedule,
                      steps_per_epoch: int = 0, *,
                      initial_loss: float | jax.Array | None = None,
                      num_classes: int | None = None
-                     ) -> optax.GradientTransformation:
-  """The optimizer `config.optimizer` names, at the schedule's rate.
-
-  See the module docstring for the names.
-
-  Args:
-    config: the run's config.
-    schedule: the learning-rate schedule.
-    steps_per_epoch: steps in one epoch (for epoch-valued fields and
-      AutoDrop's epoch).
-    initial_loss: for 'mlr_snet' (`needs_initial_loss`), L_0, the mean
-      training loss of the initial model, which sets gamma (may be traced);
-      ignored otherwise.
-    num_classes: for 'mlr_snet', the number of classes.
-
-  Returns:
-    The optimizer.
-
-  Raises:
-    ValueError, TypeError: a field the optimizer cannot use.
+                     ) -> optax.GradientTransformationExtraArgs:
+  """The optimizer `config.optimizer` names (see the module docstring),
+  reporting 'lr', the rate it applied. 'mlr_snet' needs `initial_loss` (L_0,
+  may be traced) and `num_classes`. Raises ValueError or TypeError for a
+  field it cannot use.
 
   Example:
     >>> from train.configs import default
@@ -185,9 +180,10 @@ def create_optimizer(config: ml_collections.ConfigDict,
     >>> config.optimizer = 'adam'
     >>> config.optimizer_kwargs = {'b2': 0.99}
     >>> tx = create_optimizer(config, optax.constant_schedule(1e-3))
-    >>> updates, _ = tx.update({'w': jnp.ones(2)}, tx.init({'w': jnp.ones(2)}))
-    >>> updates['w']
-    Array([-0.001, -0.001], dtype=float32)
+    >>> updates, state = tx.update({'w': jnp.ones(2)},
+    ...                            tx.init({'w': jnp.ones(2)}))
+    >>> updates['w'], state.report['lr']
+    (Array([-0.001, -0.001], dtype=float32), Array(0.001, dtype=float32))
   """
   name = config.get('optimizer', 'sgd')
   kwargs = dict(config.get('optimizer_kwargs', {}))
@@ -201,24 +197,27 @@ def create_optimizer(config: ml_collections.ConfigDict,
         'schedule.cycle_momentum cycles the sgd optimizer\'s momentum between '
         'base_momentum and max_momentum (as PyTorch\'s CyclicLR): set '
         f'momentum=0, got optimizer={name!r}, momentum={momentum}.')
+  if name in ('mlr_snet', 'two_regime') and (momentum or nesterov):
+    raise ValueError(
+        f'{name} runs plain SGD ' + (
+            'at the learnt rate, as its nets are meta-trained'
+            if name == 'mlr_snet' else 'before the switch (momentum only '
+            'rescales the rate in the large-step regime)') +
+        ': set momentum=0 and nesterov=False, got '
+        f'momentum={momentum}, nesterov={nesterov}.')
   if name == 'mlr_snet':
-    if momentum or nesterov:
-      raise ValueError(
-          'mlr_snet runs plain SGD at the learnt rate, as its nets are '
-          'meta-trained: set momentum=0 and nesterov=False, got '
-          f'momentum={momentum}, nesterov={nesterov}.')
-    return optax.chain(
+    return reporting(optax.chain(
         optax.add_decayed_weights(config.weight_decay),
-        _mlr_snet(config, steps_per_epoch, initial_loss, num_classes))
+        _mlr_snet(config, steps_per_epoch, initial_loss, num_classes)),
+                     _mlr_snet_report)
+  rate = planned_rate(config, schedule, steps_per_epoch) or schedule
   if name == 'two_regime':
-    if momentum or nesterov:
-      raise ValueError(
-          'two_regime runs plain SGD before the switch (momentum only '
-          'rescales the rate in the large-step regime): set momentum=0 and '
-          f'nesterov=False, got momentum={momentum}, nesterov={nesterov}.')
-    return plrs_jax.two_regime_sgd_adam(
+    return reporting(plrs_jax.two_regime_sgd_adam(
         schedule, weight_decay=config.weight_decay,
-        **_two_regime_kwargs(config, steps_per_epoch))
+        **_two_regime_kwargs(config, steps_per_epoch)),
+                     lambda count, old, new: {
+                         'lr': rate(count),
+                         'regime': _state_field(new, 'regime')})
   factory = None if name in OPTIMIZERS else _optax_factory(name)
   takes_rate = factory is not None and (
       'learning_rate' in inspect.signature(factory).parameters)
@@ -239,11 +238,40 @@ def create_optimizer(config: ml_collections.ConfigDict,
     optimizer = optax.chain(optax.add_decayed_weights(config.weight_decay),
                             optimizer)
   if name == 'autodrop':
-    return optax.chain(optimizer, plrs_jax.scale_by_autodrop(
+    optimizer = optax.chain(optimizer, plrs_jax.scale_by_autodrop(
         steps_per_epoch, **dict(config.autodrop)))
-  if factory is not None and not takes_rate:
-    return optax.chain(optimizer, factory(**kwargs))
-  return optimizer
+  elif factory is not None and not takes_rate:
+    optimizer = optax.chain(optimizer, factory(**kwargs))
+
+  def report(count, old, new):
+    # A transform that scales the rate (AutoDrop, a plateau's) keeps its
+    # factor as `scale`: the update applied the one of the state before.
+    scale = _state_field(old, 'scale')
+    if scale is None:
+      return {'lr': schedule(count)}
+    autodrop = optax.tree.get(new, 'AutoDropState')
+    return {'lr': schedule(count) * scale,
+            'optimizer_scale': jnp.asarray(_state_field(new, 'scale'),
+                                           jnp.float32),
+            **({} if autodrop is None else {
+                'angular_velocity': autodrop.angular_velocity,
+                'threshold': autodrop.threshold,
+                'drops': autodrop.num_drops})}
+
+  return reporting(optimizer, report)
+
+
+def _state_field(opt_state, name: str):
+  """The field `name` of a NamedTuple in `opt_state` (not BatchNorm's
+  'scale' in a tree the state holds), or None."""
+  return optax.tree.get(opt_state, name, filtering=lambda path, _: isinstance(
+      path[-1], optax.tree_utils.NamedTupleKey))
+
+
+def _mlr_snet_report(count, old, new):
+  del count, old
+  state = optax.tree.get(new, 'MLRSNetState')
+  return {'lr': state.rate, 'gamma': state.gamma}
 
 
 def needs_initial_loss(config: ml_collections.ConfigDict) -> bool:
@@ -257,27 +285,6 @@ def needs_initial_loss(config: ml_collections.ConfigDict) -> bool:
   return config.get('optimizer', 'sgd') == 'mlr_snet'
 
 
-def rate_depends_on_run(config: ml_collections.ConfigDict) -> bool:
-  """Whether the rates are known only as the run goes, not from the
-  schedule: AutoDrop and optax transforms such as reduce_on_plateau scale
-  it, MLR-SNet replaces it. Their rates are the logged ones.
-
-  Example:
-    >>> from train.configs import default
-    >>> config = default.get_config()
-    >>> config.optimizer = 'mlr_snet'
-    >>> rate_depends_on_run(config)
-    True
-  """
-  name = config.get('optimizer', 'sgd')
-  if name in ('sgd', 'two_regime'):
-    return False
-  if name in OPTIMIZERS:
-    return True
-  return 'learning_rate' not in inspect.signature(
-      _optax_factory(name)).parameters
-
-
 def switches_with_length(config: ml_collections.ConfigDict) -> bool:
   """Whether the optimizer changes at fractions of the run's length
   (MLR-SNet's snapshots), so that a longer run is another run."""
@@ -287,20 +294,13 @@ def switches_with_length(config: ml_collections.ConfigDict) -> bool:
 
 def _mlr_snet(config: ml_collections.ConfigDict, steps_per_epoch: int,
               initial_loss: Any, num_classes: int | None):
-  """`plrs_jax.mlr_snet` with the nets and transfer of `config.mlr_snet`.
-
-  'frozen' runs the last snapshot for the whole run; 'snapshots' runs each
-  of the k snapshots in turn, switching after every `num_epochs // k`
-  epochs, as the official transfer (k = 3: epochs num_epochs // 3 and
-  num_epochs // 3 * 2). gamma comes from `initial_loss`.
-  """
+  """`plrs_jax.mlr_snet` with `config.mlr_snet`'s nets: the last throughout
+  ('frozen'), or each of k in turn for `num_epochs // k` epochs
+  ('snapshots', the official transfer)."""
   if initial_loss is None or num_classes is None:
     raise TypeError('mlr_snet sets gamma from the initial loss: pass '
                     'initial_loss= and num_classes= (see needs_initial_loss).')
   transfer = config.mlr_snet.transfer
-  if transfer not in config_validation.TRANSFERS:
-    raise ValueError(f'mlr_snet.transfer={transfer!r} must be one of '
-                     f'{config_validation.TRANSFERS}.')
   nets = mlr_snet_file.load(config.mlr_snet.checkpoint)
   gamma = plrs_jax.mlr_snet_gamma(initial_loss, num_classes)
   count = len(nets.snapshots)
@@ -317,67 +317,25 @@ def _mlr_snet(config: ml_collections.ConfigDict, steps_per_epoch: int,
       switch_steps=[j * period * steps_per_epoch for j in range(1, count)])
 
 
-def optimizer_rate(config: ml_collections.ConfigDict, schedule: optax.Schedule,
-                   steps_per_epoch: int) -> optax.Schedule:
-  """The rate of each step: the schedule's, or Adam's after a switch.
-
-  A scale that depends on the run, not the step (AutoDrop's, a plateau's) is
-  multiplied in by the train step, from `optimizer_metrics`.
+def planned_rate(config: ml_collections.ConfigDict, schedule: optax.Schedule,
+                 steps_per_epoch: int) -> optax.Schedule | None:
+  """The rate of each step, where the step alone decides it: the schedule's,
+  or Adam's after two-regime's switch; None where it depends on the run
+  (AutoDrop, MLR-SNet, an optax transform such as reduce_on_plateau).
 
   Example:
     >>> from train.configs import default
     >>> config = default.get_config()
-    >>> rate = optimizer_rate(config, optax.constant_schedule(0.1), 10)
-    >>> float(rate(5))
+    >>> float(planned_rate(config, optax.constant_schedule(0.1), 10)(5))
     0.1
   """
-  if config.get('optimizer', 'sgd') != 'two_regime':
+  name = config.get('optimizer', 'sgd')
+  if name == 'two_regime':
+    kwargs = _two_regime_kwargs(config, steps_per_epoch)
+    return lambda count: jnp.where(
+        count < kwargs['switch_step'], schedule(count),
+        jnp.float32(kwargs['small_learning_rate']))
+  if name == 'sgd' or name not in OPTIMIZERS and 'learning_rate' in (
+      inspect.signature(_optax_factory(name)).parameters):
     return schedule
-  kwargs = _two_regime_kwargs(config, steps_per_epoch)
-  return lambda count: jnp.where(
-      count < kwargs['switch_step'], schedule(count),
-      jnp.float32(kwargs['small_learning_rate']))
-
-
-def _states(opt_state) -> list[Any]:
-  """The named states inside an optimizer state, outermost first."""
-  found = []
-
-  def visit(node) -> bool:
-    if isinstance(node, tuple) and hasattr(node, '_fields'):
-      found.append(node)
-    return False  # Look inside it too.
-
-  jax.tree.leaves(opt_state, is_leaf=visit)
-  return found
-
-
-def optimizer_metrics(opt_state) -> dict[str, jax.Array]:
-  """What an optimizer with a state of its own reports, for the logs.
-
-  AutoDrop: `optimizer_scale` (the factor on the schedule's rate),
-  `angular_velocity` and `threshold` (degrees; the angle is NaN until its
-  third epoch) and `drops`; two-regime: `regime` (0 while SGD runs, 1 once
-  Adam has taken over); MLR-SNet: `lr`, the rate of its last update (which
-  replaces the schedule's in the step's metrics), and `gamma`; any other
-  transform whose state has a `scale` (such as
-  optax.contrib.reduce_on_plateau): `optimizer_scale`. Empty for plain SGD.
-
-  Example:
-    >>> tx = optax.chain(optax.sgd(0.1), optax.contrib.reduce_on_plateau())
-    >>> optimizer_metrics(tx.init(jnp.zeros(2)))
-    {'optimizer_scale': Array(1., dtype=float32)}
-  """
-  metrics = {}
-  for state in _states(opt_state):
-    if isinstance(state, plrs_jax.AutoDropState):
-      metrics.update(optimizer_scale=state.scale,
-                     angular_velocity=state.angular_velocity,
-                     threshold=state.threshold, drops=state.num_drops)
-    elif isinstance(state, plrs_jax.TwoRegimeState):
-      metrics['regime'] = state.regime
-    elif isinstance(state, plrs_jax.MLRSNetState):
-      metrics.update(lr=state.rate, gamma=state.gamma)
-    elif 'scale' in state._fields:
-      metrics['optimizer_scale'] = jnp.asarray(state.scale, jnp.float32)
-  return metrics
+  return None

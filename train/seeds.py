@@ -1,29 +1,16 @@
 """Many seeds of one training config as one program: vmapped, scanned.
 
-`SeedRunner(config)` trains S seeds of the config that `python -m train`
-would run once per seed. Every seed runs train/engine.py's `train_step`,
-with the keys of `engine.run_keys(seed)`, the schedule and optimizer of
-train/optimizers.py, and the data order of `input_pipeline.train_batches`:
-seed s computes what `train_and_evaluate` computes with `config.seed = s` on
-one device, up to floating-point reassociation (the batched products may sum
-in another order).
+`SeedRunner(config)` trains S seeds of the config that `python -m train` runs
+once per seed, through train/engine.py's step with each seed's keys, schedule,
+optimizer and data order: seed s computes what `--config.seed=s` computes on
+one device, up to floating-point reassociation. An epoch is one `lax.scan`
+of the step vmapped over seeds, its batches gathered on the device from the
+epoch's order (one transfer an epoch); each seed builds its schedule from its
+own key inside the vmapped function.
 
-How it runs: the per-seed arrays (parameters, BatchNorm statistics,
-optimizer state, step) carry a leading axis of size S; one epoch is a
-`lax.scan` over its steps of the step `jax.vmap`ped over seeds, compiled
-once for all epochs. The training and test splits are device arrays closed
-over by the compiled functions; each step gathers its batch on the device
-from the epoch's order, which is the only host-to-device transfer (one per
-epoch). Each seed builds its schedule inside the vmapped function from its
-own schedule key, so PLRS draws different rates for every seed in the same
-program.
-
-On XLA:CPU, convolutions inside a scan run 10-50x slower than at the top
-level of a program (train/im2col.py): configs run here with
-`model_kwargs={'conv': 'im2col'}`. Evaluation has no vmap and no gradients:
-it runs seed after seed, each a program of its own with XLA's convolutions
-(2.5x faster than vmapped im2col for ResNet-8 on 28x28 images on a 2-core
-CPU; the same parameters, the same arithmetic).
+XLA:CPU's convolutions run 10-50x slower inside a scan (train/im2col.py):
+configs run here with `model_kwargs={'conv': 'im2col'}`. Evaluation runs seed
+after seed with XLA's own convolutions (2.5x faster here).
 """
 
 from collections.abc import Sequence
@@ -36,6 +23,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from train import config_validation
 from train import engine
 from train import im2col
 from train import input_pipeline
@@ -50,31 +38,16 @@ def _stack(trees: Sequence[Any]) -> Any:
 class SeedRunner:
   """Trains any number of seeds of one config, vmapped, on the device.
 
-  Attributes:
-    config: the training config (as `python -m train` reads it).
-    dataset: its dataset.
-    steps_per_epoch: full batches per epoch.
-    num_steps: steps of a run.
-    init: `init(seeds) -> carry`, each seed's initial arrays, stacked.
-    train_epoch: jitted `train_epoch(carry, keys, rows) -> (carry, metrics)`;
-      `rows` (S, steps_per_epoch, batch) are the epoch's example indices,
-      `metrics` per-seed 'train_loss' and 'train_accuracy' (epoch means),
-      'lr' and 'step_loss' (S, steps_per_epoch): each step's rate and
-      training loss, and what the optimizer reports at the epoch's last
-      step. The carry is donated.
-    evaluate: `evaluate(carry) -> {'test_loss', 'test_accuracy'}`, per
-      seed, on the whole test split with BatchNorm's running averages.
+  `train_epoch(carry, keys, rows)` (jitted, the carry donated) trains an
+  epoch whose example indices are `rows` (S, steps, batch), returning per
+  seed 'train_loss', 'train_accuracy', each step's 'lr' and 'step_loss', and
+  what the optimizer reports at the epoch's last step; `evaluate(carry)`
+  gives each seed's 'test_loss' and 'test_accuracy'.
   """
 
   def __init__(self, config: ml_collections.ConfigDict, *,
                dataset: input_pipeline.Dataset | None = None):
-    """Builds (but does not compile) the vmapped functions.
-
-    Args:
-      config: a training config; `num_devices`, checkpointing and logging
-        fields are not used.
-      dataset: the config's dataset, if already loaded.
-    """
+    config_validation.validate(config)
     self.config = config
     self.dataset = dataset or input_pipeline.dataset_from_config(config)
     self.steps_per_epoch = input_pipeline.steps_per_epoch(self.dataset,
@@ -88,32 +61,26 @@ class SeedRunner:
     # the real rows.
     self._train = _device_split(self.dataset.train, config.eval_batch_size)
     self._test = _device_split(self.dataset.test, config.eval_batch_size)
-    self._stats = dict(mean=self.dataset.mean, std=self.dataset.std)
+    self._inputs = engine.Inputs(self.dataset.mean, self.dataset.std)
     self.train_epoch = jax.jit(jax.vmap(self._train_epoch_one),
                                donate_argnums=0)
     # Evaluation runs one seed at a time at the top level of its program,
     # where XLA's own convolutions are the fast ones.
     self._eval_model = (self.model.clone(conv=im2col.CONVS['xla'])
                         if hasattr(self.model, 'conv') else self.model)
+    self._evaluate_split = jax.jit(self._evaluate_one, static_argnums=1)
     self._evaluate_seed = jax.jit(lambda carry, seed: self._evaluate_one(
         jax.tree.map(lambda x: x[seed], carry)))
-    # MLR-SNet's L_0: one seed's initial model on the whole training split.
-    self._initial_loss = jax.jit(
-        lambda carry: self._evaluate_one(carry, 'train')['train_loss'])
 
-  def optimization(self, schedule_key: jax.Array, initial_loss: jax.Array):
-    """(optimizer, rate) of the seed whose schedule key is `schedule_key`
-    and whose initial model's mean training loss is `initial_loss` (read by
-    MLR-SNet only)."""
+  def optimizer(self, schedule_key: jax.Array, initial_loss: jax.Array):
+    """The optimizer of the seed whose schedule key is `schedule_key` and
+    whose initial mean training loss is `initial_loss` (MLR-SNet's)."""
     schedule = optimizers.create_schedule(
         self.config.schedule, key=schedule_key,
         steps_per_epoch=self.steps_per_epoch, num_steps=self.num_steps)
-    tx = optimizers.create_optimizer(
+    return optimizers.create_optimizer(
         self.config, schedule, self.steps_per_epoch,
         initial_loss=initial_loss, num_classes=self.dataset.num_classes)
-    rate = optimizers.optimizer_rate(self.config, schedule,
-                                     self.steps_per_epoch)
-    return optax.with_extra_args_support(tx), rate
 
   def init(self, seeds: Sequence[int]) -> tuple[dict[str, Any], Any]:
     """(carry, keys) of `seeds`: initial arrays and keys, stacked.
@@ -127,13 +94,14 @@ class SeedRunner:
       run = engine.run_keys(seed)
       initial_loss = jnp.float32(jnp.nan)  # Read by MLR-SNet only.
       if optimizers.needs_initial_loss(self.config):
-        initial = engine.create_train_state(
-            run.init, self.model, self.dataset.image_shape, optax.identity())
-        initial_loss = self._initial_loss(_carry(initial))
-      tx, _ = self.optimization(run.schedule, initial_loss)
-      state = engine.create_train_state(run.init, self.model,
-                                        self.dataset.image_shape, tx)
-      carries.append(_carry(state))
+        initial_loss = jnp.float32(engine.initial_loss(
+            lambda state, split: self._evaluate_split(engine.carry(state),
+                                                      split),
+            run, self.model, self.dataset.image_shape))
+      state = engine.create_train_state(
+          run.init, self.model, self.dataset.image_shape,
+          self.optimizer(run.schedule, initial_loss))
+      carries.append(engine.carry(state))
       keys.append((run.schedule, run.augment, run.dropout, initial_loss))
     return _stack(carries), _stack(keys)
 
@@ -147,19 +115,20 @@ class SeedRunner:
 
   def _train_epoch_one(self, carry, keys, rows):
     schedule_key, augment_key, dropout_key, initial_loss = keys
-    tx, rate = self.optimization(schedule_key, initial_loss)
+    tx = optax.with_extra_args_support(
+        self.optimizer(schedule_key, initial_loss))
+    inputs = engine.Inputs(self.dataset.mean, self.dataset.std,
+                           augment_key if self.config.augment else None,
+                           dropout_key)
     images, labels, _ = self._train
     positions = jnp.arange(self.config.batch_size, dtype=jnp.int32)
 
     def step(carry, index):
-      state = engine.TrainState(apply_fn=self.model.apply, tx=tx, **carry)
       batch = {'image': images[index], 'label': labels[index],
                'index': positions}
       state, metrics = engine.train_step(
-          state, batch, rate=rate, dropout_key=dropout_key,
-          augment_key=augment_key if self.config.augment else None,
-          **self._stats)
-      return _carry(state), metrics
+          engine.from_carry(carry, self.model.apply, tx), batch, inputs)
+      return engine.carry(state), metrics
 
     carry, per_step = jax.lax.scan(step, carry, rows)
     metrics = {name: value[-1] for name, value in per_step.items()}
@@ -178,8 +147,7 @@ class SeedRunner:
   def _evaluate_one(self, carry, split: str = 'test') -> dict[str, jax.Array]:
     """`{split}_loss` and `{split}_accuracy` of one seed over the 'test'
     or 'train' split."""
-    state = engine.TrainState(apply_fn=self._eval_model.apply, tx=None,
-                              **carry)
+    state = engine.from_carry(carry, self._eval_model.apply)
     images, labels, mask = {'train': self._train, 'test': self._test}[split]
     batch_size = self.config.eval_batch_size
 
@@ -187,7 +155,7 @@ class SeedRunner:
       rows = {name: jax.lax.dynamic_slice_in_dim(x, start, batch_size)
               for name, x in (('image', images), ('label', labels),
                               ('mask', mask))}
-      add = engine.eval_sums(state, rows, **self._stats)
+      add = engine.eval_sums(state, rows, self._inputs)
       return jax.tree.map(jnp.add, sums, add), None
 
     zero = {'loss': 0.0, 'correct': 0.0, 'count': 0.0}
@@ -230,12 +198,6 @@ class SeedRunner:
                 for name in per_step})
     self.final = jax.device_get(carry)
     return out
-
-
-def _carry(state: engine.TrainState) -> dict[str, Any]:
-  """The arrays of a train state, what the scan carries."""
-  return {'step': state.step, 'params': state.params,
-          'opt_state': state.opt_state, 'batch_stats': state.batch_stats}
 
 
 def _device_split(split, multiple: int = 1) -> tuple[jax.Array, ...]:

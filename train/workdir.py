@@ -162,6 +162,49 @@ def differences(recorded: Mapping[str, Any],
           if old.get(key) != new.get(key)}
 
 
+# Config fields that change how a run is watched or where it runs, not what
+# it computes: a resumed run may change them.
+RESUMABLE_CHANGES = frozenset({
+    'log_every_steps', 'progress', 'keep_checkpoints', 'data_dir',
+    'num_devices', 'distributed', 'coordinator_address', 'num_processes',
+    'process_id', 'cpu_collectives'})
+
+
+def changed_fields(recorded: Mapping[str, Any], current: Mapping[str, Any],
+                   defaults: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+  """The `differences` that change what a run computes.
+
+  A field the recorded config lacks (added to the defaults after the run
+  started) is no change while it keeps its default.
+
+  Example:
+    >>> changed_fields({'seed': 0, 'progress': True},
+    ...                {'seed': 1, 'progress': False, 'new': 2}, {'new': 2})
+    {'seed': (0, 1)}
+  """
+  defaults = flatten(defaults)
+  lacking = set(defaults) - set(flatten(recorded))
+  return {field: change
+          for field, change in differences(recorded, current).items()
+          if field.split('.')[0] not in RESUMABLE_CHANGES
+          and not (field in lacking and change[1] == defaults[field])}
+
+
+def refuse_other_run(workdir: pathlib.Path,
+                     changed: dict[str, tuple[Any, Any]],
+                     notes: Mapping[str, str] | None = None) -> None:
+  """Raises WorkdirError where `changed` (`changed_fields`) is not empty."""
+  if changed:
+    notes = notes or {}
+    lines = '\n'.join(f'  {field}: {old!r} -> {new!r}{notes.get(field, "")}'
+                      for field, (old, new) in changed.items())
+    raise WorkdirError(
+        f'{workdir} holds a run started with another config; resuming would '
+        f'mix two runs. Changed (recorded -> now):\n{lines}\n'
+        'Choose a new --workdir for these settings, or run again with the '
+        f'recorded ones (see {workdir / "run.json"}).')
+
+
 def package_versions(packages=PACKAGES) -> dict[str, str]:
   """{name: version} of the installed ones of `packages`.
 
