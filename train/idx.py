@@ -1,11 +1,8 @@
 """IDX files: the format MNIST and Fashion-MNIST are distributed in.
 
-An IDX file is a big-endian header, then the data in C order: a 4-byte magic
-number `0x0000TTNN` (TT the element type, 0x08 for uint8; NN the number of
-dimensions), NN 4-byte sizes, then the elements. Images are magic 2051
-(uint8, 3 dimensions: count, rows, columns), labels 2049 (uint8, 1
-dimension). Files may be gzipped; they are recognised by their content, not
-their name.
+A big-endian header (a magic number `0x0000TTNN`, TT the element type, 0x08
+for uint8, NN the number of dimensions; then NN 4-byte sizes), then the data
+in C order. Files may be gzipped, recognised by their content, not their name.
 
 Example:
   >>> import struct
@@ -27,10 +24,9 @@ import zlib
 
 import numpy as np
 
-IMAGES = 2051
-LABELS = 2049
+IMAGES = 2051  # uint8, 3 dimensions: count, rows, columns
+LABELS = 2049  # uint8, 1 dimension
 _KINDS = {IMAGES: 'uint8 images', LABELS: 'uint8 labels'}
-_GZIP_MAGIC = b'\x1f\x8b'
 
 
 class IdxError(ValueError):
@@ -38,31 +34,21 @@ class IdxError(ValueError):
 
 
 def parse(data: bytes, magic: int) -> np.ndarray:
-  """The array an IDX file's bytes hold, checked against its header.
+  """The read-only uint8 array, a view of `data`, that IDX bytes hold.
 
-  Args:
-    data: the file's (uncompressed) bytes.
-    magic: the magic number expected, `IMAGES` or `LABELS`.
-
-  Returns:
-    A read-only uint8 array with the header's dimensions (a view of `data`).
-
-  Raises:
-    IdxError: the magic number differs from `magic`, or the data is shorter
-      or longer than the header says.
+  Raises IdxError if the magic number is not `magic` (`IMAGES` or `LABELS`)
+  or the data is shorter or longer than the header says.
   """
   ndim = magic & 0xff
   header = 4 * (1 + ndim)
   if len(data) < header:
     raise IdxError(f'is {len(data)} bytes long, too short for the '
                    f'{header}-byte header of {_KINDS[magic]}')
-  found_magic = int.from_bytes(data[:4], 'big')
-  if found_magic != magic:
-    raise IdxError(
-        f'has magic number {found_magic}, not {magic} ({_KINDS[magic]})')
-  shape = tuple(int(size) for size in np.frombuffer(data, '>u4', ndim, 4))
-  expected = int(np.prod(shape))
-  size = len(data) - header
+  found = int.from_bytes(data[:4], 'big')
+  if found != magic:
+    raise IdxError(f'has magic number {found}, not {magic} ({_KINDS[magic]})')
+  shape = tuple(np.frombuffer(data, '>u4', ndim, 4).tolist())
+  expected, size = int(np.prod(shape)), len(data) - header
   if size != expected:
     problem = 'is truncated' if size < expected else 'has trailing bytes'
     raise IdxError(f'{problem}: its header says {"x".join(map(str, shape))}, '
@@ -73,13 +59,11 @@ def parse(data: bytes, magic: int) -> np.ndarray:
 def read(path: str | os.PathLike[str], magic: int) -> np.ndarray:
   """The array in the IDX file at `path`, gzipped or not (see `parse`).
 
-  Raises:
-    IdxError: naming the path and what is wrong with the file.
-    OSError: the file cannot be opened.
+  Raises IdxError naming the path, or OSError if the file cannot be opened.
   """
   data = pathlib.Path(path).read_bytes()
   try:
-    if data.startswith(_GZIP_MAGIC):
+    if data.startswith(b'\x1f\x8b'):  # gzip's magic number
       data = gzip.decompress(data)
     return parse(data, magic)
   except (EOFError, zlib.error, gzip.BadGzipFile) as e:

@@ -1,20 +1,11 @@
 """Convolutions as im2col and one matrix product, a model's `conv` choice.
 
-XLA:CPU rewrites a convolution into the layout its fast (Eigen) kernel needs
-only at the top level of a program: its ConvCanonicalization pass visits
-`module->entry_computation()` alone (openxla/xla,
-xla/service/cpu/conv_canonicalization.cc). Inside `lax.scan`'s while loop
-(the multi-seed runner's epoch, train/seeds.py) the weight-gradient
-convolutions that autodiff emits keep their layout and run through the
-generic loop-nest emitter, 10-50x slower: a ResNet-8 step on digits takes
-~120 ms in a scan against ~7 ms as a top-level jitted step. As pads, strided
-slices and one `dot_general`, the same convolution runs at full speed in the
-loop and vmaps to a batched matrix product.
-
-Every model of train/models.py takes its convolution as an attribute,
-`conv: ModuleDef = nn.Conv` as in the Flax ImageNet example; `Im2colConv`
-is the drop-in replacement, chosen in a config with
-`model_kwargs={'conv': 'im2col'}`.
+XLA:CPU puts a convolution into its fast (Eigen) layout only at the top level
+of a program (ConvCanonicalization visits the entry computation alone), so in
+`lax.scan`'s loop (train/seeds.py) autodiff's weight-gradient convolutions run
+10-50x slower (ResNet-8 on digits: ~120 ms a step against ~7 ms). As pads,
+strided slices and one `dot_general` they run at full speed and vmap to a
+batched matrix product. Chosen with `model_kwargs={'conv': 'im2col'}`.
 """
 
 import functools
@@ -27,30 +18,9 @@ import jax.numpy as jnp
 def conv_im2col(lhs, rhs, window_strides, padding, lhs_dilation=None,
                 rhs_dilation=None, dimension_numbers=None,
                 feature_group_count=1, precision=None):
-  """`lax.conv_general_dilated` for NHWC/HWIO as im2col and one matmul.
-
-  Takes the arguments Flax's `nn.Conv` passes. The kh x kw shifted (and
-  strided) views of the padded input are concatenated along the channels,
-  in the (row, column, channel) order of `rhs.reshape(-1, out_features)`,
-  and contracted with the kernel. Supports what the models of
-  train/models.py use: 2-D, no dilation, one feature group.
-
-  Args:
-    lhs: (batch, height, width, in_features) input.
-    rhs: (kh, kw, in_features, out_features) kernel.
-    window_strides: (stride_h, stride_w).
-    padding: 'SAME', 'VALID' or ((low, high), (low, high)).
-    lhs_dilation: None or all ones.
-    rhs_dilation: None or all ones.
-    dimension_numbers: None or those of ('NHWC', 'HWIO', 'NHWC').
-    feature_group_count: 1.
-    precision: passed to the matrix product.
-
-  Returns:
-    The convolution, (batch, out_height, out_width, out_features).
-
-  Raises:
-    NotImplementedError: a convolution this function does not cover.
+  """`lax.conv_general_dilated` (as `nn.Conv` calls it) for 2-D NHWC/HWIO
+  without dilation or groups: the kh x kw shifted, strided views of the padded
+  input, concatenated in `rhs.reshape(-1, out)`'s order, times the kernel.
 
   Example:
     >>> x = jnp.ones((1, 4, 4, 2))
@@ -76,8 +46,7 @@ def conv_im2col(lhs, rhs, window_strides, padding, lhs_dilation=None,
   if isinstance(padding, str):
     padding = jax.lax.padtype_to_pads(lhs.shape[1:3], (kh, kw),
                                       window_strides, padding)
-  (top, bottom), (left, right) = padding
-  x = jnp.pad(lhs, ((0, 0), (top, bottom), (left, right), (0, 0)))
+  x = jnp.pad(lhs, ((0, 0), *padding, (0, 0)))
   out_h = (x.shape[1] - kh) // sh + 1
   out_w = (x.shape[2] - kw) // sw + 1
   columns = jnp.concatenate([
