@@ -2,22 +2,14 @@
 
     python -m train.range_test --config=train/configs/default.py --workdir=DIR
 
-Runs `plrs_jax.lr_range_test` on the configured model and data (one device,
-the config's batch size and seed), estimates beta, the most positive Hessian
-eigenvalue of the training loss on one fixed batch at initialisation, prints
-the suggested (L_min, L_max), whether L_max satisfies the paper's condition
-L_max < 1/beta, and which to trust when the two disagree, and writes
-DIR/range_test.png and DIR/range_test.json.
-
-beta is the most positive eigenvalue, not the one of largest magnitude: at
-initialisation a network sits near a saddle, and power iteration's
-largest-magnitude eigenvalue is often negative (-30.8 on the default config).
-Gradient descent moves away along a negative-curvature direction at any rate,
-so that eigenvalue sets no limit; the rate limit 2/beta of gradient descent
-comes from positive curvature.
+Prints the suggested (L_min, L_max), whether L_max < 1/beta (beta: the most
+positive Hessian eigenvalue at initialisation; the largest in magnitude is
+often negative there, a saddle direction that limits no rate) and which to
+trust when they disagree; writes DIR/range_test.png and DIR/range_test.json.
 """
 
 import functools
+import itertools
 import json
 import pathlib
 from typing import Any
@@ -47,22 +39,17 @@ FLAGS = flags.FLAGS
 
 
 def _define_flags():
-  """The command line's flags, defined only when this is the program: the
-  benchmarks import this module, and other programs of train/ have a
-  --workdir and a --config of their own."""
+  """Defined only when this is the program: the benchmarks import it."""
   flags.DEFINE_string('workdir', None, 'Directory for the figure and results.')
   flags.DEFINE_float('min_lr', 1e-4, 'First rate of the range test, > 0.')
-  flags.DEFINE_float('max_lr', 10.0,
-                     'Last rate of the range test, > --min_lr.')
+  flags.DEFINE_float('max_lr', 10.0, 'Last rate of the range test, > --min_lr.')
   flags.DEFINE_integer('num_steps', 100, 'Steps of the range test, >= 10.',
                        lower_bound=10)
-  flags.DEFINE_integer('power_iterations', 100,
-                       'Power iterations for the top Hessian eigenvalue, '
-                       '>= 1.', lower_bound=1)
+  flags.DEFINE_integer('power_iterations', 100, 'Power iterations for the top '
+                       'Hessian eigenvalue, >= 1.', lower_bound=1)
   # Checked while the flags are parsed: a mistake is one line, exit 2.
-  flags.register_validator('min_lr', lambda rate: rate > 0,
-                           '--min_lr must be > 0 (rates grow from it '
-                           'geometrically).')
+  flags.register_validator('min_lr', lambda rate: rate > 0, '--min_lr must be '
+                           '> 0 (rates grow from it geometrically).')
   flags.register_multi_flags_validator(
       ['min_lr', 'max_lr'], lambda f: f['max_lr'] > f['min_lr'],
       '--max_lr must be greater than --min_lr.')
@@ -74,77 +61,51 @@ def _define_flags():
 
 
 def make_loss_fn(model, batch_stats, mean, std):
-  """Training-mode loss `loss_fn(params, batch)`, as SGD sees it.
+  """`loss_fn(params, batch)` as SGD sees it: BatchNorm in training mode."""
+  return lambda params, batch: engine.train_loss(
+      params, batch_stats, model.apply,
+      engine.normalize(batch['image'], mean, std), batch['label'],
+      jax.random.key(0))[0]
 
-  BatchNorm normalises with the batch's own statistics in training mode; the
-  running averages it would update are discarded.
-  """
 
-  def loss_fn(params, batch):
-    loss, _ = engine.train_loss(
-        params, batch_stats, model.apply,
-        engine.normalize(batch['image'], mean, std), batch['label'],
-        jax.random.key(0))
-    return loss
-
-  return loss_fn
+def _batches(config, dataset, num_steps):
+  """The batches `python -m train` reads with `config.seed`."""
+  return input_pipeline.train_batches(
+      dataset, global_batch_size=config.batch_size,
+      seed=engine.run_keys(config.seed).data, start_step=0, num_steps=num_steps)
 
 
 def measure(config: ml_collections.ConfigDict, *, min_lr: float,
             max_lr: float, num_steps: int, power_iterations: int,
             dataset: input_pipeline.Dataset | None = None
             ) -> tuple[dict, plrs_jax.RangeTestResult]:
-  """The range test and beta of `config`'s run at initialisation.
-
-  The model is initialised and the batches read as `python -m train` does
-  with `config.seed`; the loss is `engine.train_loss` (BatchNorm on the
-  batch's statistics, running averages discarded).
-
-  Args:
-    config: a training config.
-    min_lr: the range test's first rate.
-    max_lr: its last rate.
-    num_steps: its steps.
-    power_iterations: power iterations for beta.
-    dataset: the config's dataset, if already loaded.
-
-  Returns:
-    (summary, the range test's result): the summary holds the suggested
-    bounds, beta and the verdict, as range_test.json does.
-  """
+  """The range test and beta of `config`'s run at initialisation: (the summary
+  that range_test.json holds, the range test's result)."""
   dataset = dataset or input_pipeline.dataset_from_config(config)
   steps_per_epoch = input_pipeline.steps_per_epoch(dataset, config.batch_size)
   model = config_validation.built(
       'model', models.create_model, config.model,
       num_classes=dataset.num_classes, **config.get('model_kwargs', {}))
-  keys = engine.run_keys(config.seed)
   variables = jax.jit(functools.partial(model.init, train=False))(
-      keys.init, jnp.zeros((1, *dataset.image_shape), jnp.float32))
-  loss_fn = make_loss_fn(model, variables.get('batch_stats', {}),
-                         dataset.mean, dataset.std)
-
-  batches = input_pipeline.train_batches(
-      dataset, global_batch_size=config.batch_size, seed=keys.data,
-      start_step=0, num_steps=max(num_steps, steps_per_epoch))
+      engine.run_keys(config.seed).init,
+      jnp.zeros((1, *dataset.image_shape), jnp.float32))
+  params, batch_stats = variables['params'], variables.get('batch_stats', {})
+  batches = _batches(config, dataset, max(num_steps, steps_per_epoch))
   first = next(batches)
   result = plrs_jax.lr_range_test(
-      loss_fn, variables['params'], _chain(first, batches), min_lr=min_lr,
-      max_lr=max_lr, num_steps=num_steps)
-  eigen = top_eigenvalue(config, dataset, variables['params'],
-                         variables.get('batch_stats', {}),
+      make_loss_fn(model, batch_stats, dataset.mean, dataset.std), params,
+      itertools.chain([first], batches), min_lr=min_lr, max_lr=max_lr,
+      num_steps=num_steps)
+  eigen = top_eigenvalue(config, dataset, params, batch_stats,
                          power_iterations=power_iterations, model=model,
                          batch=first)
   beta = eigen.eigenvalue
-  summary = {
-      'suggested_min': result.suggested_min,
-      'suggested_max': result.suggested_max,
-      'min_loss_lr': result.min_loss_lr,
-      'diverged_step': result.diverged_step,
-      'beta': beta,
-      'beta_converged': eigen.converged,
-      'learning_rates': result.learning_rates.tolist(),
-      'losses': [None if not np.isfinite(v) else v for v in result.losses],
-  }
+  summary = {field: getattr(result, field) for field in (
+      'suggested_min', 'suggested_max', 'min_loss_lr', 'diverged_step')}
+  summary.update(
+      beta=beta, beta_converged=eigen.converged,
+      learning_rates=result.learning_rates.tolist(),
+      losses=[None if not np.isfinite(v) else v for v in result.losses])
   if beta > 0:
     check = curvature.check_bounds(result.suggested_max, beta)
     summary.update(check=check.explanation,
@@ -152,43 +113,22 @@ def measure(config: ml_collections.ConfigDict, *, min_lr: float,
                    below_stability_edge=check.below_stability_edge,
                    verdict=verdict(check, num_steps))
   else:
-    summary['check'] = ('The Hessian has no positive eigenvalue on this '
-                        'batch: no bound applies.')
-    summary['verdict'] = 'Use the range test.'
+    summary.update(check='The Hessian has no positive eigenvalue on this '
+                   'batch: no bound applies.', verdict='Use the range test.')
   return summary, result
 
 
-def top_eigenvalue(config: ml_collections.ConfigDict,
-                   dataset: input_pipeline.Dataset, params: Any,
-                   batch_stats: Any, *, power_iterations: int,
-                   model: Any = None,
-                   batch: dict[str, np.ndarray] | None = None
-                   ) -> curvature.EigenvalueResult:
-  """beta: the most positive Hessian eigenvalue of the training loss.
-
-  On the first batch that `python -m train` reads with `config.seed`, at
-  `params` (BatchNorm in training mode, as SGD sees it): at initialisation
-  for the range test, or at the end of a run to see how training moved it.
-
-  Args:
-    config: the training config.
-    dataset: its dataset.
-    params: the parameters.
-    batch_stats: their BatchNorm statistics.
-    power_iterations: iterations of the power method.
-    model: the config's model, if already built.
-    batch: that first batch, if already read.
-
-  Returns:
-    The eigenvalue, its vector and whether the iteration converged.
-  """
+def top_eigenvalue(
+    config: ml_collections.ConfigDict, dataset: input_pipeline.Dataset,
+    params: Any, batch_stats: Any, *, power_iterations: int, model: Any = None,
+    batch: dict[str, np.ndarray] | None = None) -> curvature.EigenvalueResult:
+  """beta: the most positive Hessian eigenvalue of the training loss at
+  `params`, on the first batch of `config`'s run (`batch`, if already read)."""
   model = model or models.create_model(
       config.model, num_classes=dataset.num_classes,
       **config.get('model_kwargs', {}))
   if batch is None:
-    batch = next(input_pipeline.train_batches(
-        dataset, global_batch_size=config.batch_size,
-        seed=engine.run_keys(config.seed).data, start_step=0, num_steps=1))
+    batch = next(_batches(config, dataset, 1))
   loss_fn = make_loss_fn(model, batch_stats, dataset.mean, dataset.std)
   return curvature.top_hessian_eigenvalue(
       lambda p: loss_fn(p, batch), params, key=jax.random.key(config.seed),
@@ -211,7 +151,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, min_lr: float,
 
 
 def verdict(check: curvature.BoundsCheck, num_steps: int) -> str:
-  """Which measurement to trust, when the range test and the curvature differ."""
+  """Which measurement to trust when the range test and the curvature differ."""
   if check.below_theorem_bound:
     return ('The range test and the curvature agree: L_max also meets the '
             "paper's condition L_max < 1/beta.")
@@ -225,14 +165,9 @@ def verdict(check: curvature.BoundsCheck, num_steps: int) -> str:
       'does not cover this L_max; lower it below 1/beta if you want it to.')
 
 
-def _chain(first, rest):
-  yield first
-  yield from rest
-
-
 def plot(result: plrs_jax.RangeTestResult, beta: float, path: pathlib.Path,
          title: str = '') -> pathlib.Path:
-  """Smoothed loss against the rate (log x) with the bounds and 1/beta, 2/beta."""
+  """Loss against the rate (log x) with the bounds, 1/beta and 2/beta."""
   fig, ax = plt.subplots(figsize=(7, 4.5))
   ax.plot(result.learning_rates, result.raw_losses, lw=0.6, alpha=0.4,
           label='loss')

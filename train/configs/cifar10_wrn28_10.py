@@ -1,35 +1,10 @@
-"""The paper's WRN-28-10 on CIFAR-10 (arXiv 2407.07613).
-
-PLRS with L_min, L_max = 0.07, 0.1, drawn every step; plain SGD (no momentum,
-no weight decay), batch 128, 500 epochs, 4-pixel pad + crop + flip
-augmentation. Needs a prepared TFDS cifar10 (see README); every baseline of
-the paper, and the cyclic schedule the authors' CIFAR trainer runs, is one
-argument away:
-
-    python -m train --config=train/configs/cifar10_wrn28_10.py --workdir=DIR
-    python -m train --config=train/configs/cifar10_wrn28_10.py:knee --workdir=DIR
-
-Where this departs from the paper's text or the authors' code: the points
-common to the CIFAR settings (390-step epochs, one-cycle's final_div_factor
-1e4, the knee counting from 1, their CyclicLR with its momentum cycling as
-`:cyclic_triangular_momentum` and with plain SGD as `:cyclic_triangular`,
-their per-batch stepping of MultiStepLR) are listed in
-`base.cifar_schedules`. Specific to this setting:
-
-- multi-step 0.2, x0.2 at epochs 60, 120 and 160: the paper's text (the
-  WRN authors' recipe), not the trainer's MultiStepLR([100, 150]).
-"""
-
-import ml_collections
+"""The paper's WRN-28-10 on CIFAR-10 (arXiv 2407.07613; `base.cifar_setting`):
+multi-step 0.2, x0.2 at epochs 60, 120 and 160 is its text (the WRN authors'
+recipe), not the trainer's MultiStepLR([100, 150])."""
 
 from train.configs import base
 
-SCHEDULES = base.cifar_schedules(
-    plrs_bounds=(0.07, 0.1), constant=0.1,
-    multistep=dict(init_value=0.2, boundaries_epochs=[60, 120, 160], factor=0.2))
-
-
-def get_config(schedule: str = 'plrs') -> ml_collections.ConfigDict:
-  return base.paper_config(dataset='cifar10', model='wrn28_10',
-                           batch_size=128, num_epochs=500,
-                           schedules=SCHEDULES, schedule=schedule)
+SCHEDULES, get_config = base.cifar_setting(
+    'cifar10', 'wrn28_10', plrs_bounds=(0.07, 0.1), constant=0.1,
+    multistep=dict(init_value=0.2, boundaries_epochs=[60, 120, 160],
+                   factor=0.2))
