@@ -1,1 +1,1 @@
-"""Measured comparisons: each module is a program, `python -m benchmarks.NAME`."""
+"""Measured comparisons: each module is a program, python -m benchmarks.NAME."""

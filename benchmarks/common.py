@@ -1,11 +1,7 @@
-"""What every benchmark shares: interleaved timing, tables, result files.
+"""What every benchmark shares: flags, interleaved timing, tables, results.
 
-A benchmark compares A and B in the same process, interleaving them round by
-round so that drift in the machine's speed hits both alike, and reports
-medians and ratios. Results go to benchmarks/results/NAME.json, next to a PNG
-figure, in one layout (`write_results`): what was measured, and how to measure
-it again: the command, the git commit, the machine, the library versions and
-the date.
+Results go to OUT/NAME.json, with how they were measured under
+'environment', next to the figure OUT/NAME.png.
 """
 
 import argparse
@@ -22,35 +18,36 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
+import matplotlib
 import numpy as np
 
 from train import workdir as workdirs
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = REPO / 'benchmarks' / 'results'
 PACKAGES = ('jax', 'jaxlib', 'optax', 'flax', 'numpy', 'torch')
 
 
-def parse_args(description: str,
-               extra: Callable[[argparse.ArgumentParser], None] | None = None
-               ) -> argparse.Namespace:
-  """`--quick` (tiny sizes, for the smoke test) and `--out DIR`.
+def parse_args(doc: str, **flags: dict[str, Any]) -> argparse.Namespace:
+  """`--quick`, `--out DIR` and `--NAME` for each of `flags` (NAME: kwargs).
 
-  A full run writes to benchmarks/results/, the results the README quotes; a
-  `--quick` run writes to a fresh temporary directory unless `--out` says
-  where, so a smoke run never replaces them.
+  Without `--out`, a `--quick` run writes to a fresh temporary directory,
+  so a smoke run never replaces benchmarks/results/.
   """
-  parser = argparse.ArgumentParser(description=description)
+  parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
   parser.add_argument('--quick', action='store_true',
                       help='tiny sizes: checks that the benchmark runs')
   parser.add_argument('--out', type=pathlib.Path, default=None,
                       help='directory for the JSON and PNG results (default: '
                       f'{RESULTS}, or a temporary directory with --quick)')
-  if extra is not None:
-    extra(parser)
+  for name, kwargs in flags.items():
+    parser.add_argument(f'--{name}', **kwargs)
   args = parser.parse_args()
-  if args.out is None:
-    # Created only when something is written there.
+  if args.out is None:  # created only when something is written there
     args.out = (pathlib.Path(tempfile.gettempdir()) / time.strftime(
         f'plrs_bench_%Y%m%d-%H%M%S_{os.getpid()}') if args.quick else RESULTS)
   return args
@@ -67,10 +64,9 @@ def _cpu_model() -> str:
 
 
 def git_commit(root: pathlib.Path = REPO) -> tuple[str | None, bool | None]:
-  """(HEAD's commit, whether the code differs from it) of the checkout at root.
+  """(HEAD, whether the code differs from it) of the checkout topped at root.
 
-  (None, None) when root is not the top of a git checkout. Changes under
-  benchmarks/results/ do not count: they are what a run writes.
+  (None, None) outside one; changes under benchmarks/results/ do not count.
   """
   try:
     done = subprocess.run(
@@ -89,11 +85,7 @@ def git_commit(root: pathlib.Path = REPO) -> tuple[str | None, bool | None]:
 
 
 def command_line() -> str:
-  """This run's command, as a shell would take it again.
-
-  `python -m benchmarks.NAME ARGS`, preceded by the JAX_PLATFORMS and
-  XLA_FLAGS it ran with, if set.
-  """
+  """This run's command as a shell takes it, after JAX_PLATFORMS, XLA_FLAGS."""
   spec = getattr(sys.modules.get('__main__'), '__spec__', None)
   program = (['python', '-m', spec.name] if spec is not None and spec.name
              else ['python', sys.argv[0]])
@@ -104,19 +96,14 @@ def command_line() -> str:
 
 def environment() -> dict[str, Any]:
   """How a result was measured: command, commit, machine, versions, date."""
-  import jax  # pylint: disable=g-import-not-at-top
   commit, dirty = git_commit()
   return {
-      'command': command_line(),
-      'commit': commit,
-      'dirty': dirty,
+      'command': command_line(), 'commit': commit, 'dirty': dirty,
       'date': datetime.datetime.now(datetime.timezone.utc).isoformat(
           timespec='seconds'),
       'machine': {
-          'platform': platform.platform(),
-          'cpu': _cpu_model(),
-          'cpu_count': os.cpu_count(),
-          'jax_backend': jax.default_backend(),
+          'platform': platform.platform(), 'cpu': _cpu_model(),
+          'cpu_count': os.cpu_count(), 'jax_backend': jax.default_backend(),
           'jax_devices': [str(d) for d in jax.devices()],
       },
       'versions': workdirs.package_versions(PACKAGES),
@@ -125,22 +112,8 @@ def environment() -> dict[str, Any]:
 
 def write_results(name: str, results: dict[str, Any], out: pathlib.Path,
                   quick: bool = False) -> pathlib.Path:
-  """Writes OUT/NAME.json, the one layout of every result file.
-
-  The file holds `{'benchmark': NAME, 'quick': ..., 'environment':
-  environment(), **results}`: the results keep their own top-level keys
-  (data, such as one per compared schedule), and everything about how they
-  were measured is under 'environment'.
-
-  Args:
-    name: the file's name, without '.json'.
-    results: JSON-serialisable results (numpy scalars become floats).
-    out: the directory, created if need be.
-    quick: whether this was a `--quick` smoke run.
-
-  Returns:
-    The path written.
-  """
+  """Writes OUT/NAME.json, `{'benchmark', 'quick', 'environment',
+  **results}` (numpy scalars as floats); returns its path."""
   reserved = {'benchmark', 'quick', 'environment'} & set(results)
   if reserved:
     raise ValueError(f'results must not have the keys {sorted(reserved)}.')
@@ -152,50 +125,45 @@ def write_results(name: str, results: dict[str, Any], out: pathlib.Path,
   return path
 
 
+def finish(name: str, results: dict[str, Any], figure,
+           args: argparse.Namespace) -> pathlib.Path:
+  """Writes the results (`write_results`) and the figure to OUT/NAME.png."""
+  path = write_results(name, results, args.out, quick=args.quick)
+  figure.savefig(path.with_suffix('.png'), dpi=120)
+  plt.close(figure)
+  print(f'\nwrote {path} and {path.with_suffix(".png")}')
+  return path
+
+
 def time_interleaved(candidates: dict[str, Callable[[], Any]], *, rounds: int,
                      calls_per_round: int = 1) -> dict[str, np.ndarray]:
-  """Seconds per call of each candidate, measured in interleaved rounds.
+  """name -> seconds per call of `candidates[name]()`, in each of `rounds`.
 
-  Every round times each candidate once (`calls_per_round` back-to-back calls,
-  each result blocked on), in an order that alternates between rounds, so a
-  slow spell of the machine affects all candidates alike.
-
-  Args:
-    candidates: name -> a function that runs the work and returns something
-      to block on (a jax array or pytree).
-    rounds: timed rounds, after one untimed warm-up call of each candidate.
-    calls_per_round: calls per timing, to lift very short work above the
-      timer's resolution.
-
-  Returns:
-    name -> array of `rounds` per-call times in seconds.
+  After one untimed warm-up call of each, every round times each candidate
+  (`calls_per_round` calls, blocked on) in an order alternating between
+  rounds, so a slow spell of the machine affects all alike.
   """
-  import jax  # pylint: disable=g-import-not-at-top
   for fn in candidates.values():
     jax.block_until_ready(fn())
   names = list(candidates)
   times = {name: [] for name in names}
   for r in range(rounds):
-    order = names if r % 2 == 0 else names[::-1]
-    for name in order:
-      fn = candidates[name]
+    for name in names if r % 2 == 0 else names[::-1]:
       start = time.perf_counter()
       for _ in range(calls_per_round):
-        out = fn()
+        out = candidates[name]()
       jax.block_until_ready(out)
       times[name].append((time.perf_counter() - start) / calls_per_round)
   return {name: np.asarray(t) for name, t in times.items()}
 
 
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-  """A GitHub Markdown table; floats are printed with 4 significant digits."""
-
-  def cell(value):
-    if isinstance(value, float):
-      return f'{value:.4g}'
-    return str(value)
-
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
+                title: str = '') -> None:
+  """Prints a GitHub Markdown table (floats to 4 digits) after a blank line
+  and `title`."""
+  cell = lambda v: f'{v:.4g}' if isinstance(v, float) else str(v)
   lines = ['| ' + ' | '.join(headers) + ' |',
            '|' + '|'.join('---' for _ in headers) + '|']
   lines += ['| ' + ' | '.join(cell(v) for v in row) + ' |' for row in rows]
-  return '\n'.join(lines)
+  print('\n' + (f'{title}\n\n' if title else '') + '\n'.join(lines),
+        flush=True)

@@ -1,26 +1,12 @@
 """What PLRS costs inside the training step, and whether it stays on device.
 
-The MLP (784-256-256-10) and ResNet-20 of train/models.py at batch 128 on
-random data, trained by `engine.train_step` (benchmarks/workloads.py) with SGD
-given its rate three ways: `constant` (`optax.sgd(0.085)`, the midpoint of the
-bounds), `plrs` (`optax.sgd(plrs_jax.plrs_schedule(key, 0.07, 0.1))`) and
-`inject_hyperparams` (`optax.inject_hyperparams(optax.sgd)` at that schedule).
+The MLP and ResNet-20 at batch 128 on random data, `engine.train_step` with
+SGD at a constant rate, at PLRS and at PLRS through `inject_hyperparams`:
+per-step wall-clock and CPU time, ratios to the constant rate (goal <= 1.01)
+with 95% bootstrap intervals, under `jax.transfer_guard('disallow')`; and
+one PLRS evaluation's extra cost in a compiled loop, the ratio it predicts.
 
-Each step is jitted, donates its state and is waited for before the next, so
-host-side work is not hidden behind compute: the ratios bound what a training
-loop sees. The candidates run in interleaved rounds (`common.time_interleaved`)
-timed by the wall clock and by the process's CPU time, which other jobs on a
-shared machine disturb much less; reported are the median time per step, its
-ratio to `constant` (goal <= 1.01) and a 95% bootstrap interval over the paired
-rounds. The timed loop runs under `jax.transfer_guard('disallow')`: a host
-transfer per step would raise (`transfer_free`). Apart, the extra cost of one
-PLRS evaluation over a constant one inside a compiled `lax.fori_loop`, divided
-by the step's CPU time, predicts the ratio.
-
-    flock /tmp/plrs_bench.lock python -m benchmarks.overhead
-    python -m benchmarks.overhead --quick   # smoke run, into a temporary dir
-
-Writes overhead.json and overhead.png, and prints a Markdown table.
+    flock /tmp/plrs_bench.lock python -m benchmarks.overhead [--quick]
 """
 
 import math
@@ -29,20 +15,18 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import matplotlib
 import numpy as np
 import optax
+from scipy import stats
 
 import plrs_jax
 from benchmarks import common
 from benchmarks import workloads
+from benchmarks.common import plt
 from train import engine
 
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-
 CANDIDATES = ('constant', 'plrs', 'inject_hyperparams')
-CONSTANT_LR = 0.085
+CONSTANT_LR = 0.085  # the midpoint of the bounds
 BOUNDS = (0.07, 0.1)
 GOAL_RATIO = 1.01
 # model: (batch size, timed rounds, seconds per round).
@@ -56,19 +40,16 @@ def plrs_rate() -> optax.Schedule:
 
 
 class StepLoop:
-  """A compiled step that owns the state it donates.
+  """A compiled step owning the state it donates: each call runs a step,
+  waits, adds its CPU time to `cpu_seconds` and returns the (device) loss."""
 
-  Each call runs one step, waits for it and appends the process CPU time it
-  took to `cpu_seconds`. It returns the loss, which stays on the device.
-  """
-
-  def __init__(self, step, state, batch):
-    self.step, self.state, self.batch = step, state, batch
+  def __init__(self, fn, state, batch):
+    self.fn, self.state, self.batch = fn, state, batch
     self.cpu_seconds = []
 
   def __call__(self) -> jax.Array:
     start = time.process_time()
-    self.state, metrics = self.step(self.state, self.batch)
+    self.state, metrics = self.fn(self.state, self.batch)
     jax.block_until_ready(metrics['loss'])
     self.cpu_seconds.append(time.process_time() - start)
     return metrics['loss']
@@ -86,33 +67,22 @@ def transfer_free(loop: StepLoop) -> bool | str:
 
 def compare(times: np.ndarray, baseline: np.ndarray,
             baseline_name: str) -> dict[str, Any]:
-  """Median per-step time and its ratio to the baseline's, paired rounds.
-
-  The 95% interval resamples rounds in pairs (round r of both), since the
-  interleaving makes a round's two timings share the machine's state.
-  """
-  rng = np.random.default_rng(0)  # statistics, not training
-  index = rng.integers(0, len(times), size=(2000, len(times)))
-  ratios = np.median(times[index], 1) / np.median(baseline[index], 1)
+  """Median time per step, its ratio to the baseline's, and the ratio's 95%
+  bootstrap interval over paired rounds (round r of both)."""
+  ratio = lambda a, b, axis=-1: np.median(a, axis) / np.median(b, axis)
+  ci = stats.bootstrap((times, baseline), ratio, paired=True, rng=0,
+                       n_resamples=2000, method='percentile')
   return {'median_s_per_step': float(np.median(times)),
-          f'ratio_vs_{baseline_name}': float(
-              np.median(times) / np.median(baseline)),
-          'ratio_ci95': np.quantile(ratios, [0.025, 0.975]).tolist(),
+          f'ratio_vs_{baseline_name}': float(ratio(times, baseline)),
+          'ratio_ci95': [float(v) for v in ci.confidence_interval],
           'round_s_per_step': times.tolist()}
 
 
 def measure(loops: dict[str, StepLoop], baseline: str, rounds: int,
             round_seconds: float) -> dict[str, Any]:
-  """Times the loops in interleaved rounds; compares each with `baseline`.
-
-  Each loop compiles, then runs a step under the transfer guard; the timed
-  rounds run under it too when every loop passed. A round lasts about
-  `round_seconds` (at least one step, calibrated on the baseline).
-
-  Returns:
-    `rounds`, `steps_per_round` and, per loop, `compare`'s entry for the wall
-    clock, the same for CPU time under 'cpu', and `transfer_free`.
-  """
+  """Times the loops in interleaved rounds of about `round_seconds`, under
+  the transfer guard if every loop passed it: per loop, `compare`'s entry for
+  the wall clock, and for CPU time under 'cpu', and `transfer_free`."""
   for loop in loops.values():
     loop()
   free = {name: transfer_free(loop) for name, loop in loops.items()}
@@ -126,8 +96,7 @@ def measure(loops: dict[str, StepLoop], baseline: str, rounds: int,
   guard = 'disallow' if all(v is True for v in free.values()) else 'allow'
   with jax.transfer_guard(guard):
     wall = common.time_interleaved(loops, rounds=rounds, calls_per_round=steps)
-  # Per round, the mean of its steps; the first call was time_interleaved's
-  # untimed warm-up.
+  # Per round, the mean of its steps, after time_interleaved's warm-up call.
   cpu = {name: np.reshape(loop.cpu_seconds[1:], (rounds, steps)).mean(1)
          for name, loop in loops.items()}
   return {'rounds': rounds, 'steps_per_round': steps, 'candidates': {
@@ -141,14 +110,12 @@ def measure_model(name: str, batch_size: int, rounds: int,
   """The three candidates on one model."""
   w = workloads.workload(name, batch_size)
   plrs = plrs_rate()
-  rated = {'constant': (optax.constant_schedule(CONSTANT_LR),
-                        optax.sgd(CONSTANT_LR)),
-           'plrs': (plrs, optax.sgd(plrs)),
-           'inject_hyperparams': (plrs, optax.inject_hyperparams(optax.sgd)(
-               learning_rate=plrs))}
-  loops = {c: StepLoop(jax.jit(workloads.step(w, rate), donate_argnums=0),
+  optimizers = {'constant': optax.sgd(CONSTANT_LR), 'plrs': optax.sgd(plrs),
+                'inject_hyperparams': optax.inject_hyperparams(optax.sgd)(
+                    learning_rate=plrs)}
+  loops = {c: StepLoop(jax.jit(workloads.train_fn(w), donate_argnums=0),
                        workloads.train_state(w, tx), w.batch)
-           for c, (rate, tx) in rated.items()}
+           for c, tx in optimizers.items()}
   print(f'{name}, batch {batch_size}: ', end='')
   return {'batch_size': batch_size,
           **measure(loops, 'constant', rounds, round_seconds)}
@@ -165,8 +132,8 @@ def schedule_cost(quick: bool) -> dict[str, Any]:
     summed = jax.jit(lambda n, s=schedule: jax.lax.fori_loop(
         0, n, lambda i, total: total + s(i), jnp.float32(0)))
     loops[name] = lambda summed=summed: summed(n)
-  times = common.time_interleaved(loops, rounds=rounds)
-  us = {name: t * 1e6 / loop_steps for name, t in times.items()}
+  us = {name: t * 1e6 / loop_steps for name, t in
+        common.time_interleaved(loops, rounds=rounds).items()}
   return {'loop_steps': loop_steps, 'rounds': rounds, **{
       name: {'us_per_evaluation_in_loop': float(np.median(t)),
              'round_us_per_evaluation_in_loop': t.tolist()}
@@ -175,54 +142,49 @@ def schedule_cost(quick: bool) -> dict[str, Any]:
               np.median(us['plrs']) - np.median(us['constant']))}
 
 
-def plot(models: dict[str, Any], path) -> None:
+def plot(models: dict[str, Any]):
   """CPU time per step of each round, per candidate and model."""
   fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4.2))
   for ax, (model, entry) in zip(axes, models.items()):
-    stats = [entry['candidates'][c] for c in CANDIDATES]
-    ax.boxplot([np.multiply(s['cpu']['round_s_per_step'], 1e3) for s in stats],
-               tick_labels=[f'{c}\nx{s["cpu"]["ratio_vs_constant"]:.3f}'
-                            for c, s in zip(CANDIDATES, stats)])
+    cpu = [entry['candidates'][c]['cpu'] for c in CANDIDATES]
+    ax.boxplot([np.multiply(s['round_s_per_step'], 1e3) for s in cpu],
+               tick_labels=[f'{c}\nx{s["ratio_vs_constant"]:.3f}'
+                            for c, s in zip(CANDIDATES, cpu)])
     ax.set_ylabel('CPU ms per step, over the rounds')
     ax.set_title(f'{model}, batch {entry["batch_size"]}')
   fig.suptitle('PLRS in the jitted train step: CPU time per step against a '
                f'constant rate (ratio annotated; goal <= {GOAL_RATIO})')
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  return fig
 
 
 def main() -> None:
-  args = common.parse_args(__doc__.splitlines()[0])
+  args = common.parse_args(__doc__)
   models = {name: measure_model(name, *sizes)
             for name, sizes in (QUICK if args.quick else FULL).items()}
   schedule = schedule_cost(args.quick)
+  extra_us = schedule['plrs_extra_us_per_evaluation_in_loop']
   for entry in models.values():
     step_us = entry['candidates']['constant']['cpu']['median_s_per_step'] * 1e6
-    entry['predicted_ratio_from_schedule_cost'] = 1 + max(
-        schedule['plrs_extra_us_per_evaluation_in_loop'], 0) / step_us
-  rows = []
-  for model, entry in models.items():
-    for candidate, stats in entry['candidates'].items():
-      rows.append([model, candidate] + [
-          f'{s["median_s_per_step"] * 1e3:.4g} ms, x{s["ratio_vs_constant"]:.3f}'
-          ' [{:.3f}, {:.3f}]'.format(*s['ratio_ci95'])
-          for s in (stats, stats['cpu'])] + [stats['transfer_free'] is True])
-  print('\nTime per step and ratio to a constant rate [95% CI]; transfer-free: '
-        "the timed loop ran under jax.transfer_guard('disallow').\n")
-  print(common.markdown_table(['model', 'candidate', 'wall clock', 'CPU time',
-                               'transfer-free'], rows))
-  print('\nOne PLRS evaluation costs {:.3g} us more than a constant one in a '
-        'compiled loop: predicted ratio {}.'.format(
-            schedule['plrs_extra_us_per_evaluation_in_loop'], ', '.join(
-                f'{m} {e["predicted_ratio_from_schedule_cost"]:.4f}'
-                for m, e in models.items())))
-  path = common.write_results(
-      'overhead', {'goal_ratio': GOAL_RATIO, 'constant_lr': CONSTANT_LR,
-                   'plrs_bounds': list(BOUNDS), 'models': models,
-                   'schedule': schedule}, args.out, quick=args.quick)
-  plot(models, args.out / 'overhead.png')
-  print(f'\nwrote {path} and {args.out / "overhead.png"}')
+    entry['predicted_ratio_from_schedule_cost'] = 1 + max(extra_us, 0) / step_us
+  rows = [[model, candidate] + [
+      f'{s["median_s_per_step"] * 1e3:.4g} ms, x{s["ratio_vs_constant"]:.3f}'
+      ' [{:.3f}, {:.3f}]'.format(*s['ratio_ci95']) for s in (c, c['cpu'])]
+          + [c['transfer_free'] is True]
+          for model, entry in models.items()
+          for candidate, c in entry['candidates'].items()]
+  common.print_table(
+      ['model', 'candidate', 'wall clock', 'CPU time', 'transfer-free'], rows,
+      'Time per step and ratio to a constant rate [95% CI]; transfer-free: '
+      "the timed loop ran under jax.transfer_guard('disallow').")
+  print(f'\nOne PLRS evaluation costs {extra_us:.3g} us more than a constant '
+        'one in a compiled loop: predicted ratio ' + ', '.join(
+            f'{m} {e["predicted_ratio_from_schedule_cost"]:.4f}'
+            for m, e in models.items()) + '.')
+  common.finish('overhead', {
+      'goal_ratio': GOAL_RATIO, 'constant_lr': CONSTANT_LR,
+      'plrs_bounds': list(BOUNDS), 'models': models, 'schedule': schedule},
+                plot(models), args)
 
 
 if __name__ == '__main__':

@@ -1,24 +1,12 @@
 """The pmap'd ResNet-20 train step on 1, 2, 4 and 8 simulated CPU devices.
 
-The step every program runs (`engine.train_step`, through
-benchmarks/workloads.py), SGD at a PLRS rate in [0.07, 0.1], under `jax.pmap`
-with `axis_name='batch'`: cross-replica BatchNorm and pmean'd gradients, at a
-fixed batch of 16 per device, so the global batch grows with the devices.
-Every replica computes the same rate from (key, step) without communicating.
-Interleaved with it, as in benchmarks/overhead.py, runs the same pmap'd step
-without the axis (BatchNorm statistics per replica, no pmean: the replicas
-train alone); the ratio of the two is what the collectives cost.
+`engine.train_step` with SGD at PLRS, 16 images per device, with
+`axis_name` (cross-replica BatchNorm, pmean'd gradients) interleaved with
+the same step without it: images/s and what the collectives cost. Each
+device count runs in a child process (`--devices N`, one JSON line); the
+devices share the cores, so ideal is flat images/s, not a speed-up.
 
-Simulated devices must be set before JAX starts, so each device count runs in
-a child process (`--devices N`) that prints its result as one JSON line. The
-devices share the machine's cores: N devices do N times the work on the same
-cores, so this checks the per-replica overhead (ideal: flat images/s), not a
-speed-up.
-
-    flock /tmp/plrs_bench.lock python -m benchmarks.scaling
-    python -m benchmarks.scaling --quick   # 1 and 2 devices, into a temp dir
-
-Writes scaling.json and scaling.png, and prints a Markdown table.
+    flock /tmp/plrs_bench.lock python -m benchmarks.scaling [--quick]
 """
 
 import argparse
@@ -29,15 +17,12 @@ import sys
 from typing import Any
 
 import jax
-import matplotlib
 import optax
 
 from benchmarks import common
 from benchmarks import overhead
 from benchmarks import workloads
-
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+from benchmarks.common import plt
 
 DEVICE_COUNTS = (1, 2, 4, 8)
 PER_DEVICE_BATCH = 16
@@ -46,10 +31,8 @@ RESULT_PREFIX = 'SCALING_RESULT '
 
 
 def measure(devices: int, quick: bool) -> dict[str, Any]:
-  """Times the step with and without the axis on `devices` CPU devices.
-
-  Runs in a fresh process: JAX splits the host into devices only at start.
-  """
+  """Times the step with and without the axis on `devices` CPU devices, in
+  a fresh process: JAX splits the host into devices only at start."""
   jax.config.update('jax_num_cpu_devices', devices)
   per_device = 2 if quick else PER_DEVICE_BATCH
   rate = overhead.plrs_rate()
@@ -64,7 +47,7 @@ def measure(devices: int, quick: bool) -> dict[str, Any]:
         jax.tree.map(lambda x: x.reshape(devices, per_device, *x.shape[1:]),
                      w.batch), workloads.train_state(w, optax.sgd(rate)))
     loops[name] = overhead.StepLoop(
-        jax.pmap(workloads.step(w, rate, axis_name), axis_name=AXIS_NAME,
+        jax.pmap(workloads.train_fn(w, axis_name), axis_name=AXIS_NAME,
                  donate_argnums=0), state, batch)
   return {'platform': 'cpu', 'devices': devices,
           'per_device_batch': per_device, 'global_batch': devices * per_device,
@@ -73,10 +56,8 @@ def measure(devices: int, quick: bool) -> dict[str, Any]:
 
 
 def run_children(counts: list[int], quick: bool) -> list[dict[str, Any]]:
-  """Measures each device count in a child process, one after the other.
-
-  With `--quick`, where only running matters, the children run at once.
-  """
+  """Measures each device count in a child process, one after the other
+  (with `--quick`, where only running matters, all at once)."""
   env = dict(os.environ, JAX_PLATFORMS='cpu')
   # A forced host device count would clash with jax_num_cpu_devices.
   env['XLA_FLAGS'] = ' '.join(
@@ -104,7 +85,7 @@ def run_children(counts: list[int], quick: bool) -> list[dict[str, Any]]:
   return [finish(n, start(n)) for n in counts]
 
 
-def plot(series: list[dict[str, Any]], path) -> None:
+def plot(series: list[dict[str, Any]]):
   """Images/s against the device count, with and without collectives."""
   fig, ax = plt.subplots(figsize=(6, 4.2))
   counts = [e['devices'] for e in series]
@@ -115,20 +96,18 @@ def plot(series: list[dict[str, Any]], path) -> None:
         'median_s_per_step'] for e in series], style, label=label)
   ax.set_xscale('log', base=2)
   ax.set_xticks(counts, [str(n) for n in counts])
-  ax.set_xlabel(f'simulated CPU devices ({os.cpu_count()} cores shared)')
-  ax.set_ylabel('images/s')
-  ax.set_ylim(0, ax.get_ylim()[1] * 1.1)
+  ax.set(xlabel=f'simulated CPU devices ({os.cpu_count()} cores shared)',
+         ylabel='images/s', ylim=(0, ax.get_ylim()[1] * 1.1),
+         title='ResNet-20 PLRS step under pmap, '
+         f'{series[0]["per_device_batch"]} images per device')
   ax.legend()
-  ax.set_title('ResNet-20 PLRS step under pmap, '
-               f'{series[0]["per_device_batch"]} images per device')
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  return fig
 
 
 def main() -> None:
-  args = common.parse_args(__doc__.splitlines()[0], lambda parser: (
-      parser.add_argument('--devices', type=int, help=argparse.SUPPRESS)))
+  args = common.parse_args(__doc__, devices=dict(type=int,
+                                                 help=argparse.SUPPRESS))
   if args.devices:  # a child
     print(RESULT_PREFIX + json.dumps(measure(args.devices, args.quick),
                                      default=float), flush=True)
@@ -136,33 +115,31 @@ def main() -> None:
   counts = list(DEVICE_COUNTS[:2] if args.quick else DEVICE_COUNTS)
   series = run_children(counts, args.quick)
   base = series[0]['candidates']['cross_replica']['median_s_per_step']
-  for entry in series:
-    step = entry['candidates']['cross_replica']['median_s_per_step']
-    entry.update(images_per_s=entry['global_batch'] / step,
-                 step_time_vs_1_device=step / base)
-  rows = [[e['devices'], e['global_batch'], e['images_per_s'],
-           e['step_time_vs_1_device'],
-           e['candidates']['independent']['median_s_per_step'] * 1e3,
-           e['candidates']['cross_replica']['median_s_per_step'] * 1e3,
-           '{:.3f} [{:.3f}, {:.3f}]'.format(
-               e['candidates']['cross_replica']['ratio_vs_independent'],
-               *e['candidates']['cross_replica']['ratio_ci95']),
-           all(c['transfer_free'] is True for c in e['candidates'].values())]
-          for e in series]
-  print(f'\n{series[0]["per_device_batch"]} images per simulated device, '
-        f'{os.cpu_count()} cores shared; the collectives\' cost: the step '
-        'with the axis over the step without it [95% CI].\n')
-  print(common.markdown_table(
+  rows = []
+  for e in series:
+    c = e['candidates']
+    step = c['cross_replica']['median_s_per_step']
+    e.update(images_per_s=e['global_batch'] / step,
+             step_time_vs_1_device=step / base)
+    rows.append([
+        e['devices'], e['global_batch'], e['images_per_s'],
+        e['step_time_vs_1_device'],
+        c['independent']['median_s_per_step'] * 1e3, step * 1e3,
+        '{:.3f} [{:.3f}, {:.3f}]'.format(
+            c['cross_replica']['ratio_vs_independent'],
+            *c['cross_replica']['ratio_ci95']),
+        all(v['transfer_free'] is True for v in c.values())])
+  common.print_table(
       ['devices', 'global batch', 'images/s', 'step time vs 1 device',
        'ms/step without collectives', 'ms/step', 'with / without [95% CI]',
-       'transfer-free'], rows))
-  path = common.write_results(
-      'scaling', {'model': 'resnet20', 'schedule': 'plrs',
-                  'plrs_bounds': list(overhead.BOUNDS),
-                  'device_counts': counts, 'series': {'cpu': series}},
-      args.out, quick=args.quick)
-  plot(series, args.out / 'scaling.png')
-  print(f'\nwrote {path} and {args.out / "scaling.png"}')
+       'transfer-free'], rows,
+      f'{series[0]["per_device_batch"]} images per simulated device, '
+      f"{os.cpu_count()} cores shared; the collectives' cost: the step with "
+      'the axis over the step without it [95% CI].')
+  common.finish('scaling', {
+      'model': 'resnet20', 'schedule': 'plrs',
+      'plrs_bounds': list(overhead.BOUNDS), 'device_counts': counts,
+      'series': {'cpu': series}}, plot(series), args)
 
 
 if __name__ == '__main__':

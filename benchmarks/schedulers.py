@@ -1,82 +1,20 @@
 """PLRS against the paper's baselines and the other methods, paired seeds.
 
+Without --config, every method of `methods` trains S seeds in one vmapped
+program (train/seeds.py): seed s starts from the same parameters and reads
+the same batches under every method; PLRS's bounds come from the LR range
+test on this model and data. Resumable: an interrupted run keeps the methods
+it finished (OUT/NAME.partial.json). With --config, every schedule of that
+train/configs file and every seed is one `train.train_and_evaluate` run (the
+paper's Tables 1-3, given a GPU and the TFDS dataset), resumed from
+--workdir. Prints mean (SD) over seeds and PLRS's paired differences.
+
     python -m benchmarks.schedulers [--dataset=digits|fashion_mnist] [--quick]
         [--out DIR] [--num_epochs N] [--num_seeds S] [--schedules a,b]
     python -m benchmarks.schedulers --config=train/configs/<setting>.py \\
         [--num_epochs N] [--num_seeds S] [--schedules a,b] [--workdir DIR]
-
-Without --config, every method trains S seeds (5) together in one vmapped
-program (train/seeds.py, which runs `python -m train`'s step, keys and data
-order): seed s starts from the same parameters and reads the same batches
-under every method, so methods are compared on paired runs. Plain SGD (no
-momentum, no weight decay), as in the paper, unless a method's recipe says
-otherwise. The datasets (`DATASETS`):
-
-- digits: ResNet-8, batch 32, 30 epochs on scikit-learn's 1,438 training
-  digits; too easy to separate the schedules.
-- fashion_mnist: ResNet-8, batch 32, a class-balanced training subset
-  (`train_subset`) of the 60,000 images and all 10,000 test images; the size
-  and epochs fit the whole comparison into 90 minutes on a 2-core CPU
-  (`DATASETS` says how).
-
-The methods (`methods`) are train/configs/default.py's schedules, with its
-epoch-valued fields rescaled from its 3 epochs to this run's E epochs, and
-the other ways of setting the rate:
-
-| method               | default.py (3 epochs)    | here (E epochs)          |
-|----------------------|--------------------------|--------------------------|
-| plrs                 | U[0.07, 0.1]             | U[L_min, L_max] of the   |
-|                      |                          | LR range test (below)    |
-| plrs_default         |                          | U[0.07, 0.1] (by hand)   |
-| constant             | 0.1                      | 0.1                      |
-| multistep            | 0.1, /10 at epoch 2      | 0.1, /10 at E/2, 3E/4    |
-| cosine_warm_restarts | T_0 = 1 epoch, T_mult 2  | same (the paper's T_0)   |
-| knee                 | 0.1 for 1 epoch, then    | 0.1 for E/2 epochs, then |
-|                      | linear decay to 0        | linear decay to 0        |
-| one_cycle            | 0.01 -> 0.1 -> 1e-3      | same, over the E epochs  |
-| cyclic_triangular    | 0.01..0.1, up 0.5 epoch  | 0.01..0.1, up E/6 epochs |
-| two_regime           |                          | SGD at 0.1, then Adam at |
-|                      |                          | 1e-3 from E/2 (our       |
-|                      |                          | reading of the paper)    |
-| autodrop             |                          | SGD at 0.1 with AutoDrop |
-|                      |                          | (the authors' defaults;  |
-|                      |                          | its first drop can come  |
-|                      |                          | in epoch 23 at earliest) |
-| autodrop_recipe      |                          | the same with the        |
-|                      |                          | authors' momentum 0.9    |
-|                      |                          | and weight decay 5e-4    |
-| mlr_snet             |                          | SGD at the rate of the   |
-|                      |                          | MLR-SNet net shipped in  |
-|                      |                          | train/ (meta-trained on  |
-|                      |                          | digits with ResNet-8)    |
-| mlr_snet_snapshots   |                          | the same net's three     |
-|                      |                          | snapshots, switched at   |
-|                      |                          | thirds (the official     |
-|                      |                          | transfer)                |
-
-The PLRS bounds come from `plrs_jax.lr_range_test` on this model and data
-(`train.range_test.measure`, as `python -m train.range_test` runs it: 1e-4 to
-10, L_max = 0.1 x the rate of the lowest smoothed loss, L_min = 0.7 L_max),
-with beta, the top Hessian eigenvalue, at initialisation and at the end of
-seed 0's PLRS run. Resumable: an interrupted run keeps the methods it
-finished (OUT/NAME.partial.json) and the same command goes on from there.
-
-With --config: every schedule in that config file's SCHEDULES and every seed
-is one run of `train.train.train_and_evaluate(config, workdir)`, one after
-another, unchanged but for the flags given (--num_epochs, the seed); the
-curves are read back from each run's metrics.jsonl. This reproduces the
-paper's Tables 1-3 on a machine with a GPU and the prepared TFDS dataset.
-Runs live in --workdir (default OUT/schedulers_runs_<config>/), so running the
-same command again resumes unfinished runs and reuses finished ones.
-
-Writes OUT/schedulers[_<dataset or config>].json (per method, lists over
-seeds of the final test accuracy, the best, the final training loss, and
-per-epoch curves; the settings), prints a table of mean (SD) and of PLRS's
-paired differences, and draws the curves (mean +- SD) to the matching PNG.
---quick (the MLP, 3 epochs, 2 seeds, every method) checks that it runs.
 """
 
-import argparse
 import json
 import importlib.util
 import pathlib
@@ -84,12 +22,12 @@ import sys
 import time
 
 import jax
-import matplotlib
 import numpy as np
 from scipy import stats
 import tqdm
 
 from benchmarks import common
+from benchmarks.common import plt
 from plrs_jax import curvature
 from train import input_pipeline
 from train import plots
@@ -99,23 +37,15 @@ from train import train
 from train import workdir as workdirs
 from train.configs import default
 
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-
 NAME = 'schedulers'
 # Per dataset: model, batch size, epochs, training subset (0: all), seeds.
-# Fashion-MNIST, measured on a quiet 2-core CPU: 5 seeds of ResNet-8 on
-# 28x28 images, vmapped (im2col convolutions in the scan), train at about
-# 740 images/s in total at batch 32 as at batch 128, so batch 32 takes 4x
-# the steps for the same time; evaluating the 10,000 test images of 5 seeds
-# takes 16 s (train/seeds.py). 13 methods must fit in 90 minutes, about
-# 400 s each: E epochs on N images cost E * (5 N / 740 + 16) s, so
-# N = 12,000 (1,200 a class) and E = 3 (default.py's epochs, so no schedule
-# is rescaled; 1,125 steps) take about 300 s a method (measured: 309 to
-# 389 s, 75 minutes in all with compilation and the range test). At batch
-# 128, 6 epochs of 4,000 images (188 steps) left every method near 70% test
-# accuracy, with a training loss still near 0.8: too short to tell
-# schedules apart.
+# Fashion-MNIST fits 13 methods into 90 minutes on a quiet 2-core CPU, about
+# 400 s each: 5 vmapped seeds of ResNet-8 train at about 740 images/s in all
+# at batch 32 as at 128, and testing them on 10,000 images takes 16 s, so E
+# epochs of N images cost E * (5 N / 740 + 16) s. N = 12,000 (1,200 a class)
+# and E = 3 (default.py's epochs: no schedule is rescaled) took 309 to 389 s
+# a method, 75 minutes in all. At batch 128, 6 epochs of 4,000 images left
+# every method near 70%, the training loss near 0.8: too short to tell.
 DATASETS = {
     'digits': dict(model='resnet8', batch_size=32, num_epochs=30,
                    train_subset=0, num_seeds=5),
@@ -128,31 +58,27 @@ QUICK = dict(model='mlp', num_epochs=3, num_seeds=2, range_steps=20,
 TWO_REGIME_ADAM_RATE = 1e-3
 # AutoDrop as its authors' CIFAR scripts run it.
 AUTODROP_RECIPE = dict(momentum=0.9, weight_decay=5e-4)
-
-
-def _extra_flags(parser: argparse.ArgumentParser):
-  for flag, kind, default, help_text in (
-      ('dataset', str, 'digits', f'one of {", ".join(DATASETS)}'),
-      ('data_dir', str, None, 'where the dataset\'s files are'),
-      ('batch_size', int, None, 'batch size (default: the dataset\'s)'),
-      ('train_subset', int, None, 'training images (0: all)'),
-      ('config', pathlib.Path, None, 'a train/configs file: run its '
-       'SCHEDULES through train.train_and_evaluate, seed after seed'),
-      ('num_epochs', int, None, 'epochs (digits: 30; --config: its own)'),
-      ('num_seeds', int, None, 'seeds per schedule (digits: 5; --config: 3)'),
-      ('seed', int, 0, 'first seed'),
-      ('schedules', str, None, 'comma-separated subset of the schedules'),
-      ('model', str, None, 'a train/models.py model (default: the '
-       "dataset's; --quick: mlp)"),
-      ('workdir', pathlib.Path, None, '--config only: where the runs live')):
-    parser.add_argument(f'--{flag}', type=kind, default=default,
-                        help=help_text)
+FLAGS = dict(
+    dataset=dict(default='digits', choices=list(DATASETS)),
+    data_dir=dict(help="where the dataset's files are"),
+    batch_size=dict(type=int, help="batch size (default: the dataset's)"),
+    train_subset=dict(type=int, help='training images (0: all)'),
+    config=dict(type=pathlib.Path, help='a train/configs file: run its '
+                'SCHEDULES through train.train_and_evaluate, seed by seed'),
+    num_epochs=dict(type=int, help='epochs (digits: 30; --config: its own)'),
+    num_seeds=dict(type=int, help='seeds per method (digits: 5; --config: 3)'),
+    seed=dict(type=int, default=0, help='first seed'),
+    schedules=dict(help='comma-separated subset of the schedules'),
+    model=dict(help="a train/models.py model (default: the dataset's; "
+               '--quick: mlp)'),
+    workdir=dict(type=pathlib.Path, help='--config only: where the runs live'))
 
 
 def paper_schedules(num_epochs: int,
                     plrs_bounds: tuple[float, float]) -> dict[str, dict]:
-  """default.py's SCHEDULES rescaled from 3 epochs to E (module docstring),
-  'plrs' at `plrs_bounds` (L_min, L_max): schedule configs by name."""
+  """default.py's SCHEDULES by name, their epoch-valued fields rescaled from
+  its 3 epochs to E = `num_epochs`; 'plrs' at `plrs_bounds` (L_min, L_max),
+  'plrs_default' at default.py's hand pair."""
   base = {name: dict(config) for name, config in default.SCHEDULES.items()}
   low, high = plrs_bounds
   return {
@@ -172,7 +98,9 @@ def paper_schedules(num_epochs: int,
 
 def methods(num_epochs: int,
             plrs_bounds: tuple[float, float]) -> dict[str, dict]:
-  """Every compared method as config overrides (module docstring)."""
+  """Every method as config overrides: the schedules with plain SGD, then
+  SGD at 0.1 switching to Adam at E/2 (two_regime), with AutoDrop (plain and
+  with its authors' recipe) and with MLR-SNet's shipped net."""
   schedules = paper_schedules(num_epochs, plrs_bounds)
   out = {name: {'schedule': schedule} for name, schedule in schedules.items()}
   constant = {'schedule': schedules['constant']}
@@ -193,11 +121,9 @@ def methods(num_epochs: int,
 def run_config_for(args, overrides: dict):
   """The benchmark's config for one method: the dataset's settings + it."""
   config = default.get_config()
-  config.dataset = args.dataset
-  config.data_dir = args.data_dir
-  config.model = args.model
-  config.num_epochs, config.batch_size = args.num_epochs, args.batch_size
-  config.train_subset, config.seed = args.train_subset, args.seed
+  for field in ('dataset', 'data_dir', 'model', 'num_epochs', 'batch_size',
+                'train_subset', 'seed'):
+    config[field] = getattr(args, field)
   # Convolutions inside the vmapped scan run as im2col (train/im2col.py).
   config.model_kwargs = {} if args.model == 'mlp' else {'conv': 'im2col'}
   for field, value in overrides.items():
@@ -212,20 +138,10 @@ def _partial_path(args) -> pathlib.Path:
   return args.out / f'{args.name}.partial.json'
 
 
-def run_vmapped(args) -> tuple[dict, dict]:
-  """Every method on an in-memory dataset, the seeds of each vmapped.
-
-  Resumable: after each method, the results so far go to
-  OUT/NAME.partial.json; running the same command again reuses them.
-  """
-  seed_list = list(range(args.seed, args.seed + args.num_seeds))
-  reference = run_config_for(args, {'schedule': default.SCHEDULES['plrs']})
-  dataset = input_pipeline.dataset_from_config(reference)
-  key = {field: getattr(args, field) for field in (
-      'dataset', 'model', 'num_epochs', 'batch_size', 'train_subset',
-      'num_seeds', 'seed', 'quick')}
+def _resumed(args, key: dict) -> dict:
+  """What a finished run (to add methods to) or an interrupted one of the
+  same `key` holds: {'key', 'range_test', 'results'}, or {}."""
   done = {}
-  # A finished run (to add methods to it), or an interrupted one.
   for path in (args.out / f'{args.name}.json', _partial_path(args)):
     saved = json.loads(path.read_text()) if path.exists() else {}
     if 'settings' in saved:
@@ -236,23 +152,34 @@ def run_vmapped(args) -> tuple[dict, dict]:
               'results': saved['results']}
       print(f'Resuming: {", ".join(saved["results"]) or "the range test"} '
             f'done ({path}).', flush=True)
+  return done
+
+
+def run_vmapped(args) -> tuple[dict, dict]:
+  """Every method on an in-memory dataset, the seeds of each vmapped; the
+  results so far go to OUT/NAME.partial.json after each method."""
+  seed_list = list(range(args.seed, args.seed + args.num_seeds))
+  reference = run_config_for(args, {'schedule': default.SCHEDULES['plrs']})
+  dataset = input_pipeline.dataset_from_config(reference)
+  key = {field: getattr(args, field) for field in (
+      'dataset', 'model', 'num_epochs', 'batch_size', 'train_subset',
+      'num_seeds', 'seed', 'quick')}
+  done = _resumed(args, key)
   if 'range_test' not in done:
     bounds, _ = range_test.measure(
         reference, min_lr=1e-4, max_lr=10.0, num_steps=args.range_steps,
         power_iterations=args.power_iterations, dataset=dataset)
     done = {'key': key, 'results': {}, 'range_test': {
-        k: v for k, v in bounds.items() if k not in ('learning_rates',
-                                                      'losses')}}
-  bounds = done['range_test']
+        k: v for k, v in bounds.items()
+        if k not in ('learning_rates', 'losses')}}
+  bounds, results = done['range_test'], done['results']
   print(f'Range test: L_min = {bounds["suggested_min"]:.4g}, L_max = '
         f'{bounds["suggested_max"]:.4g} (lowest smoothed loss at '
         f'{bounds["min_loss_lr"]:.4g}); beta = {bounds["beta"]:.4g}.',
         flush=True)
   every = methods(args.num_epochs, (bounds['suggested_min'],
                                     bounds['suggested_max']))
-  chosen = _select(every, args.schedules)
-  results = done['results']
-  for name, overrides in chosen.items():
+  for name, overrides in _select(every, args.schedules).items():
     if name in results:
       continue
     start = time.perf_counter()
@@ -261,24 +188,24 @@ def run_vmapped(args) -> tuple[dict, dict]:
     with tqdm.tqdm(total=args.num_epochs, desc=name, unit='epoch',
                    file=sys.stderr, dynamic_ncols=True) as bar:
       out = runner.run(seed_list, progress=lambda epoch: bar.update())
-    results[name] = _summarize(out['train_loss'], out['test_accuracy'],
-                               out['test_loss'])
     # Seed 0's rates, to draw the schedule, and each seed's training loss
     # averaged over blocks of steps, to draw it by step.
-    results[name]['learning_rate_seed0'] = out['lr'][0].tolist()
-    results[name].update(_loss_blocks(out['step_loss'], runner.steps_per_epoch))
+    r = results[name] = {**_summarize(out),
+                         'learning_rate_seed0': out['lr'][0].tolist(),
+                         **_loss_blocks(out['step_loss'],
+                                        runner.steps_per_epoch)}
     if name == 'plrs':
       end = jax.tree.map(lambda x: x[0], runner.final)
-      results[name]['beta_at_end_seed0'] = range_test.top_eigenvalue(
+      r['beta_at_end_seed0'] = range_test.top_eigenvalue(
           runner.config, dataset, end['params'], end['batch_stats'],
           power_iterations=args.power_iterations).eigenvalue
-    results[name]['seconds'] = time.perf_counter() - start
-    results[name]['commit'] = common.git_commit()[0]
-    print(f'{name}: {time.perf_counter() - start:.1f} s, final test accuracy '
-          f'{100 * np.mean(results[name]["test_accuracy"]):.2f}%', flush=True)
+    r.update(seconds=time.perf_counter() - start,
+             commit=common.git_commit()[0])
+    print(f'{name}: {r["seconds"]:.1f} s, final test accuracy '
+          f'{100 * np.mean(r["test_accuracy"]):.2f}%', flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     workdirs.atomic_write_text(_partial_path(args), json.dumps(done))
-  settings = {
+  return results, {
       'mode': 'seeds vmapped (train/seeds.py), paired: seed s starts from '
               'the same parameters and reads the same batches in every '
               'method',
@@ -293,10 +220,7 @@ def run_vmapped(args) -> tuple[dict, dict]:
       'range_test': bounds,
       'default_plrs_bounds': [default.SCHEDULES['plrs']['min_value'],
                               default.SCHEDULES['plrs']['max_value']],
-      'methods': {name: every[name] for name in results},
-      'key': key,
-  }
-  return results, settings
+      'methods': {name: every[name] for name in results}, 'key': key}
 
 
 def load_config_module(path: pathlib.Path):
@@ -317,8 +241,7 @@ def run_config(args) -> tuple[dict, dict]:
   """Every schedule of a config file and seed, through train_and_evaluate."""
   module = load_config_module(args.config)
   names = list(_select(module.SCHEDULES, args.schedules))
-  num_seeds = args.num_seeds or 3
-  seed_list = list(range(args.seed, args.seed + num_seeds))
+  seed_list = list(range(args.seed, args.seed + (args.num_seeds or 3)))
   workdir = args.workdir or args.out / f'{NAME}_runs_{args.config.stem}'
   results, errors = {}, {}
   for name in names:
@@ -341,49 +264,45 @@ def run_config(args) -> tuple[dict, dict]:
           'train_loss', 'test_accuracy', 'test_loss')})
       curves[-1].update(lr=[r['lr'] for r in steps],
                         lr_steps=[r['step'] for r in steps])
-    if not curves:
-      continue
-    length = min(len(c['train_loss']) for c in curves)
-    results[name] = _summarize(
-        np.array([c['train_loss'][:length] for c in curves]),
-        np.array([c['test_accuracy'][:length] for c in curves]),
-        np.array([c['test_loss'][:length] for c in curves]))
-    results[name]['learning_rate_seed0'] = curves[0]['lr']
-    results[name]['learning_rate_seed0_steps'] = curves[0]['lr_steps']
+    if curves:
+      length = min(len(c['train_loss']) for c in curves)
+      results[name] = {**_summarize({k: [c[k][:length] for c in curves] for k
+                                     in ('train_loss', 'test_accuracy',
+                                         'test_loss')}),
+                       'learning_rate_seed0': curves[0]['lr'],
+                       'learning_rate_seed0_steps': curves[0]['lr_steps']}
   reference = module.get_config(names[0])
-  settings = {
+  return results, {
       'mode': 'config file, sequential train.train_and_evaluate runs',
       'config': str(args.config), 'dataset': reference.dataset,
       'model': reference.model, 'batch_size': reference.batch_size,
       'num_epochs': args.num_epochs or reference.num_epochs,
       'seeds': seed_list, 'workdir': str(workdir),
       'schedules': {n: dict(module.SCHEDULES[n]) for n in names},
-      'errors': errors,
-  }
-  return results, settings
+      'errors': errors}
 
 
 def _select(schedules: dict, subset: str | None) -> dict:
-  if not subset:
-    return dict(schedules)
-  names = [n.strip() for n in subset.split(',') if n.strip()]
+  names = [n.strip() for n in (subset or '').split(',') if n.strip()]
   unknown = [n for n in names if n not in schedules]
   if unknown:
     raise SystemExit(f'error: unknown schedules {unknown}; choose from '
                      f'{", ".join(schedules)}.')
-  return {n: schedules[n] for n in names}
+  return {n: schedules[n] for n in names or schedules}
 
 
-def _summarize(train_loss, test_accuracy, test_loss) -> dict:
-  """(seeds, epochs) arrays -> the JSON fields of one schedule."""
-  train_loss, test_accuracy = np.asarray(train_loss), np.asarray(test_accuracy)
+def _summarize(curves) -> dict:
+  """(seeds, epochs) 'train_loss', 'test_accuracy' and 'test_loss' curves ->
+  the JSON fields of one schedule."""
+  train_loss, test_accuracy = (np.asarray(curves[k]) for k in (
+      'train_loss', 'test_accuracy'))
   return {
       'test_accuracy': test_accuracy[:, -1].tolist(),
       'best_test_accuracy': test_accuracy.max(axis=1).tolist(),
       'train_loss': train_loss[:, -1].tolist(),
       'train_loss_curve': train_loss.tolist(),
       'test_accuracy_curve': test_accuracy.tolist(),
-      'test_loss': np.asarray(test_loss).tolist(),
+      'test_loss': np.asarray(curves['test_loss']).tolist(),
   }
 
 
@@ -406,57 +325,45 @@ def _mean_sd(values, scale=1.0, digits=2) -> str:
   return f'{values.mean():.{digits}f} ({sd:.{digits}f})'
 
 
-def table(results: dict) -> str:
-  """Mean (SD over seeds) of the final and best accuracy and final loss."""
-  rows = []
-  for name, r in results.items():
-    rows.append([name, len(r['test_accuracy']),
-                 _mean_sd(r['test_accuracy'], 100),
-                 _mean_sd(r['best_test_accuracy'], 100),
-                 f'{100 * max(r["test_accuracy"]):.2f}',
-                 _mean_sd(r['train_loss'], digits=4)])
-  return common.markdown_table(
+def print_tables(results: dict) -> None:
+  """Mean (SD over seeds) of the final and best accuracy and final loss, and
+  PLRS's paired differences to each method where there are seeds to pair."""
+  common.print_table(
       ['schedule', 'seeds', 'final test acc % mean (SD)',
        'best test acc % mean (SD)', 'final test acc % max',
-       'final train loss mean (SD)'], rows)
+       'final train loss mean (SD)'],
+      [[name, len(r['test_accuracy']), _mean_sd(r['test_accuracy'], 100),
+        _mean_sd(r['best_test_accuracy'], 100),
+        f'{100 * max(r["test_accuracy"]):.2f}',
+        _mean_sd(r['train_loss'], digits=4)] for name, r in results.items()])
+  if 'plrs' not in results or len(results['plrs']['test_accuracy']) < 2:
+    return
+  final, best = (paired_differences(results, field)
+                 for field in ('test_accuracy', 'best_test_accuracy'))
+  common.print_table(
+      ['plrs minus', 'final test acc, points [95% CI]',
+       'best test acc, points [95% CI]'],
+      [[name] + ['{:+.2f} [{:+.2f}, {:+.2f}]'.format(
+          100 * d[name]['mean'], *np.multiply(100, d[name]['ci95']))
+                 for d in (final, best)] for name in final])
 
 
 def paired_differences(results: dict, field: str = 'test_accuracy',
                        reference: str = 'plrs') -> dict[str, dict]:
-  """PLRS minus each method, seed by seed: mean and 95% t-interval.
-
-  The seeds are paired (same initial parameters and batches), so the
-  difference of seed s's accuracies removes what the seeds share. With n
-  seeds the interval is mean +- t(0.975, n - 1) * SD / sqrt(n), which
-  covers the true mean difference 95% of the time if the differences are
-  normal.
-  """
+  """PLRS minus each method, seed by seed (the seeds are paired): mean and
+  95% t-interval."""
   base = np.asarray(results[reference][field], float)
   out = {}
   for name, r in results.items():
-    if name == reference:
-      continue
-    d = base - np.asarray(r[field], float)
-    half = (stats.t.ppf(0.975, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size)
-            if d.size > 1 else float('nan'))
-    out[name] = {'mean': float(d.mean()), 'ci95': [float(d.mean() - half),
-                                                   float(d.mean() + half)]}
+    if name != reference and len(r[field]) == base.size:
+      other = np.asarray(r[field], float)
+      interval = stats.ttest_rel(base, other).confidence_interval()
+      out[name] = {'mean': float(np.mean(base - other)),
+                   'ci95': [float(interval.low), float(interval.high)]}
   return out
 
 
-def paired_table(results: dict) -> str:
-  """PLRS (range test) minus each method, final and best accuracy (points)."""
-  final = paired_differences(results)
-  best = paired_differences(results, 'best_test_accuracy')
-  rows = [[name] + [f'{100 * d[name]["mean"]:+.2f} [{100 * d[name]["ci95"][0]:+.2f},'
-                    f' {100 * d[name]["ci95"][1]:+.2f}]' for d in (final, best)]
-          for name in final]
-  return common.markdown_table(
-      ['plrs minus', 'final test acc, points [95% CI]',
-       'best test acc, points [95% CI]'], rows)
-
-
-def plot(results: dict, settings: dict, path: pathlib.Path) -> pathlib.Path:
+def plot(results: dict, settings: dict):
   """Training loss, test accuracy (mean +- SD band) and seed 0's rates."""
   fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
   # tab20's ten dark colours, then its ten light ones, dashed.
@@ -504,16 +411,11 @@ def plot(results: dict, settings: dict, path: pathlib.Path) -> pathlib.Path:
       f'{settings["batch_size"]}, {settings["num_epochs"]} epochs, '
       f'{len(settings["seeds"])} seeds per schedule', fontsize=11)
   fig.tight_layout(rect=(0, 0, 0.885, 1))
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return fig
 
 
 def _defaults(args) -> None:
   """Fills the flags left unset from the dataset's settings (or --quick's)."""
-  if args.dataset not in DATASETS:
-    sys.exit(f'error: unknown --dataset={args.dataset}; choose from '
-             f'{", ".join(DATASETS)}.')
   chosen = {**DATASETS[args.dataset], 'range_steps': 100,
             'power_iterations': 100, **(QUICK if args.quick else {})}
   for field, value in chosen.items():
@@ -523,7 +425,7 @@ def _defaults(args) -> None:
 
 
 def main():
-  args = common.parse_args(__doc__.splitlines()[0], _extra_flags)
+  args = common.parse_args(__doc__, **FLAGS)
   if args.config is None:
     _defaults(args)
     name = args.name
@@ -533,11 +435,7 @@ def main():
     results, settings = run_config(args)
   if not results:
     sys.exit('error: no run finished.')
-  print()
-  print(table(results))
-  if 'plrs' in results and len(settings['seeds']) > 1:
-    print()
-    print(paired_table(results))
+  print_tables(results)
   if 'range_test' in settings:
     bounds = settings['range_test']
     print(f'\nplrs: range-test bounds [{bounds["suggested_min"]:.4g}, '
@@ -550,12 +448,10 @@ def main():
       check = curvature.check_bounds(bounds['suggested_max'], end_beta)
       print(f"At the end of seed 0's plrs run, beta = {end_beta:.4g}: "
             f'{check.explanation}')
-  path = common.write_results(
-      name, {**results, 'settings': settings}, args.out, quick=args.quick)
-  figure = plot(results, settings, args.out / f'{name}.png')
+  common.finish(name, {**results, 'settings': settings},
+                plot(results, settings), args)
   if args.config is None:
     _partial_path(args).unlink(missing_ok=True)
-  print(f'\nResults: {path}\nFigure: {figure}')
 
 
 if __name__ == '__main__':

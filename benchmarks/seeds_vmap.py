@@ -1,32 +1,21 @@
 """S seeds in one vmapped program against S sequential runs, on digits.
 
+For S = 1, 2, 4, 8 seeds of the default config (ResNet-8, im2col
+convolutions) and of it with the MLP: one epoch of all S seeds as one
+vmapped `lax.scan` (train/seeds.py) against S one-seed epochs, interleaved
+after a warm-up; examples/s over all seeds. Also one ResNet-8 seed with
+XLA's convolution against im2col inside the scan.
+
     python -m benchmarks.seeds_vmap [--quick] [--out DIR]
-
-For S = 1, 2, 4, 8 seeds of the default config (ResNet-8 on scikit-learn's
-digits, batch 32, PLRS) and of the same config with the MLP of
-train/models.py, one training epoch of all S seeds as one `jax.vmap`ped,
-jitted `lax.scan` (train/seeds.py) is timed against S epochs of the same
-program compiled for one seed, run one after another. Both are timed after a
-warm-up epoch (no compilation), in interleaved rounds; the throughput is
-training examples per second summed over the seeds, and the ratio is
-vmapped / sequential. ResNet-8 runs with the im2col convolution that
-train/seeds.py recommends; one seed of it also runs with XLA's own
-convolution, to measure what that choice is worth inside the scan
-(train/im2col.py explains why it matters on XLA:CPU).
-
-Writes OUT/seeds_vmap.json and OUT/seeds_vmap.png.
 """
 
-import matplotlib
 import matplotlib.ticker
 import numpy as np
 
 from benchmarks import common
+from benchmarks.common import plt
 from train import seeds
 from train.configs import default
-
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
 NAME = 'seeds_vmap'
 
@@ -72,7 +61,7 @@ def compare(runner: seeds.SeedRunner, num_seeds: int, rounds: int) -> dict:
   }
 
 
-def plot(results: dict, path):
+def plot(results: dict):
   """Throughput against S, vmapped and sequential, one panel per model."""
   names = list(results['models'])
   fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4.2),
@@ -99,13 +88,11 @@ def plot(results: dict, path):
   fig.suptitle('S seeds: one vmapped program vs S sequential runs (labels: '
                'throughput ratio vmapped / sequential)', fontsize=10)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return fig
 
 
 def main():
-  args = common.parse_args(__doc__.splitlines()[0])
+  args = common.parse_args(__doc__)
   seed_counts = [1, 2] if args.quick else [1, 2, 4, 8]
   rounds = 1 if args.quick else 5
   runners = {name: seeds.SeedRunner(_config(name, 'im2col'))
@@ -122,25 +109,19 @@ def main():
       rows.append([name, count, row['vmapped_examples_per_s'],
                    row['sequential_examples_per_s'], row['ratio']])
       print(f'{name} S={count}: ratio {row["ratio"]:.2f}', flush=True)
+  common.print_table(['model', 'S', 'vmapped ex/s', 'sequential ex/s',
+                      'vmapped/sequential'], rows)
   if not args.quick:
     # One seed of ResNet-8 with each convolution, inside the scan.
     times = common.time_interleaved({
         conv: _epochs(seeds.SeedRunner(_config('resnet8', conv)), [[0]])
         for conv in ('xla', 'im2col')}, rounds=rounds)
     steps = runners['resnet8'].steps_per_epoch
-    results['conv_in_scan_ms_per_step'] = {
+    conv = results['conv_in_scan_ms_per_step'] = {
         conv: 1e3 * float(np.median(t)) / steps for conv, t in times.items()}
-  print()
-  print(common.markdown_table(
-      ['model', 'S', 'vmapped ex/s', 'sequential ex/s', 'vmapped/sequential'],
-      rows))
-  if 'conv_in_scan_ms_per_step' in results:
-    conv = results['conv_in_scan_ms_per_step']
     print(f'\nresnet8 step inside lax.scan, one seed: lax.conv '
           f'{conv["xla"]:.3g} ms, im2col {conv["im2col"]:.3g} ms.')
-  path = common.write_results(NAME, results, args.out, quick=args.quick)
-  figure = plot(results, args.out / f'{NAME}.png')
-  print(f'\nResults: {path}\nFigure: {figure}')
+  common.finish(NAME, results, plot(results), args)
 
 
 if __name__ == '__main__':

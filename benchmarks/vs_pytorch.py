@@ -1,41 +1,27 @@
 """JAX/XLA against the paper authors' PyTorch loop on CPU: ResNet-20 and an MLP.
 
+Batch 128 of random data, plain SGD at PLRS [0.07, 0.1] or 0.1: the jitted
+`engine.train_step` compiled with XLA's defaults and with `--xla_flags`
+(default: YNNPACK fusions off), against PyTorch eager twins of the models
+from the same weights, with the authors' host-side scheduler (`PaperPLRS`).
+Interleaved rounds, medians; docs/xla_cpu.md says where XLA's time goes.
+
     python -m benchmarks.vs_pytorch [--quick] [--out DIR] [--xla_flags FLAGS]
-
-The CIFAR ResNet-20 and the 784-256-256-10 MLP of train/models.py, batch 128
-of random data (benchmarks/workloads.py), plain SGD, PLRS
-(L_min 0.07, L_max 0.1) or a constant rate of 0.1, six ways:
-
-* JAX: one jitted step (train/engine.py's `train_step`, the step every
-  program runs), `optax.sgd(plrs_jax.plrs_schedule(key, 0.07, 0.1))`
-  (the rate drawn inside the compiled program from (key, step)) or
-  `optax.sgd(0.1)`, each compiled with XLA's defaults and with `--xla_flags`
-  (default: YNNPACK fusions off, `--xla_cpu_experimental_ynn_fusion_type=`).
-  The flags go to XLA per compilation, so both programs run in this process;
-  the same string works as `XLA_FLAGS` for a training run.
-* PyTorch eager, as the authors train: `torch.optim.SGD` and a scheduler that
-  draws `np.random.uniform(L_min, L_max)` on the host and writes it into
-  `param_groups[0]['lr']` after every step (`PaperPLRS`), or SGD at 0.1.
-
-The PyTorch models mirror the Flax ones layer for layer and start from the
-same weights, so both frameworks train the same network from the same point.
-All candidates of a model run interleaved, round by round
-(`common.time_interleaved`; a PyTorch step on the CPU is synchronous, so the
-same timer serves it), and the table reports medians. The PyTorch scheduler
-step's own cost is timed alone, over many calls.
-
-Where XLA:CPU's time goes and the other settings tried: docs/xla_cpu.md.
-`--quick` (ResNet-8, batch 8, 2 rounds) only checks that the program runs.
 """
 
+import collections
 import functools
 import time
 from typing import Any
 
+import jax
 import numpy as np
+import optax
 
+import plrs_jax
 from benchmarks import common
 from benchmarks import workloads
+from benchmarks.common import plt
 
 PLRS_MIN, PLRS_MAX = 0.07, 0.1
 CONSTANT_RATE = 0.1
@@ -43,10 +29,8 @@ YNNPACK_OFF = '--xla_cpu_experimental_ynn_fusion_type='
 
 
 def parse_xla_flags(flags: str) -> dict[str, Any]:
-  """XLA flags as compile options: '--a=1 --b=false' -> {'a': '1', 'b': False}.
-
-  XLA parses a number given as a string, but a bool only as Python's bool.
-  """
+  """XLA flags as compile options, '--a=1 --b=false' -> {'a': '1', 'b': False}
+  (XLA parses a number given as a string, but a bool only as a bool)."""
   options = {}
   for flag in flags.split():
     name, equals, value = flag.lstrip('-').partition('=')
@@ -56,12 +40,15 @@ def parse_xla_flags(flags: str) -> dict[str, Any]:
 
 
 class PaperPLRS:
-  """PLRS as the authors schedule it: numpy's global RNG, first group only."""
+  """PLRS as the authors schedule it: numpy's global RNG, first group only.
+
+  `draw()` is their scheduler's `step()`, called after every optimizer step.
+  """
 
   def __init__(self, optimizer, min_lr: float, max_lr: float):
     self.optimizer, self.min_lr, self.max_lr = optimizer, min_lr, max_lr
 
-  def step(self) -> float:
+  def draw(self) -> float:
     lr = np.random.uniform(self.min_lr, self.max_lr)
     self.optimizer.param_groups[0]['lr'] = lr
     return lr
@@ -117,30 +104,20 @@ def _torch_modules():
         x = getattr(self, name)(x)
       return self.classifier(x.mean(dim=(2, 3)))
 
-  class MLP(nn.Module):
-    """train/models.py's MLP: 784-256-256-10 with ReLU."""
+  def mlp():  # train/models.py's MLP: 784-256-256-10 with ReLU
+    return nn.Sequential(collections.OrderedDict(
+        flatten=nn.Flatten(), Dense_0=nn.Linear(784, 256), relu_0=nn.ReLU(),
+        Dense_1=nn.Linear(256, 256), relu_1=nn.ReLU(),
+        classifier=nn.Linear(256, 10)))
 
-    def __init__(self):
-      super().__init__()
-      self.Dense_0, self.Dense_1 = nn.Linear(784, 256), nn.Linear(256, 256)
-      self.classifier = nn.Linear(256, 10)
-
-    def forward(self, x):
-      x = F.relu(self.Dense_0(x.flatten(1)))
-      return self.classifier(F.relu(self.Dense_1(x)))
-
-  return torch, CifarResNet, MLP
+  return torch, CifarResNet, mlp
 
 
 def torch_twin(workload):
-  """(model, images, labels): `workload` in PyTorch, with its parameters.
-
-  `workload` is `workloads.workload(f'resnet{depth}')` or
-  `workloads.workload('mlp')`, initialised as `workloads.train_state` does;
-  the images are normalised as the JAX step normalises them, NCHW where the
-  Flax ones are NHWC.
-  """
-  params = _initial_params(workload)
+  """(model, images, labels): a workload in PyTorch, from its initial
+  parameters, the images normalised as the JAX step does it, NCHW."""
+  params = jax.device_get(
+      workloads.train_state(workload, optax.sgd(0.1)).params)
   torch, resnet, mlp = _torch_modules()
   model = (mlp() if workload.name == 'mlp' else
            resnet(depth=int(workload.name.removeprefix('resnet'))))
@@ -148,8 +125,7 @@ def torch_twin(workload):
     for path, module in model.named_modules():
       if not path or not hasattr(module, 'weight'):
         continue
-      p = functools.reduce(lambda tree, k: tree[k], path.split('.'),
-                           params)
+      p = functools.reduce(lambda tree, k: tree[k], path.split('.'), params)
       if isinstance(module, torch.nn.Conv2d):  # HWIO -> OIHW
         weight = np.transpose(p['kernel'], (3, 2, 0, 1))
       else:  # Dense: (in, out) -> (out, in); BatchNorm: scale
@@ -165,58 +141,50 @@ def torch_twin(workload):
           torch.from_numpy(np.array(workload.batch['label'], np.int64)))
 
 
-def _initial_params(workload):
-  """The workload's initial parameters, as numpy arrays."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import optax  # pylint: disable=g-import-not-at-top
-  return jax.device_get(workloads.train_state(workload, optax.sgd(0.1)).params)
-
-
-def torch_step(model, images, labels, schedule: str):
-  """One eager SGD step, PLRS the authors' way or constant; returns the loss."""
+def torch_runner(model, images, labels, schedule: str):
+  """`one()` takes an eager SGD step, PLRS the authors' way or constant, and
+  returns the loss."""
   torch = _torch_modules()[0]
   optimizer = torch.optim.SGD(model.parameters(), lr=CONSTANT_RATE)
   scheduler = (PaperPLRS(optimizer, PLRS_MIN, PLRS_MAX)
                if schedule == 'plrs' else None)
 
-  def step():
+  def one():
     optimizer.zero_grad(set_to_none=True)
     loss = torch.nn.functional.cross_entropy(model(images), labels)
     loss.backward()
     optimizer.step()
     if scheduler is not None:
-      scheduler.step()
+      scheduler.draw()
     return loss.detach()
 
-  return step
+  return one
 
 
-def jax_step(workload, schedule: str, compiler_options: dict[str, Any]):
-  """A compiled SGD step carrying its own state; `step()` returns the loss."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import optax  # pylint: disable=g-import-not-at-top
-  import plrs_jax  # pylint: disable=g-import-not-at-top
+def jax_runner(workload, schedule: str, compiler_options: dict[str, Any]):
+  """`one()` takes a compiled SGD step on its own state, returns the loss."""
   rate = (plrs_jax.plrs_schedule(jax.random.key(0), PLRS_MIN, PLRS_MAX)
           if schedule == 'plrs' else optax.constant_schedule(CONSTANT_RATE))
   state = [workloads.train_state(workload, optax.sgd(rate))]
-  compiled = jax.jit(workloads.step(workload, rate), donate_argnums=0).lower(
+  compiled = jax.jit(workloads.train_fn(workload), donate_argnums=0).lower(
       state[0], workload.batch).compile(compiler_options=compiler_options)
 
-  def step():
+  def one():
     state[0], metrics = compiled(state[0], workload.batch)
     return metrics['loss']
 
-  return step
+  return one
 
 
 def compare(workload, tuned: dict[str, Any], rounds: int,
             calls_per_round: int) -> dict[str, Any]:
   """The six candidates of one model, interleaved: timings and ratios."""
-  candidates = {f'jax/{config}/{schedule}': jax_step(workload, schedule, flags)
-                for config, flags in (('default', {}), ('tuned', tuned))
-                for schedule in ('plrs', 'constant')}
-  for schedule in ('plrs', 'constant'):
-    candidates[f'torch/eager/{schedule}'] = torch_step(
+  schedules, configs = ('plrs', 'constant'), ('default', 'tuned')
+  candidates = {f'jax/{config}/{schedule}': jax_runner(workload, schedule, o)
+                for config, o in zip(configs, ({}, tuned))
+                for schedule in schedules}
+  for schedule in schedules:
+    candidates[f'torch/eager/{schedule}'] = torch_runner(
         *torch_twin(workload), schedule)
   times = common.time_interleaved(candidates, rounds=rounds,
                                   calls_per_round=calls_per_round)
@@ -229,8 +197,7 @@ def compare(workload, tuned: dict[str, Any], rounds: int,
   ratios = {f'{config}/{schedule}': {'jax_over_torch_images_per_s': (
       runs[f'jax/{config}/{schedule}']['images_per_s']
       / runs[f'torch/eager/{schedule}']['images_per_s'])}
-            for config in ('default', 'tuned')
-            for schedule in ('plrs', 'constant')}
+            for config in configs for schedule in schedules}
   for run in ('jax/default', 'jax/tuned', 'torch/eager'):
     ratios[f'{run}/plrs_over_constant_time'] = (
         runs[f'{run}/plrs']['median_ms'] / runs[f'{run}/constant']['median_ms'])
@@ -239,20 +206,17 @@ def compare(workload, tuned: dict[str, Any], rounds: int,
 
 
 def scheduler_cost(calls: int) -> dict[str, float]:
-  """Microseconds per `PaperPLRS.step()`, timed alone over many calls."""
+  """Microseconds per `PaperPLRS.draw()`, timed alone over many calls."""
   torch, _, mlp = _torch_modules()
   scheduler = PaperPLRS(torch.optim.SGD(mlp().parameters()), PLRS_MIN, PLRS_MAX)
-  seconds = common.time_interleaved({'step': scheduler.step}, rounds=5,
-                                    calls_per_round=calls)['step']
+  seconds = common.time_interleaved({'draw': scheduler.draw}, rounds=5,
+                                    calls_per_round=calls)['draw']
   return {'calls_per_round': calls, 'median_us': 1e6 * np.median(seconds),
           'min_us': 1e6 * np.min(seconds)}
 
 
-def plot(comparisons, path):
+def plot(comparisons):
   """Images/s of each candidate, one panel per model."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, axes = plt.subplots(1, len(comparisons), figsize=(6 * len(comparisons),
                                                          4.2), squeeze=False)
   colors = {'default': '#9ecae1', 'tuned': '#3182bd', 'eager': '#e6550d'}
@@ -269,30 +233,28 @@ def plot(comparisons, path):
                  'SGD step')
   fig.suptitle('JAX/XLA vs PyTorch eager on CPU: PLRS and constant rate')
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  return fig
 
 
 def main():
-  args = common.parse_args(__doc__.splitlines()[0], lambda parser: (
-      parser.add_argument(
-          '--xla_flags', default=YNNPACK_OFF,
-          help='XLA flags of the "tuned" JAX programs, compared with XLA\'s '
-          f'defaults in this process (default: {YNNPACK_OFF!r})')))
+  args = common.parse_args(__doc__, xla_flags=dict(
+      default=YNNPACK_OFF, help='XLA flags of the "tuned" JAX programs, '
+      f"compared with XLA's defaults in this process (default: "
+      f'{YNNPACK_OFF!r})'))
   # ResNet-8 has every kind of block ResNet-20 has, and compiles faster.
   resnet, batch_size, rounds = (('resnet8', 8, 2) if args.quick
                                 else ('resnet20', 128, 5))
   started = time.perf_counter()
   torch = _torch_modules()[0]
   np.random.seed(None)  # the authors' unseeded global generator
+  tuned = parse_xla_flags(args.xla_flags)
   comparisons = [
-      compare(workloads.workload(resnet, batch_size=batch_size),
-              parse_xla_flags(args.xla_flags), rounds, calls_per_round=1),
-      compare(workloads.workload('mlp', batch_size),
-              parse_xla_flags(args.xla_flags), rounds, calls_per_round=20)]
+      compare(workloads.workload(resnet, batch_size=batch_size), tuned,
+              rounds, calls_per_round=1),
+      compare(workloads.workload('mlp', batch_size), tuned, rounds,
+              calls_per_round=20)]
   results = {
-      'batch_size': batch_size,
-      'rounds': rounds,
+      'batch_size': batch_size, 'rounds': rounds,
       'plrs': {'min_value': PLRS_MIN, 'max_value': PLRS_MAX},
       'constant_rate': CONSTANT_RATE,
       'xla_flags': {'default': '', 'tuned': args.xla_flags},
@@ -302,23 +264,16 @@ def main():
                                                else 100_000),
       'seconds': time.perf_counter() - started,
   }
-  rows = []
-  for c in comparisons:
-    for key, run in c['runs'].items():
-      framework, config, schedule = key.split('/')
-      torch_run = c['runs'][f'torch/eager/{schedule}']
-      rows.append([c['model'], framework, config, schedule, run['median_ms'],
-                   run['images_per_s'],
-                   run['images_per_s'] / torch_run['images_per_s']])
-  print(common.markdown_table(
+  rows = [[c['model'], *key.split('/'), run['median_ms'], run['images_per_s'],
+           run['images_per_s'] / c['runs'][
+               f'torch/eager/{key.split("/")[2]}']['images_per_s']]
+          for c in comparisons for key, run in c['runs'].items()]
+  common.print_table(
       ['model', 'framework', 'config', 'schedule', 'ms/step (median)',
-       'images/s', 'JAX / PyTorch images/s'], rows))
-  print(f"PyTorch scheduler step: "
+       'images/s', 'JAX / PyTorch images/s'], rows)
+  print('PyTorch scheduler step: '
         f"{results['pytorch_scheduler_step']['median_us']:.2f} us")
-  path = common.write_results('vs_pytorch', results, args.out,
-                              quick=args.quick)
-  plot(comparisons, args.out / 'vs_pytorch.png')
-  print(f'wrote {path} and vs_pytorch.png')
+  common.finish('vs_pytorch', results, plot(comparisons), args)
 
 
 if __name__ == '__main__':

@@ -1,9 +1,7 @@
-"""The models and steps the benchmarks time, on random data.
+"""The models the benchmarks train, on one batch of random uint8 images.
 
-A workload is a model of train/models.py with one batch of random uint8
-images; `train_state` initialises it as the app does and `step` is
-train/engine.py's `train_step` on it, so the benchmarks time the step every
-program runs.
+`train_state` initialises one as the app does and `train_fn` is
+train/engine.py's `train_step` on it: the step every program runs.
 """
 
 import functools
@@ -62,12 +60,10 @@ def train_state(w: Workload,
                                    w.image_shape, tx)
 
 
-def step(w: Workload, rate: optax.Schedule, axis_name: str | None = None):
-  """`engine.train_step` on the workload: `(state, batch) -> (state, metrics)`.
-
-  Unjitted: jit it, or pmap it with `axis_name`.
-  """
+def train_fn(w: Workload, axis_name: str | None = None):
+  """`engine.train_step` on the workload, `(state, batch) -> (state, metrics)`,
+  unjitted: jit it, or pmap it with `axis_name`."""
   return functools.partial(
-      engine.train_step, rate=rate, augment_key=None,
-      dropout_key=engine.run_keys(w.seed).dropout, axis_name=axis_name,
-      **w.stats)
+      engine.train_step, axis_name=axis_name, inputs=engine.Inputs(
+          w.stats['mean'], w.stats['std'], None,
+          engine.run_keys(w.seed).dropout))

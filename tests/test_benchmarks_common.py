@@ -82,3 +82,20 @@ def test_git_commit_is_head_and_dirty_only_for_code(tmp_path):
   assert common.git_commit(tmp_path) == (head, True)
   # Only the top of a checkout: a folder inside one is not the benchmarks'.
   assert common.git_commit(tmp_path / 'benchmarks') == (None, None)
+
+
+def test_parse_args_adds_the_benchmarks_flags(monkeypatch, tmp_path):
+  monkeypatch.setattr(sys, 'argv', ['benchmark', '--out', str(tmp_path),
+                                    '--devices', '4'])
+  args = common.parse_args('A benchmark.\n\nMore.', devices=dict(type=int),
+                           xla_flags=dict(default='--a=1'))
+  assert (args.out, args.quick, args.devices, args.xla_flags) == (
+      tmp_path, False, 4, '--a=1')
+
+
+def test_print_table_is_markdown_after_its_title(capsys):
+  common.print_table(['name', 'ratio'], [['plrs', 1.23456], ['constant', 1]],
+                     'Ratios.')
+  assert capsys.readouterr().out == (
+      '\nRatios.\n\n| name | ratio |\n|---|---|\n| plrs | 1.235 |\n'
+      '| constant | 1 |\n')

@@ -27,13 +27,13 @@ def test_torch_twin_takes_the_same_sgd_steps_as_jax(model):
   from benchmarks import vs_pytorch  # pylint: disable=g-import-not-at-top
   from benchmarks import workloads  # pylint: disable=g-import-not-at-top
   workload = workloads.workload(model, batch_size=8)
-  jax_step = vs_pytorch.jax_step(workload, 'constant', {})
-  torch_step = vs_pytorch.torch_step(*vs_pytorch.torch_twin(workload),
-                                     'constant')
+  jax_runner = vs_pytorch.jax_runner(workload, 'constant', {})
+  torch_runner = vs_pytorch.torch_runner(*vs_pytorch.torch_twin(workload),
+                                         'constant')
   # The first loss checks the forward pass on the same weights, the second
   # the gradients and the update.
-  jax_losses = [float(jax_step()) for _ in range(2)]
-  torch_losses = [float(torch_step()) for _ in range(2)]
+  jax_losses = [float(jax_runner()) for _ in range(2)]
+  torch_losses = [float(torch_runner()) for _ in range(2)]
   np.testing.assert_allclose(torch_losses, jax_losses, rtol=1e-5)
   assert jax_losses[1] < jax_losses[0]
 
@@ -45,7 +45,7 @@ def test_paper_plrs_draws_every_step_into_the_first_group_only():
   optimizer = torch.optim.SGD([{'params': first.parameters()},
                                {'params': second.parameters()}], lr=1.0)
   scheduler = vs_pytorch.PaperPLRS(optimizer, 0.07, 0.1)
-  rates = [scheduler.step() for _ in range(20)]
+  rates = [scheduler.draw() for _ in range(20)]
   assert all(0.07 <= rate <= 0.1 for rate in rates)
   assert len(set(rates)) == 20
   assert optimizer.param_groups[0]['lr'] == rates[-1]
