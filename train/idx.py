@@ -1,16 +1,12 @@
-"""IDX files: the format MNIST and Fashion-MNIST are distributed in.
-
-A big-endian header (a magic number `0x0000TTNN`, TT the element type, 0x08
-for uint8, NN the number of dimensions; then NN 4-byte sizes), then the data
-in C order. Files may be gzipped, recognised by their content, not their name.
+"""IDX files, the format of MNIST and Fashion-MNIST: a big-endian header (magic
+number `0x0000TTNN`, TT the element type, NN the number of dimensions, then NN
+4-byte sizes), then the data in C order; possibly gzipped.
 
 Example:
   >>> import struct
   >>> data = struct.pack('>IIII', IMAGES, 2, 1, 3) + bytes(range(6))
-  >>> parse(data, IMAGES)
-  array([[[0, 1, 2]],
-  <BLANKLINE>
-         [[3, 4, 5]]], dtype=uint8)
+  >>> parse(data, IMAGES).tolist()
+  [[[0, 1, 2]], [[3, 4, 5]]]
   >>> parse(data, LABELS)
   Traceback (most recent call last):
   ...
@@ -34,11 +30,7 @@ class IdxError(ValueError):
 
 
 def parse(data: bytes, magic: int) -> np.ndarray:
-  """The read-only uint8 array, a view of `data`, that IDX bytes hold.
-
-  Raises IdxError if the magic number is not `magic` (`IMAGES` or `LABELS`)
-  or the data is shorter or longer than the header says.
-  """
+  """The read-only uint8 array, a view of `data`, that IDX bytes hold."""
   ndim = magic & 0xff
   header = 4 * (1 + ndim)
   if len(data) < header:
@@ -57,10 +49,7 @@ def parse(data: bytes, magic: int) -> np.ndarray:
 
 
 def read(path: str | os.PathLike[str], magic: int) -> np.ndarray:
-  """The array in the IDX file at `path`, gzipped or not (see `parse`).
-
-  Raises IdxError naming the path, or OSError if the file cannot be opened.
-  """
+  """The array in the IDX file at `path`, gzipped or not (see `parse`)."""
   data = pathlib.Path(path).read_bytes()
   try:
     if data.startswith(b'\x1f\x8b'):  # gzip's magic number

@@ -1,11 +1,7 @@
-"""Convolutions as im2col and one matrix product, a model's `conv` choice.
-
-XLA:CPU puts a convolution into its fast (Eigen) layout only at the top level
-of a program (ConvCanonicalization visits the entry computation alone), so in
-`lax.scan`'s loop (train/seeds.py) autodiff's weight-gradient convolutions run
-10-50x slower (ResNet-8 on digits: ~120 ms a step against ~7 ms). As pads,
-strided slices and one `dot_general` they run at full speed and vmap to a
-batched matrix product. Chosen with `model_kwargs={'conv': 'im2col'}`.
+"""Convolutions as im2col and one matrix product: `model_kwargs={'conv':
+'im2col'}`. XLA:CPU makes convolutions fast only at a program's top level, so
+in `lax.scan` (train/seeds.py) weight gradients run 10-50x slower; pads,
+strided slices and one `dot_general` run at full speed (and vmap).
 """
 
 import functools
@@ -18,18 +14,15 @@ import jax.numpy as jnp
 def conv_im2col(lhs, rhs, window_strides, padding, lhs_dilation=None,
                 rhs_dilation=None, dimension_numbers=None,
                 feature_group_count=1, precision=None):
-  """`lax.conv_general_dilated` (as `nn.Conv` calls it) for 2-D NHWC/HWIO
-  without dilation or groups: the kh x kw shifted, strided views of the padded
-  input, concatenated in `rhs.reshape(-1, out)`'s order, times the kernel.
+  """`lax.conv_general_dilated` for 2-D NHWC/HWIO without dilation or groups:
+  the kernel times the padded input's kh x kw shifted, strided views.
 
   Example:
-    >>> x = jnp.ones((1, 4, 4, 2))
-    >>> w = jnp.ones((3, 3, 2, 5))
+    >>> x, w = jnp.ones((1, 3, 3, 2)), jnp.ones((3, 3, 2, 5))
     >>> conv_im2col(x, w, (1, 1), 'SAME')[0, :, :, 0]
-    Array([[ 8., 12., 12.,  8.],
-           [12., 18., 18., 12.],
-           [12., 18., 18., 12.],
-           [ 8., 12., 12.,  8.]], dtype=float32)
+    Array([[ 8., 12.,  8.],
+           [12., 18., 12.],
+           [ 8., 12.,  8.]], dtype=float32)
   """
   kh, kw, cin, cout = rhs.shape
   expected = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape,
@@ -47,9 +40,8 @@ def conv_im2col(lhs, rhs, window_strides, padding, lhs_dilation=None,
     padding = jax.lax.padtype_to_pads(lhs.shape[1:3], (kh, kw),
                                       window_strides, padding)
   x = jnp.pad(lhs, ((0, 0), *padding, (0, 0)))
-  out_h = (x.shape[1] - kh) // sh + 1
-  out_w = (x.shape[2] - kw) // sw + 1
-  columns = jnp.concatenate([
+  out_h, out_w = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
+  columns = jnp.concatenate([  # In the order of rhs.reshape(-1, cout).
       x[:, i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw, :]
       for i in range(kh) for j in range(kw)], axis=-1)
   return jnp.einsum('nhwk,ko->nhwo', columns, rhs.reshape(kh * kw * cin, cout),

@@ -39,7 +39,6 @@ DatasetError = errors.DatasetError
 @dataclasses.dataclass(frozen=True)
 class Dataset:
   """Train and test splits as random-access sources of image/label records."""
-
   name: str
   train: Sequence[dict[str, Any]]
   test: Sequence[dict[str, Any]]
@@ -64,9 +63,7 @@ class _ArraySource(Sequence):
 
 
 def _in_memory(name: str, train, test, num_classes: int) -> Dataset:
-  """A dataset of (uint8 images (N, H, W, C), int32 labels) arrays."""
-  # Exact per-channel statistics from histograms, in chunks: bincount copies
-  # its input as int64.
+  # Exact statistics from histograms, chunked: bincount copies to int64.
   images, values = train[0], np.arange(256, dtype=np.float64)
   counts = np.zeros((images.shape[-1], 256), np.int64)
   for chunk in np.split(images, range(4096, len(images), 4096)):
@@ -75,31 +72,28 @@ def _in_memory(name: str, train, test, num_classes: int) -> Dataset:
   total = counts.sum(axis=1)
   mean = counts @ values / total
   std = np.sqrt((counts * (values - mean[:, None]) ** 2).sum(axis=1) / total)
-  return Dataset(name=name, train=_ArraySource(*train),
-                 test=_ArraySource(*test), num_classes=num_classes,
-                 image_shape=images.shape[1:], mean=tuple(mean.tolist()),
-                 std=tuple(std.tolist()))
+  return Dataset(name, _ArraySource(*train), _ArraySource(*test), num_classes,
+                 images.shape[1:], tuple(mean.tolist()), tuple(std.tolist()))
 
 
 def _fashion_mnist_split(images_path, labels_path, size: int):
-  """A split's checked (images (N, 28, 28, 1), int32 labels)."""
   images = idx.read(images_path, idx.IMAGES)
   labels = idx.read(labels_path, idx.LABELS)
   if images.shape[1:] != (28, 28):
-    problem = (f'{images_path} holds {images.shape[1]}x{images.shape[2]} '
-               'images, not 28x28')
-  elif len(images) != len(labels):
-    problem = (f'{labels_path} holds {len(labels)} labels but {images_path} '
-               f'{len(images)} images (Fashion-MNIST has {size} of each)')
-  elif not len(images):
-    problem = f'{images_path} holds no images (Fashion-MNIST has {size})'
-  elif labels.max() >= 10:
-    position = int(np.argmax(labels >= 10))
-    problem = (f'{labels_path} holds label {labels[position]} at position '
-               f'{position}; Fashion-MNIST\'s labels are 0..9')
-  else:
-    return images[..., None], labels.astype(np.int32)
-  raise DatasetError(problem)
+    raise DatasetError(f'{images_path} holds {images.shape[1]}x'
+                       f'{images.shape[2]} images, not 28x28')
+  if len(images) != len(labels):
+    raise DatasetError(
+        f'{labels_path} holds {len(labels)} labels but {images_path} '
+        f'{len(images)} images (Fashion-MNIST has {size} of each)')
+  if not len(images):
+    raise DatasetError(
+        f'{images_path} holds no images (Fashion-MNIST has {size})')
+  if (bad := np.flatnonzero(labels >= 10)).size:
+    raise DatasetError(
+        f'{labels_path} holds label {labels[bad[0]]} at position '
+        f'{bad[0]}; Fashion-MNIST\'s labels are 0..9')
+  return images[..., None], labels.astype(np.int32)
 
 
 def _fashion_mnist(data_dir: str | None) -> Dataset | None:
@@ -109,18 +103,17 @@ def _fashion_mnist(data_dir: str | None) -> Dataset | None:
                        if p.is_file()), None)
            for names in FASHION_MNIST_FILES.values() for name in names}
   found = [path.name for path in files.values() if path]
-  if not found and _prepared_versions(FASHION_MNIST, data_dir):
+  if not found and (prepared := _tfds_dir(FASHION_MNIST, data_dir))[1]:
     return None
   try:
     if not found:
       raise DatasetError(
           f'none of its four IDX files is in {directory}, and no TFDS '
-          f'{FASHION_MNIST!r} is prepared in {_tfds_root(data_dir)}')
-    for name, path in files.items():
-      if path is None:
-        raise DatasetError(
-            f'{directory / name}.gz (or {name}) is missing; {directory} holds '
-            f'{", ".join(found)}')
+          f'{FASHION_MNIST!r} is prepared in {prepared[0].parent}')
+    if missing := [name for name, path in files.items() if path is None]:
+      raise DatasetError(
+          f'{directory / missing[0]}.gz (or {missing[0]}) is missing; '
+          f'{directory} holds {", ".join(found)}')
     train, test = (
         _fashion_mnist_split(*map(files.get, names), _FASHION_MNIST_SIZES[s])
         for s, names in FASHION_MNIST_FILES.items())
@@ -130,12 +123,9 @@ def _fashion_mnist(data_dir: str | None) -> Dataset | None:
   return _in_memory(FASHION_MNIST, train, test, num_classes=10)
 
 
-def _tfds_root(data_dir: str | None) -> pathlib.Path:
-  return pathlib.Path(data_dir or '~/tensorflow_datasets').expanduser()
-
-
-def _prepared_versions(name: str, data_dir: str | None) -> list[pathlib.Path]:
-  return sorted((_tfds_root(data_dir) / name).glob('*/dataset_info.json'))
+def _tfds_dir(name: str, data_dir: str | None):
+  path = pathlib.Path(data_dir or '~/tensorflow_datasets').expanduser() / name
+  return path, sorted(path.glob('*/dataset_info.json'))
 
 
 def _tfds(name: str, data_dir: str | None, splits) -> Dataset:
@@ -146,16 +136,16 @@ def _tfds(name: str, data_dir: str | None, splits) -> Dataset:
       train, test = (tfds.data_source(name, split=split, data_dir=data_dir,
                                       download=False) for split in splits)
     except tfds.core.registered.DatasetNotFoundError:
-      # Not in the TFDS catalog: the newest version of a dataset the user
-      # prepared with a builder of their own (e.g. Tiny ImageNet).
-      if not (versions := _prepared_versions(name, data_dir)):
+      # Not in the catalog: the newest version of a user-built dataset.
+      path, versions = _tfds_dir(name, data_dir)
+      if not versions:
         raise DatasetError(  # pylint: disable=raise-missing-from
             f'Unknown dataset {name!r}: it is neither {DIGITS!r} nor '
             f'{FASHION_MNIST!r} (read offline), nor a TensorFlow Datasets '
             'name (see https://www.tensorflow.org/datasets/catalog), nor a '
             'dataset prepared with a builder of your own under '
-            f'{_tfds_root(data_dir) / name}/<version>/ (pass '
-            '--config.data_dir=DIR for another location).')
+            f'{path}/<version>/ (pass --config.data_dir=DIR for another '
+            'location).')
       builder = tfds.builder_from_directory(versions[-1].parent)
       train, test = (builder.as_data_source(split=split) for split in splits)
   except DatasetError:
@@ -185,7 +175,6 @@ def _tfds(name: str, data_dir: str | None, splits) -> Dataset:
 
 def _class_balanced_subset(dataset: Dataset, size: int,
                            split_seed: int) -> Dataset:
-  """`size // num_classes` training images of each class (see load_dataset)."""
   if not isinstance(dataset.train, _ArraySource):
     raise ConfigError(
         f'config.train_subset={size} needs a dataset held in memory '
@@ -205,8 +194,7 @@ def _class_balanced_subset(dataset: Dataset, size: int,
         f'class, but class {counts.argmin()} of {dataset.name!r} has only '
         f'{counts.min()} training images; use at most '
         f'{counts.min() * classes}.')
-  # A stream of its own (the digits split draws from the split seed itself),
-  # and permutations independent of `size`: a larger subset holds a smaller.
+  # A stream of its own, and a larger subset holds a smaller one.
   rng = np.random.default_rng([split_seed, 1])
   chosen = np.sort(np.concatenate([
       rng.permutation(np.flatnonzero(labels == c))[:size // classes]
@@ -219,24 +207,17 @@ def load_dataset(name: str, *, data_dir: str | None = None,
                  split_seed: int = 0, test_fraction: float = 0.2,
                  train_split: str = 'train', test_split: str = 'test',
                  train_subset: int = 0) -> Dataset:
-  """Loads `digits`, `fashion_mnist` or a prepared TFDS dataset by name.
-
-  Fashion-MNIST is read from its IDX files in `data_dir` (by default Debian's
-  directory), or else from TFDS. `split_seed` draws the digits' test split
-  (`test_fraction` of them) and, if `train_subset` is not 0, a training set
-  of that many images, as many of each class (in-memory datasets only).
+  """Loads `digits`, `fashion_mnist` (IDX files, else TFDS) or a TFDS dataset;
+  `split_seed` draws the digits' test split and a `train_subset` (if not 0).
 
   Example:
-    >>> ds = load_dataset('digits')
+    >>> ds = load_dataset('digits', train_subset=100)
     >>> len(ds.train), len(ds.test), ds.image_shape
-    (1438, 359, (8, 8, 1))
-    >>> len(load_dataset('digits', train_subset=100).train)
-    100
+    (100, 359, (8, 8, 1))
   """
   if name == DIGITS:  # scikit-learn's 1797 8x8 images, in the package
     from sklearn import datasets  # pylint: disable=g-import-not-at-top
     digits = datasets.load_digits()
-    # Pixel values are 0..16; store them as uint8 in 0..255 like other images.
     images = np.round(digits.images * (255 / 16)).astype(np.uint8)[..., None]
     labels = digits.target.astype(np.int32)
     order = np.random.default_rng(split_seed).permutation(len(labels))
@@ -280,18 +261,15 @@ def train_batches(dataset: Dataset, *, global_batch_size: int, seed: int,
                   start_step: int, num_steps: int, process_index: int = 0,
                   process_count: int = 1,
                   num_threads: int = 4) -> Iterator[dict[str, np.ndarray]]:
-  """Yields this host's rows of global training batches `start_step..`.
-
-  Batch `step` is rows `[step * B, (step + 1) * B)` of its epoch's
-  `epoch_order`, plus 'index', the rows' positions in the global batch.
-  """
+  """Yields this host's rows of global training batches `start_step..`, from
+  `epoch_order`, plus 'index', the rows' positions in the global batch."""
   if global_batch_size % process_count:
-    raise DatasetError(
-        f'batch_size {global_batch_size} is not divisible by the '
-        f'{process_count} processes.')
+    raise DatasetError(f'batch_size {global_batch_size} is not divisible by '
+                       f'the {process_count} processes.')
   per_epoch = steps_per_epoch(dataset, global_batch_size)
   local, size = global_batch_size // process_count, len(dataset.train)
-  offset, order = process_index * local, _order(size, seed)
+  order = _order(size, seed)
+  offset = process_index * local
   positions = np.arange(offset, offset + local, dtype=np.int32)
 
   def read(step: int) -> dict[str, np.ndarray]:
@@ -306,7 +284,7 @@ def train_batches(dataset: Dataset, *, global_batch_size: int, seed: int,
 
 
 def _order(size: int, seed: int) -> grain.MapDataset:
-  """The training examples' order: a fresh grain permutation every epoch."""
+  """The examples' order: a fresh grain permutation every epoch."""
   return grain.MapDataset.range(size).shuffle(seed=seed).repeat()
 
 
@@ -315,8 +293,7 @@ def epoch_order(size: int, seed: int, epoch: int) -> np.ndarray:
   """The permutation of the training split `train_batches` reads in `epoch`.
 
   Example:
-    >>> order = epoch_order(10, seed=0, epoch=0)
-    >>> sorted(order.tolist()) == list(range(10))
+    >>> sorted(epoch_order(10, seed=0, epoch=0).tolist()) == list(range(10))
     True
   """
   order = _order(size, seed)
@@ -327,10 +304,7 @@ def epoch_order(size: int, seed: int, epoch: int) -> np.ndarray:
 def eval_batches(dataset: Dataset, *, batch_size: int, process_index: int = 0,
                  process_count: int = 1,
                  split: str = 'test') -> Iterator[dict[str, np.ndarray]]:
-  """Yields this host's rows of split 'test' or 'train' in padded batches.
-
-  Padding rows copy the first example and have 'mask' 0, real rows 1.
-  """
+  """Yields this host's rows of `split`, padded with rows whose 'mask' is 0."""
   source = {'train': dataset.train, 'test': dataset.test}[split]
   local, size = batch_size // process_count, len(source)
   for start in range(0, size, batch_size):
@@ -345,9 +319,8 @@ def as_arrays(
   """Every example of a split, read in order: (uint8 images, int32 labels).
 
   Example:
-    >>> images, labels = as_arrays(load_dataset('digits').test)
-    >>> images.shape, images.dtype, labels.shape
-    ((359, 8, 8, 1), dtype('uint8'), (359,))
+    >>> [a.shape for a in as_arrays(load_dataset('digits').test)]
+    [(359, 8, 8, 1), (359,)]
   """
   batch = _batch(source, range(len(source)))
   return batch['image'], batch['label']
@@ -355,10 +328,7 @@ def as_arrays(
 
 def hold_out(dataset: Dataset, size: int,
              seed: int) -> tuple[Dataset, dict[str, np.ndarray]]:
-  """Splits `size // num_classes` examples of each class off the train split.
-
-  Returns the dataset training on the rest, in stored order, and the held-out
-  {'image', 'label'} arrays (for MLR-SNet's meta loss), drawn with `seed`.
+  """Holds out `size // num_classes` training examples per class with `seed`.
 
   Example:
     >>> rest, held = hold_out(load_dataset('digits'), 100, seed=0)

@@ -1,18 +1,8 @@
-"""The paper's image classifiers as Flax Linen modules.
+"""The paper's image classifiers (arXiv 2407.07613) as Flax Linen modules.
 
-PLRS (arXiv 2407.07613) is evaluated on ResNet-110, WRN-28-10, VGG-16 and
-DenseNet-40-12 (CIFAR) and ResNet-50 (Tiny ImageNet; ImageNet-1k in the
-authors' code). Linen, as in the Flax ImageNet example: under `jax.pmap` its
-`params` and `batch_stats` are plain pytrees. Every model maps a float NHWC
-batch to float32 logits, `model.apply(variables, images, train=False)` or
-`(..., train=True, mutable=['batch_stats'], rngs={'dropout': key})`, and takes
-`bn_axis_name` (the pmap axis BatchNorm averages its statistics over: None, or
-'batch' so that N replicas of B/N images normalise like one device with B),
-`dtype` (of the computation), `conv` (`nn.Conv`, or train/im2col.py's) and
-`act` (ReLU; GELU has a continuous derivative), all keyword-only. BatchNorm
-(momentum 0.9, epsilon 1e-5) and the bias-free convolutions' padding are
-PyTorch's, whose numbers the paper reports ('SAME' differs at stride 2).
-"""
+Each maps a float NHWC batch to float32 logits and takes keyword-only
+`bn_axis_name` (the pmap axis BatchNorm averages over), `dtype`, `conv` and
+`act`. BatchNorm and padding are PyTorch's, whose numbers the paper reports."""
 
 from collections.abc import Callable
 import functools
@@ -26,28 +16,23 @@ import jax.numpy as jnp
 from train import im2col
 
 ModuleDef = Any
-
-# He et al. (2015) initialisation with fan-out scaling, torchvision's choice
-# for ResNets (kaiming_normal_(mode='fan_out', nonlinearity='relu')).
+# torchvision's ResNet init: kaiming_normal_(mode='fan_out', 'relu').
 conv_kernel_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
-_VGG16_LAYERS = (64, 64, 'M', 128, 128, 'M', 256, 256, 256, 'M',
-                 512, 512, 512, 'M', 512, 512, 512, 'M')
+_VGG16_STAGES = ((64, 64), (128, 128), (256,) * 3, (512,) * 3, (512,) * 3)
 _RESNET50_STAGES = (3, 4, 6, 3)
 
 
 def _layers(module: nn.Module, train: bool):
-  conv = functools.partial(module.conv, use_bias=False, dtype=module.dtype,
-                           kernel_init=conv_kernel_init)
+  """The model's bias-free conv (PyTorch's padding, size // 2) and BatchNorm."""
+  def conv(features: int, size=3, strides=1, **kwargs):
+    pad = (size // 2, size // 2)
+    return module.conv(features, (size, size), strides=(strides, strides),
+                       padding=(pad, pad), use_bias=False, dtype=module.dtype,
+                       kernel_init=conv_kernel_init, **kwargs)
   norm = functools.partial(
       nn.BatchNorm, use_running_average=not train, momentum=0.9,
       epsilon=1e-5, dtype=module.dtype, axis_name=module.bn_axis_name)
   return conv, norm
-
-
-def _conv(conv: ModuleDef, features: int, size=3, strides=1, **kwargs):
-  pad = (size // 2, size // 2)  # PyTorch's padding=size // 2
-  return conv(features, (size, size), strides=(strides, strides),
-              padding=(pad, pad), **kwargs)
 
 
 def _blocks(stage_sizes):
@@ -64,8 +49,7 @@ def _head(module: nn.Module, x, flatten: bool = False):
 
 
 class _Model(nn.Module, kw_only=True):
-  """The attributes every model shares; checks depth against `_DEPTH`, then
-  widen_factor and dropout_rate, where the model has them."""
+  """The shared attributes; checks depth, widen_factor and dropout_rate."""
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
   conv: ModuleDef = nn.Conv
@@ -98,35 +82,24 @@ class _Block(nn.Module):
 
 
 class BasicBlock(_Block):
-  """A CIFAR ResNet block, conv-BN-ReLU-conv-BN plus an option-A shortcut:
-  subsampled and zero-padded in channels (half before, half after)."""
+  """A CIFAR ResNet block with an option-A (subsample, zero-pad) shortcut."""
 
   @nn.compact
   def __call__(self, x):
-    y = _conv(self.conv, self.features, strides=self.strides)(x)
-    y = self.act(self.norm()(y))
-    y = self.norm()(_conv(self.conv, self.features)(y))
-    shortcut = x
-    if self.strides != 1:
-      shortcut = shortcut[:, ::self.strides, ::self.strides, :]
-    extra = self.features - x.shape[-1]
-    if extra:
-      shortcut = jnp.pad(
-          shortcut, ((0, 0), (0, 0), (0, 0), (extra // 2, extra - extra // 2)))
+    y = self.act(self.norm()(self.conv(self.features, strides=self.strides)(x)))
+    y = self.norm()(self.conv(self.features)(y))
+    extra = self.features - x.shape[-1]  # Zero channels, half on each side.
+    shortcut = jnp.pad(x[:, ::self.strides, ::self.strides, :],
+                       ((0, 0),) * 3 + ((extra // 2, extra - extra // 2),))
     return self.act(y + shortcut)
 
 
 class CifarResNet(_Model):
-  """The CIFAR ResNet of He et al. (2016), Section 4.2, depth 6n + 2: with 10
-  classes ResNet-20 has 269,722 parameters (0.27M in the paper), ResNet-110
-  1,727,962 (1.7M). Depth 8 gives a tiny model for tests.
+  """He et al.'s CIFAR ResNet, depth 6n + 2: ResNet-110 has 1,727,962 params.
 
   Example:
-  >>> import jax
-  >>> model = CifarResNet(depth=8, num_classes=10)
-  >>> x = jnp.zeros((1, 8, 8, 1))
-  >>> variables = model.init(jax.random.key(0), x, train=False)
-  >>> model.apply(variables, x, train=False).shape
+  >>> CifarResNet(depth=8, num_classes=10).init_with_output(
+  ...     jax.random.key(0), jnp.zeros((1, 8, 8, 1)), train=False)[0].shape
   (1, 10)
   """
   depth: int
@@ -136,51 +109,37 @@ class CifarResNet(_Model):
   @nn.compact
   def __call__(self, x, train: bool = True):
     conv, norm = _layers(self, train)
-    x = _conv(conv, 16, name='stem_conv')(jnp.asarray(x, self.dtype))
+    x = conv(16, name='stem_conv')(jnp.asarray(x, self.dtype))
     x = self.act(norm(name='stem_bn')(x))
     for stage, block, strides in _blocks([(self.depth - 2) // 6] * 3):
-      x = BasicBlock(16 * 2**stage, strides, conv=conv, norm=norm,
-                     act=self.act, name=f'stage{stage + 1}_block{block}')(x)
+      x = BasicBlock(16 * 2**stage, strides, conv, norm, self.act,
+                     name=f'stage{stage + 1}_block{block}')(x)
     return _head(self, x)
 
 
-class WideBasicBlock(nn.Module):
-  """A pre-activation wide block, BN-ReLU-conv3x3-BN-ReLU-dropout-conv3x3; a
-  1x1 conv of the pre-activated input is the shortcut if the shape changes."""
-  features: int
-  strides: int
+class WideBasicBlock(_Block):
+  """A pre-activation wide block; a 1x1 conv shortcut if the shape changes."""
   dropout_rate: float
   train: bool
-  conv: ModuleDef
-  norm: ModuleDef
-  act: Callable[[jax.Array], jax.Array]
 
   @nn.compact
   def __call__(self, x):
     preact = self.act(self.norm()(x))
-    y = _conv(self.conv, self.features, strides=self.strides)(preact)
+    y = self.conv(self.features, strides=self.strides)(preact)
     y = self.act(self.norm()(y))
     y = nn.Dropout(self.dropout_rate, deterministic=not self.train)(y)
-    y = _conv(self.conv, self.features)(y)
+    y = self.conv(self.features)(y)
     if self.strides != 1 or x.shape[-1] != self.features:
-      x = _conv(self.conv, self.features, 1, self.strides,
-                name='shortcut')(preact)
+      x = self.conv(self.features, 1, self.strides, name='shortcut')(preact)
     return x + y
 
 
 class WideResNet(_Model):
-  """WRN-d-k of Zagoruyko & Komodakis (2016), pre-activation basic blocks.
-  WRN-28-10 has 36,479,194 parameters with 10 classes (36.5M in the paper).
-  With `dropout_rate > 0` training needs a 'dropout' rng.
+  """WRN-d-k (Zagoruyko & Komodakis): WRN-28-10 has 36,479,194 parameters.
 
-  Example (shapes only, through `jax.eval_shape`):
-  >>> import jax
-  >>> model = WideResNet(num_classes=10, depth=28, widen_factor=10)
-  >>> x = jnp.zeros((1, 32, 32, 3))
-  >>> variables = jax.eval_shape(
-  ...     lambda: model.init(jax.random.key(0), x, train=False))
-  >>> jax.eval_shape(
-  ...     lambda v: model.apply(v, x, train=False), variables).shape
+  Example (shapes only):
+  >>> jax.eval_shape(lambda: WideResNet(num_classes=10).init_with_output(
+  ...     jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False))[0].shape
   (1, 10)
   """
   num_classes: int
@@ -193,27 +152,20 @@ class WideResNet(_Model):
   @nn.compact
   def __call__(self, x, train: bool = True):
     conv, norm = _layers(self, train)
-    x = _conv(conv, 16, name='stem_conv')(jnp.asarray(x, self.dtype))
+    x = conv(16, name='stem_conv')(jnp.asarray(x, self.dtype))
     for group, block, strides in _blocks([(self.depth - 4) // 6] * 3):
       x = WideBasicBlock(
-          16 * 2**group * self.widen_factor, strides, self.dropout_rate, train,
-          conv=conv, norm=norm, act=self.act,
-          name=f'group{group + 1}_block{block}')(x)
+          16 * 2**group * self.widen_factor, strides, conv, norm, self.act,
+          self.dropout_rate, train, name=f'group{group + 1}_block{block}')(x)
     return _head(self, self.act(norm(name='final_bn')(x)))
 
 
 class VGG16(_Model):
-  """VGG-16 with BatchNorm for 32x32 images, kuangliu/pytorch-cifar's without
-  conv biases: 14,724,042 parameters with 10 classes (that: 14,728,266).
+  """VGG-16 with BatchNorm, for 32x32 images: 14,724,042 parameters.
 
-  Example (shapes only, through `jax.eval_shape`):
-  >>> import jax
-  >>> model = VGG16(num_classes=10)
-  >>> x = jnp.zeros((1, 32, 32, 3))
-  >>> variables = jax.eval_shape(
-  ...     lambda: model.init(jax.random.key(0), x, train=False))
-  >>> jax.eval_shape(
-  ...     lambda v: model.apply(v, x, train=False), variables).shape
+  Example (shapes only):
+  >>> jax.eval_shape(lambda: VGG16(num_classes=10).init_with_output(
+  ...     jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False))[0].shape
   (1, 10)
   """
   num_classes: int
@@ -221,31 +173,22 @@ class VGG16(_Model):
   @nn.compact
   def __call__(self, x, train: bool = True):
     conv, norm = _layers(self, train)
-    x = jnp.asarray(x, self.dtype)
-    index = 0
-    for layer in _VGG16_LAYERS:
-      if layer == 'M':
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
-      else:
-        x = _conv(conv, layer, name=f'conv{index}')(x)
+    x, index = jnp.asarray(x, self.dtype), 0
+    for stage in _VGG16_STAGES:  # Each ends with a max-pool.
+      for features in stage:
+        x = conv(features, name=f'conv{index}')(x)
         x = self.act(norm(name=f'bn{index}')(x))
         index += 1
+      x = nn.max_pool(x, (2, 2), strides=(2, 2))
     return _head(self, x, flatten=True)
 
 
 class DenseNet(_Model):
-  """DenseNet of Huang et al. (2017) for CIFAR, without bottleneck/compression.
-  DenseNet-40-12 has 1,019,722 parameters with 10 classes (1.0M in the paper)
-  and 1,060,132 with 100. `dropout_rate > 0` needs a 'dropout' rng to train.
+  """Huang et al.'s CIFAR DenseNet: DenseNet-40-12 has 1,019,722 parameters.
 
-  Example (shapes only, through `jax.eval_shape`):
-  >>> import jax
-  >>> model = DenseNet(num_classes=100, depth=40, growth_rate=12)
-  >>> x = jnp.zeros((1, 32, 32, 3))
-  >>> variables = jax.eval_shape(
-  ...     lambda: model.init(jax.random.key(0), x, train=False))
-  >>> jax.eval_shape(
-  ...     lambda v: model.apply(v, x, train=False), variables).shape
+  Example (shapes only):
+  >>> jax.eval_shape(lambda: DenseNet(num_classes=100).init_with_output(
+  ...     jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False))[0].shape
   (1, 100)
   """
   num_classes: int
@@ -262,53 +205,44 @@ class DenseNet(_Model):
     dropout = functools.partial(
         nn.Dropout, self.dropout_rate, deterministic=not train)
     x = jnp.asarray(x, self.dtype)
-    x = _conv(conv, self.initial_features, name='stem_conv')(x)
+    x = conv(self.initial_features, name='stem_conv')(x)
     for block in range(3):
       for layer in range((self.depth - 4) // 3):
         name = f'block{block + 1}_layer{layer}'
         y = self.act(norm(name=f'{name}_bn')(x))
-        y = _conv(conv, self.growth_rate, name=f'{name}_conv')(y)
+        y = conv(self.growth_rate, name=f'{name}_conv')(y)
         x = jnp.concatenate([x, dropout()(y)], axis=-1)
       if block < 2:  # A transition: BN-ReLU-conv1x1-dropout-avgpool.
         name = f'transition{block + 1}'
         x = self.act(norm(name=f'{name}_bn')(x))
-        x = dropout()(_conv(conv, x.shape[-1], 1, name=f'{name}_conv')(x))
+        x = dropout()(conv(x.shape[-1], 1, name=f'{name}_conv')(x))
         x = nn.avg_pool(x, (2, 2), strides=(2, 2))
     return _head(self, self.act(norm(name='final_bn')(x)))
 
 
 class BottleneckBlock(_Block):
-  """A ResNet bottleneck block, 1x1-3x3-1x1 with 4x expansion of `features`,
-  the stride on the 3x3 (torchvision's "v1.5"), a 1x1 conv-BN shortcut."""
+  """A 1x1-3x3-1x1 bottleneck (4x expansion), strided on the 3x3 ("v1.5")."""
 
   @nn.compact
   def __call__(self, x):
-    y = _conv(self.conv, self.features, 1)(x)
+    y = self.act(self.norm()(self.conv(self.features, 1)(x)))
+    y = self.conv(self.features, strides=self.strides)(y)
     y = self.act(self.norm()(y))
-    y = _conv(self.conv, self.features, strides=self.strides)(y)
-    y = self.act(self.norm()(y))
-    y = self.norm()(_conv(self.conv, 4 * self.features, 1)(y))
+    y = self.norm()(self.conv(4 * self.features, 1)(y))
     if self.strides != 1 or x.shape[-1] != 4 * self.features:
-      x = _conv(self.conv, 4 * self.features, 1, self.strides,
-                name='shortcut_conv')(x)
+      x = self.conv(4 * self.features, 1, self.strides, name='shortcut_conv')(x)
       x = self.norm(name='shortcut_bn')(x)
     return self.act(x + y)
 
 
 class ResNet(_Model):
-  """A bottleneck ResNet (He et al. 2016) as in the Flax ImageNet example.
-  `imagenet_stem`: torchvision's 7x7 stride-2 conv and max-pool for 224x224;
-  else one 3x3 conv, so a 64x64 Tiny ImageNet image ends at 8x8.
+  """A bottleneck ResNet; `imagenet_stem`: torchvision's 7x7 stride-2 conv and
+  max-pool for 224x224 images, else one 3x3 conv (for 64x64 Tiny ImageNet).
 
-  Example (shapes only, through `jax.eval_shape`):
-  >>> import jax
-  >>> model = ResNet50ImageNet(num_classes=1000)
-  >>> x = jnp.zeros((1, 224, 224, 3))
-  >>> variables = jax.eval_shape(
-  ...     lambda: model.init(jax.random.key(0), x, train=False))
-  >>> jax.eval_shape(
-  ...     lambda v: model.apply(v, x, train=False), variables).shape
-  (1, 1000)
+  Example (shapes only):
+  >>> jax.eval_shape(lambda: ResNet50ImageNet(num_classes=10).init_with_output(
+  ...     jax.random.key(0), jnp.zeros((1, 224, 224, 3)), train=False))[0].shape
+  (1, 10)
   """
   num_classes: int
   stage_sizes: tuple[int, ...] = _RESNET50_STAGES
@@ -318,35 +252,28 @@ class ResNet(_Model):
   def __call__(self, x, train: bool = True):
     conv, norm = _layers(self, train)
     size, strides = (7, 2) if self.imagenet_stem else (3, 1)
-    x = _conv(conv, 64, size, strides, name='stem_conv')(
-        jnp.asarray(x, self.dtype))
+    x = conv(64, size, strides, name='stem_conv')(jnp.asarray(x, self.dtype))
     x = self.act(norm(name='stem_bn')(x))
     if self.imagenet_stem:
       x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     for stage, block, strides in _blocks(self.stage_sizes):
-      x = BottleneckBlock(
-          64 * 2**stage, strides, conv=conv, norm=norm, act=self.act,
-          name=f'stage{stage + 1}_block{block}')(x)
+      x = BottleneckBlock(64 * 2**stage, strides, conv, norm, self.act,
+                          name=f'stage{stage + 1}_block{block}')(x)
     return _head(self, x)
 
 
 # ResNet-50 for 64x64 Tiny ImageNet: 23,910,152 parameters with 200 classes.
 ResNet50 = functools.partial(ResNet, stage_sizes=_RESNET50_STAGES)
 # torchvision's resnet50() for ImageNet: 25,557,032 parameters, 1000 classes.
-ResNet50ImageNet = functools.partial(ResNet, stage_sizes=_RESNET50_STAGES,
-                                     imagenet_stem=True)
+ResNet50ImageNet = functools.partial(ResNet50, imagenet_stem=True)
 
 
 class MLP(_Model):
-  """A multilayer perceptron on flattened images, the benchmarks' small model.
-  It has no BatchNorm or convolution: `bn_axis_name` and `conv` do nothing.
+  """A multilayer perceptron on flattened images (no conv or BatchNorm).
 
   Example:
-  >>> import jax
-  >>> model = MLP(num_classes=10)
-  >>> x = jnp.zeros((2, 28, 28, 1))
-  >>> variables = model.init(jax.random.key(0), x, train=False)
-  >>> model.apply(variables, x, train=False).shape
+  >>> MLP(num_classes=10).init_with_output(
+  ...     jax.random.key(0), jnp.zeros((2, 28, 28, 1)), train=False)[0].shape
   (2, 10)
   """
   num_classes: int
@@ -375,8 +302,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 
 
 def create_model(name: str, num_classes: int, **kwargs) -> nn.Module:
-  """Builds `MODELS[name]`; `kwargs` are further attributes (`conv` and `act`
-  may name `im2col.CONVS` and `ACTIVATIONS`), not those the name fixes.
+  """Builds `MODELS[name]`; `conv` and `act` may name CONVS/ACTIVATIONS keys.
 
   Example:
   >>> model = create_model('resnet110', num_classes=100, bn_axis_name='batch')
@@ -384,22 +310,19 @@ def create_model(name: str, num_classes: int, **kwargs) -> nn.Module:
   ('CifarResNet', 110, 100)
   """
   if name not in MODELS:
-    raise ValueError(
-        f'create_model: unknown model {name!r}; known models are '
-        f'{", ".join(sorted(MODELS))}.')
+    raise ValueError(f'create_model: unknown model {name!r}; known models '
+                     f'are {", ".join(sorted(MODELS))}.')
   for field, named in (('conv', im2col.CONVS), ('act', ACTIVATIONS)):
-    if isinstance(kwargs.get(field), str):
-      if kwargs[field] not in named:
-        raise ValueError(
-            f'create_model: unknown {field} {kwargs[field]!r}; the choices '
-            f'are {", ".join(named)}.')
-      kwargs[field] = named[kwargs[field]]
+    if isinstance(value := kwargs.get(field), str):
+      if value not in named:
+        raise ValueError(f'create_model: unknown {field} {value!r}; the '
+                         f'choices are {", ".join(named)}.')
+      kwargs[field] = named[value]
   factory = MODELS[name]
   cls = getattr(factory, 'func', factory)
   accepted = (set(inspect.signature(cls).parameters) - {'parent', 'num_classes'}
               - set(getattr(factory, 'keywords', {})))
-  unexpected = sorted(set(kwargs) - accepted)
-  if unexpected:
+  if unexpected := sorted(set(kwargs) - accepted):
     raise TypeError(
         f'create_model: model {name!r} ({cls.__name__}) does not take '
         f'{", ".join(unexpected)}; it takes {", ".join(sorted(accepted))}.')
