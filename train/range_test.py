@@ -1,14 +1,9 @@
-"""Pick PLRS's bounds for a config: an LR range test and a curvature check.
+"""PLRS's bounds from an LR range test, L_max checked against 1/beta (beta: the
+most positive Hessian eigenvalue at init); writes DIR/range_test.{png,json}.
 
     python -m train.range_test --config=train/configs/default.py --workdir=DIR
-
-Prints the suggested (L_min, L_max), whether L_max < 1/beta (beta: the most
-positive Hessian eigenvalue at initialisation; the largest in magnitude is
-often negative there, a saddle direction that limits no rate) and which to
-trust when they disagree; writes DIR/range_test.png and DIR/range_test.json.
 """
 
-import functools
 import itertools
 import json
 import pathlib
@@ -17,7 +12,6 @@ from typing import Any
 from absl import app
 from absl import flags
 import jax
-import jax.numpy as jnp
 import matplotlib
 import ml_collections
 from ml_collections import config_flags
@@ -79,16 +73,15 @@ def measure(config: ml_collections.ConfigDict, *, min_lr: float,
             max_lr: float, num_steps: int, power_iterations: int,
             dataset: input_pipeline.Dataset | None = None
             ) -> tuple[dict, plrs_jax.RangeTestResult]:
-  """The range test and beta of `config`'s run at initialisation: (the summary
-  that range_test.json holds, the range test's result)."""
+  """The range test and beta at initialisation: (range_test.json, result)."""
   dataset = dataset or input_pipeline.dataset_from_config(config)
   steps_per_epoch = input_pipeline.steps_per_epoch(dataset, config.batch_size)
   model = config_validation.built(
       'model', models.create_model, config.model,
       num_classes=dataset.num_classes, **config.get('model_kwargs', {}))
-  variables = jax.jit(functools.partial(model.init, train=False))(
+  variables = jax.jit(lambda key, x: model.init(key, x, train=False))(
       engine.run_keys(config.seed).init,
-      jnp.zeros((1, *dataset.image_shape), jnp.float32))
+      np.zeros((1, *dataset.image_shape), np.float32))
   params, batch_stats = variables['params'], variables.get('batch_stats', {})
   batches = _batches(config, dataset, max(num_steps, steps_per_epoch))
   first = next(batches)
@@ -96,16 +89,14 @@ def measure(config: ml_collections.ConfigDict, *, min_lr: float,
       make_loss_fn(model, batch_stats, dataset.mean, dataset.std), params,
       itertools.chain([first], batches), min_lr=min_lr, max_lr=max_lr,
       num_steps=num_steps)
-  eigen = top_eigenvalue(config, dataset, params, batch_stats,
-                         power_iterations=power_iterations, model=model,
-                         batch=first)
+  eigen = top_eigenvalue(config, dataset, params, batch_stats, model=model,
+                         power_iterations=power_iterations, batch=first)
   beta = eigen.eigenvalue
   summary = {field: getattr(result, field) for field in (
       'suggested_min', 'suggested_max', 'min_loss_lr', 'diverged_step')}
-  summary.update(
-      beta=beta, beta_converged=eigen.converged,
-      learning_rates=result.learning_rates.tolist(),
-      losses=[None if not np.isfinite(v) else v for v in result.losses])
+  summary.update(beta=beta, beta_converged=eigen.converged,
+                 learning_rates=result.learning_rates.tolist(),
+                 losses=[v if np.isfinite(v) else None for v in result.losses])
   if beta > 0:
     check = curvature.check_bounds(result.suggested_max, beta)
     summary.update(check=check.explanation,
@@ -122,27 +113,22 @@ def top_eigenvalue(
     config: ml_collections.ConfigDict, dataset: input_pipeline.Dataset,
     params: Any, batch_stats: Any, *, power_iterations: int, model: Any = None,
     batch: dict[str, np.ndarray] | None = None) -> curvature.EigenvalueResult:
-  """beta: the most positive Hessian eigenvalue of the training loss at
-  `params`, on the first batch of `config`'s run (`batch`, if already read)."""
+  """beta: the most positive Hessian eigenvalue at `params` (first batch)."""
   model = model or models.create_model(
       config.model, num_classes=dataset.num_classes,
       **config.get('model_kwargs', {}))
-  if batch is None:
-    batch = next(_batches(config, dataset, 1))
+  batch = next(_batches(config, dataset, 1)) if batch is None else batch
   loss_fn = make_loss_fn(model, batch_stats, dataset.mean, dataset.std)
   return curvature.top_hessian_eigenvalue(
       lambda p: loss_fn(p, batch), params, key=jax.random.key(config.seed),
       num_iterations=power_iterations, which='largest')
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, *, min_lr: float,
-        max_lr: float, num_steps: int, power_iterations: int) -> dict:
-  """Runs both measurements, writes the figure and JSON, returns the results."""
+def run(config: ml_collections.ConfigDict, workdir: str, **kwargs) -> dict:
+  """Runs `measure`, writes the figure and JSON, returns the summary."""
   config_validation.validate(config)
   workdir = workdirs.check_path(workdir)
-  summary, result = measure(config, min_lr=min_lr, max_lr=max_lr,
-                            num_steps=num_steps,
-                            power_iterations=power_iterations)
+  summary, result = measure(config, **kwargs)
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / 'range_test.json').write_text(json.dumps(summary, indent=1))
   plot(result, summary['beta'], workdir / 'range_test.png',
@@ -168,10 +154,10 @@ def verdict(check: curvature.BoundsCheck, num_steps: int) -> str:
 def plot(result: plrs_jax.RangeTestResult, beta: float, path: pathlib.Path,
          title: str = '') -> pathlib.Path:
   """Loss against the rate (log x) with the bounds, 1/beta and 2/beta."""
+  rates, smoothed, raw = result.learning_rates, result.losses, result.raw_losses
   fig, ax = plt.subplots(figsize=(7, 4.5))
-  ax.plot(result.learning_rates, result.raw_losses, lw=0.6, alpha=0.4,
-          label='loss')
-  ax.plot(result.learning_rates, result.losses, lw=1.5, label='smoothed loss')
+  ax.plot(rates, raw, lw=0.6, alpha=0.4, label='loss')
+  ax.plot(rates, smoothed, lw=1.5, label='smoothed loss')
   ax.axvspan(result.suggested_min, result.suggested_max, color='tab:green',
              alpha=0.25, label=f'suggested [L_min, L_max] = '
              f'[{result.suggested_min:.3g}, {result.suggested_max:.3g}]')
@@ -180,8 +166,7 @@ def plot(result: plrs_jax.RangeTestResult, beta: float, path: pathlib.Path,
                label=f'1/beta = {1 / beta:.3g} (Theorem 1)')
     ax.axvline(2 / beta, color='tab:purple', ls=':',
                label=f'2/beta = {2 / beta:.3g} (stability edge)')
-  smoothed = result.losses[np.isfinite(result.losses)]
-  raw = result.raw_losses[np.isfinite(result.raw_losses)]
+  smoothed, raw = smoothed[np.isfinite(smoothed)], raw[np.isfinite(raw)]
   if smoothed.size:
     # Diverging losses would flatten the interesting part: cap the view.
     ax.set_ylim(min(raw.min(), smoothed.min()) * 0.9,
@@ -199,16 +184,13 @@ def plot(result: plrs_jax.RangeTestResult, beta: float, path: pathlib.Path,
 def main(argv):
   del argv  # cli.parse_flags refuses stray arguments.
   cli.quiet_logging()
-  summary = cli.run_or_exit(
-      run, cli.loaded_config(), FLAGS.workdir, min_lr=FLAGS.min_lr,
-      max_lr=FLAGS.max_lr, num_steps=FLAGS.num_steps,
-      power_iterations=FLAGS.power_iterations)
-  print(f'Suggested PLRS bounds: min_value={summary["suggested_min"]:.4g}, '
-        f'max_value={summary["suggested_max"]:.4g} (lowest smoothed loss at '
-        f'rate {summary["min_loss_lr"]:.4g}).')
-  print(f'Most positive Hessian eigenvalue at initialisation (one batch): '
-        f'beta = {summary["beta"]:.4g}. {summary["check"]}')
-  print(summary['verdict'])
+  summary = cli.run_or_exit(run, cli.loaded_config(), FLAGS.workdir, **{
+      name: FLAGS[name].value
+      for name in ('min_lr', 'max_lr', 'num_steps', 'power_iterations')})
+  print('Suggested PLRS bounds: min_value={suggested_min:.4g}, max_value='
+        '{suggested_max:.4g} (lowest smoothed loss at rate {min_loss_lr:.4g}).'
+        '\nMost positive Hessian eigenvalue at initialisation (one batch): '
+        'beta = {beta:.4g}. {check}\n{verdict}'.format(**summary))
   print(f'Figure: {pathlib.Path(FLAGS.workdir) / "range_test.png"}')
 
 

@@ -1,6 +1,4 @@
-"""The paper's DenseNet-40-12 on CIFAR-100 (arXiv 2407.07613), batch 64 (the
-paper's text: 781 steps an epoch here, 782 in a loader that keeps the last
-partial batch); see `base.cifar_setting`."""
+"""The paper's DenseNet-40-12 on CIFAR-100, batch 64; `base.cifar_setting`."""
 
 from train.configs import base
 

@@ -1,6 +1,5 @@
-"""The paper's VGG-16 on CIFAR-10 (arXiv 2407.07613; `base.cifar_setting`):
-constant 0.05 and multi-step /10 every 30 epochs are its text for VGG-16 (the
-authors' trainer has no VGG-specific call)."""
+"""The paper's VGG-16 on CIFAR-10 (`base.cifar_setting`): constant 0.05 and
+multi-step /10 every 30 epochs are its text (the trainer has no VGG call)."""
 
 from train.configs import base
 

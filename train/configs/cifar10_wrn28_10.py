@@ -1,6 +1,5 @@
-"""The paper's WRN-28-10 on CIFAR-10 (arXiv 2407.07613; `base.cifar_setting`):
-multi-step 0.2, x0.2 at epochs 60, 120 and 160 is its text (the WRN authors'
-recipe), not the trainer's MultiStepLR([100, 150])."""
+"""The paper's WRN-28-10 on CIFAR-10 (`base.cifar_setting`): multi-step 0.2,
+x0.2 at epochs 60, 120, 160 is its text, not the trainer's [100, 150]."""
 
 from train.configs import base
 
