@@ -134,16 +134,6 @@ def augment(images: jax.Array, positions: jax.Array, key: jax.Array,
   return jax.vmap(one)(images, positions)
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Per-example softmax cross-entropy with integer labels.
-
-  Example:
-    >>> cross_entropy(jnp.zeros((1, 4)), jnp.array([2]))
-    Array([1.3862944], dtype=float32)
-  """
-  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-
-
 def train_loss(params: Any, batch_stats: Any, apply_fn: Any,
                images: jax.Array, labels: jax.Array,
                dropout_rng: jax.Array | None = None):
@@ -163,8 +153,8 @@ def train_loss(params: Any, batch_stats: Any, apply_fn: Any,
       {'params': params, 'batch_stats': batch_stats}, images, train=True,
       mutable=['batch_stats'],
       rngs={} if dropout_rng is None else {'dropout': dropout_rng})
-  loss = cross_entropy(logits, labels).mean()
-  return loss, (logits, updates.get('batch_stats', {}))
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  return loss.mean(), (logits, updates.get('batch_stats', {}))
 
 
 def batch_gradients(state: TrainState, batch: dict[str, jax.Array],
@@ -270,7 +260,8 @@ def eval_sums(state: TrainState, batch: dict[str, jax.Array],
       train=False)
   mask = batch.get('mask', jnp.ones(batch['label'].shape, jnp.float32))
   return {
-      'loss': jnp.sum(cross_entropy(logits, batch['label']) * mask),
+      'loss': jnp.sum(optax.softmax_cross_entropy_with_integer_labels(
+          logits, batch['label']) * mask),
       'correct': jnp.sum((jnp.argmax(logits, -1) == batch['label']) * mask),
       'count': jnp.sum(mask),
   }
@@ -285,18 +276,8 @@ def evaluate(sums_of: Any, batches: Any, split: str) -> dict[str, float]:
     >>> evaluate(lambda sums: sums, batches, 'test')
     {'test_loss': 1.5, 'test_accuracy': 0.5}
   """
-  sums = [sums_of(batch) for batch in batches]
-  return mean_metrics(
-      jax.device_get(jax.tree.map(lambda *parts: sum(parts), *sums)), split)
-
-
-def mean_metrics(sums: dict[str, Any], split: str) -> dict[str, float]:
-  """`{split}_loss` and `{split}_accuracy` from summed `eval_sums`.
-
-  Example:
-    >>> mean_metrics({'loss': 3.0, 'correct': 1.0, 'count': 4.0}, 'test')
-    {'test_loss': 0.75, 'test_accuracy': 0.25}
-  """
+  sums = jax.device_get(jax.tree.map(
+      lambda *parts: sum(parts), *[sums_of(batch) for batch in batches]))
   count = float(sums['count'])
   return {f'{split}_loss': float(sums['loss']) / count,
           f'{split}_accuracy': float(sums['correct']) / count}

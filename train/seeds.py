@@ -83,12 +83,8 @@ class SeedRunner:
         initial_loss=initial_loss, num_classes=self.dataset.num_classes)
 
   def init(self, seeds: Sequence[int]) -> tuple[dict[str, Any], Any]:
-    """(carry, keys) of `seeds`: initial arrays and keys, stacked.
-
-    Each seed is initialised as `train_and_evaluate` initialises it; for
-    MLR-SNet, its initial loss is measured as there (evaluation mode, the
-    whole training split).
-    """
+    """(carry, keys) of `seeds`, stacked, each initialised (and MLR-SNet's
+    L_0 measured) as `train_and_evaluate` does."""
     carries, keys = [], []
     for seed in seeds:
       run = engine.run_keys(seed)
@@ -166,19 +162,12 @@ class SeedRunner:
 
   def run(self, seeds: Sequence[int], *,
           progress: Any = None) -> dict[str, np.ndarray]:
-    """Trains `seeds` together and evaluates after every epoch.
+    """Trains `seeds` together, evaluating every epoch; `progress(epoch)`,
+    if given, runs as each epoch ends (else nothing waits for the device).
 
-    Args:
-      seeds: the seeds (as `config.seed` of `python -m train`).
-      progress: a callable run when each epoch is done, with its number
-        (e.g. to move a progress bar), or None: then nothing waits for
-        the device before the end.
-
-    Returns:
-      Per-seed, per-epoch numpy arrays of shape (S, num_epochs):
-      'train_loss', 'train_accuracy', 'test_loss', 'test_accuracy' and what
-      the optimizer reports; 'lr' and 'step_loss' (each step's rate and
-      training loss) of shape (S, num_steps).
+    Returns numpy arrays (S, num_epochs) of 'train_loss', 'train_accuracy',
+    'test_loss', 'test_accuracy' and what the optimizer reports, and 'lr'
+    and 'step_loss' (S, num_steps).
     """
     carry, keys = self.init(seeds)
     epochs = []
@@ -201,11 +190,8 @@ class SeedRunner:
 
 
 def _device_split(split, multiple: int = 1) -> tuple[jax.Array, ...]:
-  """A split as device arrays: images, labels, and a mask of real rows.
-
-  The rows are padded to a multiple of `multiple` with copies of the first,
-  masked 0.
-  """
+  """A split as device arrays: images, labels and a mask of real rows,
+  padded to a multiple of `multiple` with copies of the first, masked 0."""
   images, labels = input_pipeline.as_arrays(split)
   size = len(labels)
   padded = -size % multiple
@@ -218,17 +204,8 @@ def _device_split(split, multiple: int = 1) -> tuple[jax.Array, ...]:
 def train_seeds(config: ml_collections.ConfigDict, seeds: Sequence[int], *,
                 dataset: input_pipeline.Dataset | None = None,
                 sequential: bool = False) -> dict[str, np.ndarray]:
-  """Trains `seeds` of `config`; see `SeedRunner.run`.
-
-  Args:
-    config: the training config.
-    seeds: the seeds.
-    dataset: the config's dataset, if already loaded.
-    sequential: run the seeds one after another through the same code (S =
-      1) instead of all together; the results agree to float tolerance.
-
-  Returns:
-    Arrays with a leading seed axis, as `SeedRunner.run` returns them.
+  """`SeedRunner.run` of `seeds`; `sequential` runs them one after another
+  through the same code (S = 1), which agrees to float tolerance.
 
   Example:
     >>> from train.configs import default

@@ -64,9 +64,8 @@ def _zero_totals() -> dict[str, jax.Array]:
 
 def _new_monitor() -> dict[str, jax.Array]:
   nan = jnp.float32(jnp.nan)
-  return {'first_loss': nan, 'smoothed_loss': nan,
-          'diverged_step': jnp.int32(-1), 'diverged_loss': nan,
-          'diverged_lr': nan}
+  return {'first_loss': nan, 'smoothed_loss': nan, 'diverged_loss': nan,
+          'diverged_lr': nan, 'diverged_step': jnp.int32(-1)}
 
 
 # The divergence watch: an exponential moving average of the training loss
@@ -453,14 +452,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
 
 def _optimizer_record(metrics: dict[str, Any]) -> dict[str, Any]:
-  """The optimizer's fields of the epoch's last step, as JSON values."""
-  record = {}
-  for field in metrics:
-    if field not in ('loss', 'accuracy', 'lr'):
-      value = metrics[field].item()
-      # JSON has no NaN: an angle not measured yet is null.
-      record[field] = None if value != value else value
-  return record
+  """The optimizer's fields of the epoch's last step, as JSON values (no
+  NaN: an angle not measured yet is null)."""
+  values = {k: v.item() for k, v in metrics.items()
+            if k not in ('loss', 'accuracy', 'lr')}
+  return {k: None if v != v else v for k, v in values.items()}
 
 
 def _finished(workdir, state, done, steps_per_epoch, is_main,
