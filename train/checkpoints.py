@@ -19,9 +19,7 @@ from train import workdir as workdirs
 
 def steps(directory: pathlib.Path) -> list[int]:
   """The steps of the checkpoints in `directory`, oldest first."""
-  if not directory.is_dir():
-    return []
-  return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+  return sorted(int(p.name) for p in directory.glob('*') if p.name.isdigit())
 
 
 def saved_metrics(step_dir: pathlib.Path) -> dict[str, Any]:
@@ -53,9 +51,8 @@ def _reason(e: Exception) -> str:
   return text if len(parts) <= 2 else f'{parts[0]}: {parts[-1]}'
 
 
-# target_for(the checkpoint's tree of array metadata) -> (the target to
-# restore into, a function of the restored tree giving the caller's state):
-# how a program reads checkpoints of an older layout.
+# target_for(a checkpoint's tree metadata) -> (target, convert): how a program
+# reads checkpoints of an older layout into its state.
 TargetFor = Callable[[Any], tuple[Any, Callable[[Any], Any]]]
 
 
@@ -71,10 +68,8 @@ def _restore_one(path: pathlib.Path, target: Any,
         target, convert = target_for(getattr(tree, 'tree', tree))
       return convert(checkpointer.restore(path, target)), None
     except Exception as e:  # pylint: disable=broad-except
-      # Damage shows as any error of the file formats underneath. The failed
-      # reads' threads print tracebacks for a moment after it and when
-      # collected: let them, while standard error is held, and mute
-      # asyncio's logger for any left.
+      # Damage is any error of the formats underneath; the failed reads'
+      # threads print for a while after it: hold it, mute asyncio's logger.
       gc.collect()
       held.settle()
       held.drop()
@@ -123,8 +118,8 @@ def restore_newest(workdir: pathlib.Path, target: Any, *,
 
 def manager(workdir: pathlib.Path, keep: int,
             best: str | None = None) -> ocp.CheckpointManager:
-  """The CheckpointManager of workdir/checkpoints: the newest `keep`, and the
-  one of the highest metric `best` among those saved with metrics.
+  """The CheckpointManager of workdir/checkpoints: the newest `keep`, and
+  the one with the highest metric `best` (mid-epoch ones have none).
 
   Example:
     >>> import tempfile
@@ -135,8 +130,6 @@ def manager(workdir: pathlib.Path, keep: int,
   """
   policies = [preservation_policy.LatestN(keep)]
   if best:
-    # A checkpoint taken mid-epoch (on a signal) has no metrics; LatestN
-    # alone decides when it goes.
     policies.append(preservation_policy.BestN(
         get_metric_fn=lambda m: m[best], n=1,
         keep_checkpoints_without_metrics=False))
@@ -144,8 +137,6 @@ def manager(workdir: pathlib.Path, keep: int,
       workdir / 'checkpoints', options=ocp.CheckpointManagerOptions(
           preservation_policy=preservation_policy.AnyPreservationPolicy(
               policies),
-          # Each checkpoint's metrics are written next to it, so the best one
-          # is still known after a restart.
           best_fn=(lambda m: m[best]) if best else None,
           enable_async_checkpointing=False))
 

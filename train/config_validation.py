@@ -14,31 +14,27 @@ from train.configs import base
 
 ConfigError = errors.ConfigError
 
-# The optimizers with a recipe of this project (train/optimizers.py); any
-# function of optax can be named too, and is checked where it is built.
+# Those with a recipe (train/optimizers.py); optax's are checked when built.
 OPTIMIZERS = ('sgd', 'two_regime', 'autodrop', 'mlr_snet')
 # How a run uses MLR-SNet's snapshots (train/optimizers.py).
 TRANSFERS = ('frozen', 'snapshots')
 
 
+def _check(ok: Callable[[Any], bool],
+           problem: str) -> Callable[[Any], str | None]:
+  return lambda value: None if ok(value) else problem
+
+
 def _number(ok: Callable[[Any], bool], problem: str,
             kind: type = numbers.Real) -> Callable[[Any], str | None]:
   """A check that `value` is a `kind` (not a bool) for which `ok` holds."""
-  def check(value):
-    if (isinstance(value, bool) or not isinstance(value, kind)
-        or not ok(value)):
-      return problem
-    return None
-  return check
+  return _check(lambda v: (not isinstance(v, bool) and isinstance(v, kind)
+                           and ok(v)), problem)
 
 
 def _integer(minimum: int):
   return _number(lambda v: v >= minimum, f'must be an integer >= {minimum}',
                  numbers.Integral)
-
-
-def _check(ok: Callable[[Any], bool], problem: str):
-  return lambda value: None if ok(value) else problem
 
 
 _CHECKS: dict[str, Callable[[Any], str | None]] = {
@@ -83,7 +79,6 @@ _META_TRAIN_CHECKS: dict[str, Callable[[Any], str | None]] = {
 
 def _check_fields(config: ml_collections.ConfigDict, known: set[str],
                   checks: dict[str, Callable[[Any], str | None]]) -> None:
-  """The first unknown field, or the first value a check refuses."""
   unknown = sorted(set(config) - known)
   if unknown:
     raise ConfigError(
@@ -100,11 +95,8 @@ def _check_fields(config: ml_collections.ConfigDict, known: set[str],
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError for the first field a run cannot use.
-
-  Checks the fields' names (those of `base_config()`, and `schedule`) and
-  the values that would otherwise fail late or silently. Schedules, models
-  and datasets are checked by their own factories, where they are built.
+  """Raises ConfigError for the first field a run cannot use: an unknown name,
+  or a value that would fail late or silently (factories check the rest).
 
   Example:
     >>> from train.configs import default

@@ -1,9 +1,5 @@
-"""The training step every program runs (the app, the multi-seed runner,
-meta-training, the benchmarks): one derivation of a run's keys, one loss, one
-step, one evaluation. The optimizer sees `params`, `loss=` and `value=` on
-every update and reports through its state (`reported`): the step knows no
-method.
-"""
+"""The keys, loss, step and evaluation every program shares: the optimizer
+sees `params`, `loss=` and `value=`, and reports through its state."""
 
 from typing import Any, NamedTuple
 
@@ -14,9 +10,8 @@ import optax
 
 
 class RunKeys(NamedTuple):
-  """The randomness of run `seed`, one stream per use: the schedule's (PLRS
-  draws from it), the initialisation's, augmentation's and dropout's keys,
-  and the seed of the data order."""
+  """Run `seed`'s keys of the schedule (PLRS draws from it), initialisation,
+  augmentation and dropout, and the seed of the data order."""
   schedule: jax.Array
   init: jax.Array
   augment: jax.Array
@@ -51,8 +46,7 @@ class TrainState(train_state.TrainState):
   batch_stats: Any
 
 
-def create_train_state(key: jax.Array, model: Any,
-                       image_shape: tuple[int, ...],
+def create_train_state(key: jax.Array, model: Any, image_shape: tuple[int, ...],
                        tx: optax.GradientTransformation,
                        state_class: type[TrainState] = TrainState,
                        **fields) -> TrainState:
@@ -105,16 +99,14 @@ def normalize(images: jax.Array, mean, std) -> jax.Array:
     Array([[-1.],
            [ 1.]], dtype=float32)
   """
-  mean = jnp.asarray(mean, jnp.float32)
-  std = jnp.asarray(std, jnp.float32)
-  return (images.astype(jnp.float32) - mean) / std
+  return ((images.astype(jnp.float32) - jnp.asarray(mean, jnp.float32))
+          / jnp.asarray(std, jnp.float32))
 
 
 def augment(images: jax.Array, positions: jax.Array, key: jax.Array,
             padding: int = 4) -> jax.Array:
-  """Pads by `padding`, crops back at random and flips half the images,
-  each from `fold_in(key, position in the global batch)`: the same however
-  the batch is split over devices or hosts.
+  """Pads, crops back at random and flips half the images, each by its
+  position in the global batch: the same however the batch is split.
 
   Example:
     >>> out = augment(jnp.ones((2, 8, 8, 1)), jnp.arange(2), jax.random.key(0))
@@ -159,16 +151,14 @@ def train_loss(params: Any, batch_stats: Any, apply_fn: Any,
 
 def batch_gradients(state: TrainState, batch: dict[str, jax.Array],
                     inputs: Inputs, axis_name: str | None = None):
-  """The batch's loss and gradient as the step `state.step` sees them
-  (this replica's rows, nothing averaged): ((loss, (logits, batch_stats)),
-  grads).
+  """((loss, (logits, batch_stats)), grads) of this replica's rows, nothing
+  averaged, as the step `state.step` sees them.
 
   Example: SGD at rate 1 takes exactly this gradient.
 
     >>> from train import models
-    >>> model = models.create_model('mlp', 3, hidden=(4,))
-    >>> state = create_train_state(run_keys(1).init, model, (2, 2, 1),
-    ...                            optax.sgd(1.0))
+    >>> state = create_train_state(run_keys(1).init, models.create_model(
+    ...     'mlp', 3, hidden=(4,)), (2, 2, 1), optax.sgd(1.0))
     >>> data = Inputs((0.,), (1.,), None, run_keys(1).dropout)
     >>> batch = {'image': jnp.ones((2, 2, 2, 1), jnp.uint8),
     ...          'label': jnp.array([0, 2]), 'index': jnp.arange(2)}
@@ -206,11 +196,8 @@ def reported(opt_state: Any) -> dict[str, jax.Array]:
 def train_step(state: TrainState, batch: dict[str, jax.Array],
                inputs: Inputs, axis_name: str | None = None
                ) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One optimizer step on a batch of 'image' (uint8), 'label' and 'index'
-  (the rows' positions in the global batch, which key augmentation): this
-  replica's rows under pmap, gradients and metrics averaged over
-  `axis_name`. The metrics are 'loss', 'accuracy' and what the optimizer
-  reports (`reported`).
+  """One step on a batch of 'image', 'label' and 'index' (global positions),
+  averaged over `axis_name`; metrics 'loss', 'accuracy' and `reported`'s.
 
   Example:
     >>> from train import models
@@ -246,25 +233,22 @@ def eval_sums(state: TrainState, batch: dict[str, jax.Array],
 
   Example:
     >>> from train import models
-    >>> model = models.create_model('mlp', 10, hidden=(8,))
-    >>> state = create_train_state(run_keys(0).init, model, (8, 8, 1),
-    ...                            optax.sgd(0.1))
+    >>> state = create_train_state(run_keys(0).init, models.create_model(
+    ...     'mlp', 10, hidden=(8,)), (8, 8, 1), optax.sgd(0.1))
     >>> batch = {'image': jnp.zeros((3, 8, 8, 1), jnp.uint8),
     ...          'label': jnp.arange(3), 'mask': jnp.array([1., 1., 0.])}
     >>> float(eval_sums(state, batch, Inputs((0.,), (1.,)))['count'])
     2.0
   """
-  images = normalize(batch['image'], inputs.mean, inputs.std)
   logits = state.apply_fn(
-      {'params': state.params, 'batch_stats': state.batch_stats}, images,
-      train=False)
-  mask = batch.get('mask', jnp.ones(batch['label'].shape, jnp.float32))
-  return {
-      'loss': jnp.sum(optax.softmax_cross_entropy_with_integer_labels(
-          logits, batch['label']) * mask),
-      'correct': jnp.sum((jnp.argmax(logits, -1) == batch['label']) * mask),
-      'count': jnp.sum(mask),
-  }
+      {'params': state.params, 'batch_stats': state.batch_stats},
+      normalize(batch['image'], inputs.mean, inputs.std), train=False)
+  labels = batch['label']
+  mask = batch.get('mask', jnp.ones(labels.shape, jnp.float32))
+  return {'loss': jnp.sum(optax.softmax_cross_entropy_with_integer_labels(
+              logits, labels) * mask),
+          'correct': jnp.sum((jnp.argmax(logits, -1) == labels) * mask),
+          'count': jnp.sum(mask)}
 
 
 def evaluate(sums_of: Any, batches: Any, split: str) -> dict[str, float]:
@@ -285,9 +269,8 @@ def evaluate(sums_of: Any, batches: Any, split: str) -> dict[str, float]:
 
 def initial_loss(evaluate: Any, keys: RunKeys, model: Any,
                  image_shape: tuple[int, ...]) -> float:
-  """L_0, the initial model's mean training loss (MLR-SNet's gamma), in
-  evaluation mode as the official code measures it, by the calling
-  program's `evaluate(state, split)`.
+  """L_0 (MLR-SNet's gamma): the initial model's mean training loss in
+  evaluation mode, as the official code measures it, by `evaluate`.
 
   Example:
     >>> from train import models

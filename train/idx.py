@@ -1,6 +1,5 @@
-"""IDX files, the format of MNIST and Fashion-MNIST: a big-endian header (magic
-number `0x0000TTNN`, TT the element type, NN the number of dimensions, then NN
-4-byte sizes), then the data in C order; possibly gzipped.
+"""IDX files (MNIST's format): a big-endian magic number `0x0000TTNN` (TT the
+type, NN the dimensions), NN 4-byte sizes, then C-order data; maybe gzipped.
 
 Example:
   >>> import struct
@@ -36,8 +35,7 @@ def parse(data: bytes, magic: int) -> np.ndarray:
   if len(data) < header:
     raise IdxError(f'is {len(data)} bytes long, too short for the '
                    f'{header}-byte header of {_KINDS[magic]}')
-  found = int.from_bytes(data[:4], 'big')
-  if found != magic:
+  if (found := int.from_bytes(data[:4], 'big')) != magic:
     raise IdxError(f'has magic number {found}, not {magic} ({_KINDS[magic]})')
   shape = tuple(np.frombuffer(data, '>u4', ndim, 4).tolist())
   expected, size = int(np.prod(shape)), len(data) - header

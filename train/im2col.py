@@ -1,8 +1,5 @@
-"""Convolutions as im2col and one matrix product: `model_kwargs={'conv':
-'im2col'}`. XLA:CPU makes convolutions fast only at a program's top level, so
-in `lax.scan` (train/seeds.py) weight gradients run 10-50x slower; pads,
-strided slices and one `dot_general` run at full speed (and vmap).
-"""
+"""Convolutions as im2col and a matmul, `model_kwargs={'conv': 'im2col'}`: in
+`lax.scan` (train/seeds.py) XLA:CPU runs conv weight gradients 10-50x slower."""
 
 import functools
 
@@ -24,7 +21,7 @@ def conv_im2col(lhs, rhs, window_strides, padding, lhs_dilation=None,
            [12., 18., 12.],
            [ 8., 12.,  8.]], dtype=float32)
   """
-  kh, kw, cin, cout = rhs.shape
+  (kh, kw, cin, cout), (sh, sw) = rhs.shape, window_strides
   expected = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape,
                                             ('NHWC', 'HWIO', 'NHWC'))
   if (lhs.ndim != 4 or feature_group_count != 1
@@ -35,7 +32,6 @@ def conv_im2col(lhs, rhs, window_strides, padding, lhs_dilation=None,
         f'groups; got lhs {lhs.shape}, rhs {rhs.shape}, dimension_numbers='
         f'{dimension_numbers}, feature_group_count={feature_group_count}, '
         f'dilations {lhs_dilation}, {rhs_dilation}. Use conv="xla".')
-  sh, sw = window_strides
   if isinstance(padding, str):
     padding = jax.lax.padtype_to_pads(lhs.shape[1:3], (kh, kw),
                                       window_strides, padding)

@@ -50,8 +50,6 @@ class Dataset:
 
 
 class _ArraySource(Sequence):
-  """An in-memory random-access source of {'image', 'label'} records."""
-
   def __init__(self, images: np.ndarray, labels: np.ndarray):
     self.images, self.labels = images, labels
 
@@ -156,8 +154,7 @@ def _tfds(name: str, data_dir: str | None, splits) -> Dataset:
         f'TFDS dataset {name!r} is not prepared in '
         f'{data_dir or "~/tensorflow_datasets"} (as array_record). This '
         'machine reads prepared datasets only; prepare it once where there '
-        'is network access:\n'
-        '    pip install tensorflow tensorflow-datasets\n'
+        'is network access:\n    pip install tensorflow tensorflow-datasets\n'
         f'    tfds build {name} --file_format=array_record --data_dir=DIR\n'
         'then pass --config.data_dir=DIR.\n'
         f'(TFDS said: {str(e).splitlines()[0]})') from None
@@ -168,9 +165,8 @@ def _tfds(name: str, data_dir: str | None, splits) -> Dataset:
     sample = np.stack([train[i]['image'] for i in range(min(len(train), 512))])
     mean = tuple(sample.mean(axis=(0, 1, 2)).tolist())
     std = tuple(np.maximum(sample.std(axis=(0, 1, 2)), 1.0).tolist())
-  return Dataset(name=name, train=train, test=test,
-                 num_classes=features['label'].num_classes,
-                 image_shape=tuple(features['image'].shape), mean=mean, std=std)
+  return Dataset(name, train, test, features['label'].num_classes,
+                 tuple(features['image'].shape), mean, std)
 
 
 def _class_balanced_subset(dataset: Dataset, size: int,
@@ -224,7 +220,6 @@ def load_dataset(name: str, *, data_dir: str | None = None,
     test, train = np.split(order, [int(round(len(labels) * test_fraction))])
     dataset = _in_memory(DIGITS, (images[train], labels[train]),
                          (images[test], labels[test]), num_classes=10)
-  # Fashion-MNIST without IDX files is read from its TFDS copy.
   elif name != FASHION_MNIST or (dataset := _fashion_mnist(data_dir)) is None:
     dataset = _tfds(name, data_dir, (train_split, test_split))
   if train_subset:
@@ -268,23 +263,19 @@ def train_batches(dataset: Dataset, *, global_batch_size: int, seed: int,
                        f'the {process_count} processes.')
   per_epoch = steps_per_epoch(dataset, global_batch_size)
   local, size = global_batch_size // process_count, len(dataset.train)
-  order = _order(size, seed)
-  offset = process_index * local
+  order, offset = _order(size, seed), process_index * local
   positions = np.arange(offset, offset + local, dtype=np.int32)
-
   def read(step: int) -> dict[str, np.ndarray]:
     epoch, within = divmod(step, per_epoch)
     first = epoch * size + within * global_batch_size + offset
     return _batch(dataset.train, (order[first + i] for i in range(local)),
                   index=positions)
-
   steps = grain.MapDataset.range(start_step, num_steps).map(read)
   yield from steps.to_iter_dataset(
       grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=8))
 
 
 def _order(size: int, seed: int) -> grain.MapDataset:
-  """The examples' order: a fresh grain permutation every epoch."""
   return grain.MapDataset.range(size).shuffle(seed=seed).repeat()
 
 

@@ -144,16 +144,6 @@ def meta_step(carry: dict[str, Any], batch: dict[str, jax.Array],
           'phi_opt_state': phi_opt_state}, {'meta_loss': meta_loss}
 
 
-def evaluate(eval_fn: Any, state: engine.TrainState,
-             dataset: input_pipeline.Dataset, batch_size: int,
-             split: str) -> dict[str, float]:
-  """`engine.evaluate` of a split with `eval_fn`, a jitted `eval_sums`."""
-  return engine.evaluate(lambda batch: eval_fn(state, batch),
-                         input_pipeline.eval_batches(
-                             dataset, batch_size=batch_size, split=split),
-                         split)
-
-
 class MetaTraining(NamedTuple):
   """A meta-training run before its first step: the dataset (without the
   held-out set), L_0 and gamma, the initial carry and the jitted steps."""
@@ -168,7 +158,7 @@ class MetaTraining(NamedTuple):
   carry: dict[str, Any]
   train_step: Any
   meta_step: Any
-  eval_fn: Any
+  evaluate: Any
 
 
 def prepare(config: ml_collections.ConfigDict) -> MetaTraining:
@@ -186,11 +176,15 @@ def prepare(config: ml_collections.ConfigDict) -> MetaTraining:
   inputs = engine.Inputs(dataset.mean, dataset.std, None, keys.dropout)
   initial = engine.create_train_state(keys.init, model, dataset.image_shape,
                                       optax.identity())
-  eval_fn = jax.jit(engine.eval_sums)
-  initial_loss = engine.initial_loss(
-      lambda state, split: evaluate(
-          lambda s, b: eval_fn(s, b, inputs), state, dataset,
-          config.eval_batch_size, split), keys, model, dataset.image_shape)
+  eval_sums = jax.jit(functools.partial(engine.eval_sums, inputs=inputs))
+
+  def evaluate(state, split):
+    return engine.evaluate(
+        lambda batch: eval_sums(state, batch), input_pipeline.eval_batches(
+            dataset, batch_size=config.eval_batch_size, split=split), split)
+
+  initial_loss = engine.initial_loss(evaluate, keys, model,
+                                     dataset.image_shape)
   gamma = float(plrs_jax.mlr_snet_gamma(initial_loss, dataset.num_classes))
   phi = plrs_jax.mlr_snet_init(phi_key)
   meta_tx = meta_optimizer(config)
@@ -221,7 +215,7 @@ def prepare(config: ml_collections.ConfigDict) -> MetaTraining:
           meta_step, meta_optimizer=meta_tx,
           meta_batch_size=config.meta_batch_size, meta_key=meta_key,
           **common), donate_argnums=0),
-      eval_fn=functools.partial(eval_fn, inputs=inputs))
+      evaluate=evaluate)
 
 
 class MetaTrainResult(NamedTuple):
@@ -301,8 +295,7 @@ def meta_train(config: ml_collections.ConfigDict,
               'epoch': step // steps_per_epoch, 'step': step,
               **{f'train_{k}': float(np.mean([r[k] for r in epoch]))
                  for k in ('loss', 'accuracy')},
-              **evaluate(run.eval_fn, state, run.dataset,
-                         config.eval_batch_size, 'test'),
+              **run.evaluate(state, 'test'),
               'gamma': run.gamma}
           log.write(**summary)
           for j, snapshot_epoch in enumerate(config.snapshot_epochs):

@@ -1,8 +1,5 @@
-"""The paper's image classifiers (arXiv 2407.07613) as Flax Linen modules.
-
-Each maps a float NHWC batch to float32 logits and takes keyword-only
-`bn_axis_name` (the pmap axis BatchNorm averages over), `dtype`, `conv` and
-`act`. BatchNorm and padding are PyTorch's, whose numbers the paper reports."""
+"""The paper's image classifiers (arXiv 2407.07613) as Flax Linen modules, with
+PyTorch's BatchNorm and padding, whose numbers the paper reports."""
 
 from collections.abc import Callable
 import functools
@@ -35,21 +32,23 @@ def _layers(module: nn.Module, train: bool):
   return conv, norm
 
 
-def _blocks(stage_sizes):
-  for stage, num_blocks in enumerate(stage_sizes):
-    for block in range(num_blocks):  # Later stages start by halving the size.
-      yield stage, block, 2 if stage > 0 and block == 0 else 1
+def _stages(x, block, sizes, width, name, *args):
+  for stage, num_blocks in enumerate(sizes):
+    for i in range(num_blocks):  # Later stages start by halving the size.
+      x = block(width * 2**stage, 2 if stage and not i else 1, *args,
+                name=f'{name}{stage + 1}_block{i}')(x)
+  return x
 
 
 def _head(module: nn.Module, x, flatten: bool = False):
-  """Global average pool (or flatten) and the classifier: float32 logits."""
   x = x.reshape((x.shape[0], -1)) if flatten else jnp.mean(x, axis=(1, 2))
   x = nn.Dense(module.num_classes, dtype=module.dtype, name='classifier')(x)
   return jnp.asarray(x, jnp.float32)
 
 
 class _Model(nn.Module, kw_only=True):
-  """The shared attributes; checks depth, widen_factor and dropout_rate."""
+  """Float NHWC in, float32 logits out; `bn_axis_name` is the pmap axis that
+  BatchNorm averages over. Checks depth, widen_factor and dropout_rate."""
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
   conv: ModuleDef = nn.Conv
@@ -57,19 +56,16 @@ class _Model(nn.Module, kw_only=True):
   _DEPTH = None  # (minimum, offset, divisor, rule) of a valid depth.
 
   def __post_init__(self):
-    def check(field, ok, rule):
-      if not ok:
+    low, offset, divisor, depth_rule = self._DEPTH or (None,) * 4
+    for field, ok, rule in (
+        ('depth', lambda d: isinstance(d, int) and d >= low
+         and not (d - offset) % divisor, depth_rule),
+        ('widen_factor', lambda k: isinstance(k, int) and k >= 1,
+         'be a positive int'),
+        ('dropout_rate', lambda p: 0.0 <= p < 1.0, 'be in [0, 1)')):
+      if hasattr(self, field) and not ok(getattr(self, field)):
         raise ValueError(f'{type(self).__name__}: {field} must {rule}, got '
                          f'{getattr(self, field)!r}.')
-    if self._DEPTH:
-      low, offset, divisor, rule = self._DEPTH
-      check('depth', isinstance(self.depth, int) and self.depth >= low
-            and not (self.depth - offset) % divisor, rule)
-    if hasattr(self, 'widen_factor'):
-      check('widen_factor', isinstance(self.widen_factor, int)
-            and self.widen_factor >= 1, 'be a positive int')
-    if hasattr(self, 'dropout_rate'):
-      check('dropout_rate', 0.0 <= self.dropout_rate < 1.0, 'be in [0, 1)')
     super().__post_init__()
 
 
@@ -111,10 +107,8 @@ class CifarResNet(_Model):
     conv, norm = _layers(self, train)
     x = conv(16, name='stem_conv')(jnp.asarray(x, self.dtype))
     x = self.act(norm(name='stem_bn')(x))
-    for stage, block, strides in _blocks([(self.depth - 2) // 6] * 3):
-      x = BasicBlock(16 * 2**stage, strides, conv, norm, self.act,
-                     name=f'stage{stage + 1}_block{block}')(x)
-    return _head(self, x)
+    return _head(self, _stages(x, BasicBlock, [(self.depth - 2) // 6] * 3,
+                               16, 'stage', conv, norm, self.act))
 
 
 class WideBasicBlock(_Block):
@@ -153,10 +147,9 @@ class WideResNet(_Model):
   def __call__(self, x, train: bool = True):
     conv, norm = _layers(self, train)
     x = conv(16, name='stem_conv')(jnp.asarray(x, self.dtype))
-    for group, block, strides in _blocks([(self.depth - 4) // 6] * 3):
-      x = WideBasicBlock(
-          16 * 2**group * self.widen_factor, strides, conv, norm, self.act,
-          self.dropout_rate, train, name=f'group{group + 1}_block{block}')(x)
+    x = _stages(x, WideBasicBlock, [(self.depth - 4) // 6] * 3,
+                16 * self.widen_factor, 'group', conv, norm, self.act,
+                self.dropout_rate, train)
     return _head(self, self.act(norm(name='final_bn')(x)))
 
 
@@ -202,21 +195,19 @@ class DenseNet(_Model):
   @nn.compact
   def __call__(self, x, train: bool = True):
     conv, norm = _layers(self, train)
-    dropout = functools.partial(
-        nn.Dropout, self.dropout_rate, deterministic=not train)
+    def unit(x, name: str, features: int, size: int = 3):
+      y = conv(features, size, name=f'{name}_conv')(
+          self.act(norm(name=f'{name}_bn')(x)))
+      return nn.Dropout(self.dropout_rate, deterministic=not train)(y)
     x = jnp.asarray(x, self.dtype)
     x = conv(self.initial_features, name='stem_conv')(x)
     for block in range(3):
       for layer in range((self.depth - 4) // 3):
-        name = f'block{block + 1}_layer{layer}'
-        y = self.act(norm(name=f'{name}_bn')(x))
-        y = conv(self.growth_rate, name=f'{name}_conv')(y)
-        x = jnp.concatenate([x, dropout()(y)], axis=-1)
+        y = unit(x, f'block{block + 1}_layer{layer}', self.growth_rate)
+        x = jnp.concatenate([x, y], axis=-1)
       if block < 2:  # A transition: BN-ReLU-conv1x1-dropout-avgpool.
-        name = f'transition{block + 1}'
-        x = self.act(norm(name=f'{name}_bn')(x))
-        x = dropout()(conv(x.shape[-1], 1, name=f'{name}_conv')(x))
-        x = nn.avg_pool(x, (2, 2), strides=(2, 2))
+        x = nn.avg_pool(unit(x, f'transition{block + 1}', x.shape[-1], 1),
+                        (2, 2), strides=(2, 2))
     return _head(self, self.act(norm(name='final_bn')(x)))
 
 
@@ -256,10 +247,8 @@ class ResNet(_Model):
     x = self.act(norm(name='stem_bn')(x))
     if self.imagenet_stem:
       x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
-    for stage, block, strides in _blocks(self.stage_sizes):
-      x = BottleneckBlock(64 * 2**stage, strides, conv, norm, self.act,
-                          name=f'stage{stage + 1}_block{block}')(x)
-    return _head(self, x)
+    return _head(self, _stages(x, BottleneckBlock, self.stage_sizes, 64,
+                               'stage', conv, norm, self.act))
 
 
 # ResNet-50 for 64x64 Tiny ImageNet: 23,910,152 parameters with 200 classes.
@@ -318,8 +307,7 @@ def create_model(name: str, num_classes: int, **kwargs) -> nn.Module:
         raise ValueError(f'create_model: unknown {field} {value!r}; the '
                          f'choices are {", ".join(named)}.')
       kwargs[field] = named[value]
-  factory = MODELS[name]
-  cls = getattr(factory, 'func', factory)
+  cls = getattr(factory := MODELS[name], 'func', factory)
   accepted = (set(inspect.signature(cls).parameters) - {'parent', 'num_classes'}
               - set(getattr(factory, 'keywords', {})))
   if unexpected := sorted(set(kwargs) - accepted):

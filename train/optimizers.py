@@ -1,15 +1,5 @@
-"""A config's schedule and optimizer, built by name.
-
-`create_optimizer` builds `config.optimizer`: 'sgd' (PyTorch's: coupled
-weight decay, then momentum; a cyclic_triangular schedule with
-`cycle_momentum=True` cycles the momentum as PyTorch's CyclicLR),
-'two_regime', 'autodrop' (the 'sgd' optimizer, then AutoDrop), 'mlr_snet'
-(plain SGD at a meta-trained net's rate; gamma from the initial loss), or any
-optax function by name with `config.optimizer_kwargs`: an optimizer ('adam')
-at the schedule's rate, a transform ('contrib.reduce_on_plateau') after the
-'sgd' optimizer. Each reports the rate it applied and its own fields through
-its state (`reporting`), so a new method needs no change to the programs.
-"""
+"""A config's schedule and optimizer ('sgd', 'two_regime', 'autodrop',
+'mlr_snet' or optax's by name), reporting its rate through its state."""
 
 from collections.abc import Callable
 import inspect
@@ -27,35 +17,27 @@ from train import mlr_snet_file
 
 def in_steps(fields: ml_collections.ConfigDict | dict,
              steps_per_epoch: int) -> dict[str, Any]:
-  """`fields` as a dict, each `<arg>_epochs` replaced by `<arg>` in steps
-  (lists element-wise).
+  """`fields` as a dict, each `<arg>_epochs` replaced by `<arg>` in steps.
 
   Example:
     >>> in_steps({'value': 0.1, 'boundaries_epochs': [1, 2.5]}, 10)
     {'value': 0.1, 'boundaries': [10, 25]}
   """
   kwargs = dict(fields)
-  for field in list(kwargs):
-    if field.endswith('_epochs'):
-      value = kwargs.pop(field)
-      arg = field[:-len('_epochs')]
-      if isinstance(value, (list, tuple)):
-        kwargs[arg] = [int(round(v * steps_per_epoch)) for v in value]
-      else:
-        kwargs[arg] = int(round(value * steps_per_epoch))
+  for field in [field for field in kwargs if field.endswith('_epochs')]:
+    value = kwargs.pop(field)
+    kwargs[field[:-len('_epochs')]] = (
+        [int(round(v * steps_per_epoch)) for v in value]
+        if isinstance(value, (list, tuple))
+        else int(round(value * steps_per_epoch)))
   return kwargs
 
 
-def create_schedule(
-    schedule_config: ml_collections.ConfigDict | dict,
-    *,
-    key: jax.Array,
-    steps_per_epoch: int,
-    num_steps: int,
-) -> optax.Schedule:
-  """`plrs_jax.create_schedule(name, ...)` of a config section: `<arg>_epochs`
-  fields in steps (`in_steps`), and the run's `total_steps` and `key` where
-  the schedule takes them and the config does not set them.
+def create_schedule(schedule_config: ml_collections.ConfigDict | dict, *,
+                    key: jax.Array, steps_per_epoch: int,
+                    num_steps: int) -> optax.Schedule:
+  """`plrs_jax.create_schedule` of a config section (`in_steps`), given the
+  run's `total_steps` and `key` where it takes them and the config does not.
 
   Example:
     >>> schedule = create_schedule(
@@ -71,21 +53,18 @@ def create_schedule(
     kwargs.pop(field, None)
   parameters = inspect.signature(
       plrs_jax.SCHEDULES.get(name, lambda: None)).parameters
-  if 'total_steps' in parameters:
-    kwargs.setdefault('total_steps', num_steps)
-  if 'key' in parameters:
-    kwargs.setdefault('key', key)
+  for arg, value in (('total_steps', num_steps), ('key', key)):
+    if arg in parameters:
+      kwargs.setdefault(arg, value)
   return plrs_jax.create_schedule(name, **kwargs)
 
 
-# Fields of a cyclic_triangular schedule that set the momentum, not the rate,
-# as in PyTorch's CyclicLR.
+# A cyclic_triangular schedule's fields of the momentum (PyTorch's CyclicLR).
 MOMENTUM_FIELDS = ('cycle_momentum', 'base_momentum', 'max_momentum')
 
 
 def _cyclic_momentum(config: ml_collections.ConfigDict,
                      steps_per_epoch: int) -> optax.Schedule | None:
-  """The momentum schedule of `config.schedule`, or None for none."""
   fields = in_steps(config.schedule, steps_per_epoch)
   given = sorted(set(MOMENTUM_FIELDS) & set(fields))
   if given and fields['name'] != 'cyclic_triangular':
@@ -105,13 +84,11 @@ OPTIMIZERS = config_validation.OPTIMIZERS
 
 def _two_regime_kwargs(config: ml_collections.ConfigDict,
                        steps_per_epoch: int) -> dict[str, Any]:
-  """config.two_regime's fields that are set, epochs converted to steps."""
   return in_steps({k: v for k, v in config.two_regime.items()
                    if v is not None}, steps_per_epoch)
 
 
 def _optax_factory(name: str):
-  """optax's function `name` ('adam', 'contrib.reduce_on_plateau')."""
   factory = optax
   for part in name.split('.'):
     factory = getattr(factory, part, None)
@@ -164,15 +141,12 @@ def reporting(tx: optax.GradientTransformation,
 
 
 def create_optimizer(config: ml_collections.ConfigDict,
-                     schedule: optax.Schedule,
-                     steps_per_epoch: int = 0, *,
+                     schedule: optax.Schedule, steps_per_epoch: int = 0, *,
                      initial_loss: float | jax.Array | None = None,
                      num_classes: int | None = None
                      ) -> optax.GradientTransformationExtraArgs:
-  """The optimizer `config.optimizer` names (see the module docstring),
-  reporting 'lr', the rate it applied. 'mlr_snet' needs `initial_loss` (L_0,
-  may be traced) and `num_classes`. Raises ValueError or TypeError for a
-  field it cannot use.
+  """The optimizer `config.optimizer` names, reporting 'lr', its rate; raises
+  ValueError or TypeError. 'mlr_snet' needs `initial_loss` and `num_classes`.
 
   Example:
     >>> from train.configs import default
@@ -209,15 +183,15 @@ def create_optimizer(config: ml_collections.ConfigDict,
     return reporting(optax.chain(
         optax.add_decayed_weights(config.weight_decay),
         _mlr_snet(config, steps_per_epoch, initial_loss, num_classes)),
-                     _mlr_snet_report)
-  rate = planned_rate(config, schedule, steps_per_epoch) or schedule
+        lambda count, old, new: {'lr': _state_field(new, 'rate'),
+                                 'gamma': _state_field(new, 'gamma')})
   if name == 'two_regime':
+    rate = planned_rate(config, schedule, steps_per_epoch)
     return reporting(plrs_jax.two_regime_sgd_adam(
         schedule, weight_decay=config.weight_decay,
         **_two_regime_kwargs(config, steps_per_epoch)),
-                     lambda count, old, new: {
-                         'lr': rate(count),
-                         'regime': _state_field(new, 'regime')})
+        lambda count, old, new: {'lr': rate(count),
+                                 'regime': _state_field(new, 'regime')})
   factory = None if name in OPTIMIZERS else _optax_factory(name)
   takes_rate = factory is not None and (
       'learning_rate' in inspect.signature(factory).parameters)
@@ -262,16 +236,9 @@ def create_optimizer(config: ml_collections.ConfigDict,
 
 
 def _state_field(opt_state, name: str):
-  """The field `name` of a NamedTuple in `opt_state` (not BatchNorm's
-  'scale' in a tree the state holds), or None."""
+  # A NamedTuple's field only: not BatchNorm's 'scale' in a tree it holds.
   return optax.tree.get(opt_state, name, filtering=lambda path, _: isinstance(
       path[-1], optax.tree_utils.NamedTupleKey))
-
-
-def _mlr_snet_report(count, old, new):
-  del count, old
-  state = optax.tree.get(new, 'MLRSNetState')
-  return {'lr': state.rate, 'gamma': state.gamma}
 
 
 def needs_initial_loss(config: ml_collections.ConfigDict) -> bool:
@@ -294,17 +261,15 @@ def switches_with_length(config: ml_collections.ConfigDict) -> bool:
 
 def _mlr_snet(config: ml_collections.ConfigDict, steps_per_epoch: int,
               initial_loss: Any, num_classes: int | None):
-  """`plrs_jax.mlr_snet` with `config.mlr_snet`'s nets: the last throughout
-  ('frozen'), or each of k in turn for `num_epochs // k` epochs
-  ('snapshots', the official transfer)."""
+  # The last net throughout ('frozen'), or each of k in turn for
+  # `num_epochs // k` epochs ('snapshots', the official transfer).
   if initial_loss is None or num_classes is None:
     raise TypeError('mlr_snet sets gamma from the initial loss: pass '
                     'initial_loss= and num_classes= (see needs_initial_loss).')
-  transfer = config.mlr_snet.transfer
   nets = mlr_snet_file.load(config.mlr_snet.checkpoint)
   gamma = plrs_jax.mlr_snet_gamma(initial_loss, num_classes)
   count = len(nets.snapshots)
-  if transfer == 'frozen' or count == 1:
+  if config.mlr_snet.transfer == 'frozen' or count == 1:
     return plrs_jax.mlr_snet(nets.snapshots[-1], gamma=gamma)
   period = config.num_epochs // count
   if not period:
@@ -319,9 +284,8 @@ def _mlr_snet(config: ml_collections.ConfigDict, steps_per_epoch: int,
 
 def planned_rate(config: ml_collections.ConfigDict, schedule: optax.Schedule,
                  steps_per_epoch: int) -> optax.Schedule | None:
-  """The rate of each step, where the step alone decides it: the schedule's,
-  or Adam's after two-regime's switch; None where it depends on the run
-  (AutoDrop, MLR-SNet, an optax transform such as reduce_on_plateau).
+  """The rate of each step where the step alone decides it (None where the
+  run does: AutoDrop, MLR-SNet, an optax transform such as reduce_on_plateau).
 
   Example:
     >>> from train.configs import default

@@ -1,27 +1,13 @@
-"""Many seeds of one training config as one program: vmapped, scanned.
-
-`SeedRunner(config)` trains S seeds of the config that `python -m train` runs
-once per seed, through train/engine.py's step with each seed's keys, schedule,
-optimizer and data order: seed s computes what `--config.seed=s` computes on
-one device, up to floating-point reassociation. An epoch is one `lax.scan`
-of the step vmapped over seeds, its batches gathered on the device from the
-epoch's order (one transfer an epoch); each seed builds its schedule from its
-own key inside the vmapped function.
-
-XLA:CPU's convolutions run 10-50x slower inside a scan (train/im2col.py):
-configs run here with `model_kwargs={'conv': 'im2col'}`. Evaluation runs seed
-after seed with XLA's own convolutions (2.5x faster here).
-"""
+"""Seeds of one config as one vmapped, scanned program: seed s computes what
+`--config.seed=s` does; on CPU use `model_kwargs={'conv': 'im2col'}`."""
 
 from collections.abc import Sequence
-import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from train import config_validation
 from train import engine
@@ -36,14 +22,8 @@ def _stack(trees: Sequence[Any]) -> Any:
 
 
 class SeedRunner:
-  """Trains any number of seeds of one config, vmapped, on the device.
-
-  `train_epoch(carry, keys, rows)` (jitted, the carry donated) trains an
-  epoch whose example indices are `rows` (S, steps, batch), returning per
-  seed 'train_loss', 'train_accuracy', each step's 'lr' and 'step_loss', and
-  what the optimizer reports at the epoch's last step; `evaluate(carry)`
-  gives each seed's 'test_loss' and 'test_accuracy'.
-  """
+  """Trains seeds of one config, vmapped: `train_epoch(carry, keys, rows)`
+  (jitted, the carry donated) an epoch of `rows` (S, steps, batch) indices."""
 
   def __init__(self, config: ml_collections.ConfigDict, *,
                dataset: input_pipeline.Dataset | None = None):
@@ -57,15 +37,13 @@ class SeedRunner:
     self.model = models.create_model(
         config.model, num_classes=self.dataset.num_classes, bn_axis_name=None,
         **config.get('model_kwargs', {}))
-    # Padded for evaluation (MLR-SNet's initial loss); training reads only
-    # the real rows.
+    # Padded for evaluation (MLR-SNet's L_0); training reads the real rows.
     self._train = _device_split(self.dataset.train, config.eval_batch_size)
     self._test = _device_split(self.dataset.test, config.eval_batch_size)
     self._inputs = engine.Inputs(self.dataset.mean, self.dataset.std)
     self.train_epoch = jax.jit(jax.vmap(self._train_epoch_one),
                                donate_argnums=0)
-    # Evaluation runs one seed at a time at the top level of its program,
-    # where XLA's own convolutions are the fast ones.
+    # One seed at a time at the top level, where XLA's convolutions are fast.
     self._eval_model = (self.model.clone(conv=im2col.CONVS['xla'])
                         if hasattr(self.model, 'conv') else self.model)
     self._evaluate_split = jax.jit(self._evaluate_one, static_argnums=1)
@@ -73,8 +51,7 @@ class SeedRunner:
         jax.tree.map(lambda x: x[seed], carry)))
 
   def optimizer(self, schedule_key: jax.Array, initial_loss: jax.Array):
-    """The optimizer of the seed whose schedule key is `schedule_key` and
-    whose initial mean training loss is `initial_loss` (MLR-SNet's)."""
+    """The optimizer of a seed's `schedule_key` and L_0 (MLR-SNet's)."""
     schedule = optimizers.create_schedule(
         self.config.schedule, key=schedule_key,
         steps_per_epoch=self.steps_per_epoch, num_steps=self.num_steps)
@@ -111,8 +88,7 @@ class SeedRunner:
 
   def _train_epoch_one(self, carry, keys, rows):
     schedule_key, augment_key, dropout_key, initial_loss = keys
-    tx = optax.with_extra_args_support(
-        self.optimizer(schedule_key, initial_loss))
+    tx = self.optimizer(schedule_key, initial_loss)
     inputs = engine.Inputs(self.dataset.mean, self.dataset.std,
                            augment_key if self.config.augment else None,
                            dropout_key)
@@ -127,48 +103,37 @@ class SeedRunner:
       return engine.carry(state), metrics
 
     carry, per_step = jax.lax.scan(step, carry, rows)
-    metrics = {name: value[-1] for name, value in per_step.items()}
-    metrics.update(train_loss=per_step['loss'].mean(),
-                   train_accuracy=per_step['accuracy'].mean(),
-                   lr=per_step['lr'], step_loss=per_step['loss'])
-    del metrics['loss'], metrics['accuracy']
-    return carry, metrics
+    return carry, {**{name: value[-1] for name, value in per_step.items()
+                      if name not in ('loss', 'accuracy')},
+                   'train_loss': per_step['loss'].mean(),
+                   'train_accuracy': per_step['accuracy'].mean(),
+                   'lr': per_step['lr'], 'step_loss': per_step['loss']}
 
   def evaluate(self, carry: dict[str, Any]) -> dict[str, jax.Array]:
     """Each seed's 'test_loss' and 'test_accuracy', stacked."""
-    num_seeds = jax.tree.leaves(carry)[0].shape[0]
     return _stack([self._evaluate_seed(carry, seed)
-                   for seed in range(num_seeds)])
+                   for seed in range(jax.tree.leaves(carry)[0].shape[0])])
 
   def _evaluate_one(self, carry, split: str = 'test') -> dict[str, jax.Array]:
-    """`{split}_loss` and `{split}_accuracy` of one seed over the 'test'
-    or 'train' split."""
     state = engine.from_carry(carry, self._eval_model.apply)
-    images, labels, mask = {'train': self._train, 'test': self._test}[split]
-    batch_size = self.config.eval_batch_size
+    arrays = {'train': self._train, 'test': self._test}[split]
+    size = self.config.eval_batch_size
 
     def one(sums, start):
-      rows = {name: jax.lax.dynamic_slice_in_dim(x, start, batch_size)
-              for name, x in (('image', images), ('label', labels),
-                              ('mask', mask))}
-      add = engine.eval_sums(state, rows, self._inputs)
-      return jax.tree.map(jnp.add, sums, add), None
+      rows = {name: jax.lax.dynamic_slice_in_dim(x, start, size)
+              for name, x in zip(('image', 'label', 'mask'), arrays)}
+      return jax.tree.map(jnp.add, sums,
+                          engine.eval_sums(state, rows, self._inputs)), None
 
-    zero = {'loss': 0.0, 'correct': 0.0, 'count': 0.0}
-    sums, _ = jax.lax.scan(one, jax.tree.map(jnp.float32, zero),
-                           jnp.arange(0, images.shape[0], batch_size))
+    zero = dict.fromkeys(('loss', 'correct', 'count'), jnp.float32(0.0))
+    sums, _ = jax.lax.scan(one, zero, jnp.arange(0, len(arrays[0]), size))
     return {f'{split}_loss': sums['loss'] / sums['count'],
             f'{split}_accuracy': sums['correct'] / sums['count']}
 
   def run(self, seeds: Sequence[int], *,
           progress: Any = None) -> dict[str, np.ndarray]:
-    """Trains `seeds` together, evaluating every epoch; `progress(epoch)`,
-    if given, runs as each epoch ends (else nothing waits for the device).
-
-    Returns numpy arrays (S, num_epochs) of 'train_loss', 'train_accuracy',
-    'test_loss', 'test_accuracy' and what the optimizer reports, and 'lr'
-    and 'step_loss' (S, num_steps).
-    """
+    """Per epoch (S, num_epochs) metrics, and per step (S, num_steps) 'lr' and
+    'step_loss', of `seeds`; `progress(epoch)` runs as each epoch ends."""
     carry, keys = self.init(seeds)
     epochs = []
     for epoch in range(self.config.num_epochs):
@@ -179,19 +144,15 @@ class SeedRunner:
         jax.block_until_ready(metrics)
         progress(epoch + 1)
     # One transfer at the end: nothing above waits for the host.
-    epochs = jax.device_get(epochs)
-    per_step = ('lr', 'step_loss')
-    out = {name: np.stack([m[name] for m in epochs], axis=1)
-           for name in epochs[0] if name not in per_step}
-    out.update({name: np.concatenate([m[name] for m in epochs], axis=1)
-                for name in per_step})
-    self.final = jax.device_get(carry)
-    return out
+    epochs, self.final = jax.device_get((epochs, carry))
+    per_step = ('lr', 'step_loss')  # After the per-epoch metrics.
+    return {name: (np.concatenate if name in per_step else np.stack)(
+                [m[name] for m in epochs], axis=1)
+            for name in sorted(epochs[0], key=per_step.__contains__)}
 
 
 def _device_split(split, multiple: int = 1) -> tuple[jax.Array, ...]:
-  """A split as device arrays: images, labels and a mask of real rows,
-  padded to a multiple of `multiple` with copies of the first, masked 0."""
+  """Images, labels and a mask of the real rows, padded to a `multiple`."""
   images, labels = input_pipeline.as_arrays(split)
   size = len(labels)
   padded = -size % multiple

@@ -1,11 +1,7 @@
-"""Data-parallel training of image classifiers with any plrs_jax schedule.
-
-Reads top to bottom like the Flax ImageNet example: `train_step` and
-`eval_step` (train/engine.py's, with this loop's bookkeeping), then
-`train_and_evaluate`: set up, restore, loop, finish. Under `jax.pmap`, N
-devices compute what one computes on the global batch (gradients and metrics
-averaged, BatchNorm across replicas); metrics reach the host every
-`log_every_steps` steps.
+"""Data-parallel training of image classifiers with any plrs_jax schedule,
+laid out like the Flax ImageNet example: `train_step`, `eval_step`, then
+`train_and_evaluate` (set up, restore, loop, finish). Under `jax.pmap`, N
+devices compute what one computes on the global batch.
 """
 
 import contextlib
@@ -45,8 +41,7 @@ AXIS = 'batch'
 
 
 class TrainState(engine.TrainState):
-  """The step's state and what travels with the loop: the running sums of
-  the epoch's metrics and the divergence watch (`_watch`)."""
+  """The step's state, the epoch's running sums and the divergence watch."""
   totals: dict[str, jax.Array]
   monitor: dict[str, jax.Array]
 
@@ -164,9 +159,7 @@ class _Stop:
   process to the same sync point (Ctrl-C is forwarded to it as SIGTERM)."""
 
   def __init__(self, multi_process: bool = False):
-    self.signum = 0
-    self._previous = {}
-    self._multi_process = multi_process
+    self.signum, self._previous, self._multi_process = 0, {}, multi_process
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
@@ -190,13 +183,12 @@ class _Stop:
       os.kill(os.getpid(), signal.SIGTERM)  # A notice to every process.
 
   def at(self, step: int) -> int:
-    """The signal to stop for after `step` (0: go on). With several
-    processes it is called at every step, as the sync point requires."""
+    """The signal to stop for after `step` (0: go on); called every step, as
+    the sync point requires."""
     if not self._multi_process:
       return self.signum
-    if multihost_utils.reached_preemption_sync_point(step):
-      return self.signum or signal.SIGTERM
-    return 0
+    synced = multihost_utils.reached_preemption_sync_point(step)
+    return (self.signum or signal.SIGTERM) if synced else 0
 
 
 def _check_same_run(recorded: dict[str, Any], config: ml_collections.ConfigDict,
@@ -232,21 +224,17 @@ def _target_for(state: TrainState):
   def target_for(tree):
     if 'state' not in tree:
       return state, lambda restored: restored
-    old = {'state': engine.TrainState(
-        step=state.step, apply_fn=None, params=state.params, tx=None,
-        opt_state=state.opt_state.inner_state, batch_stats=state.batch_stats),
-           'totals': state.totals,
-           'monitor': {k: v for k, v in state.monitor.items()
-                       if k != 'diverged_lr'}}
+    old = {'state': engine.from_carry(
+        {**engine.carry(state), 'opt_state': state.opt_state.inner_state},
+        apply_fn=None), 'totals': state.totals, 'monitor': {
+            k: v for k, v in state.monitor.items() if k != 'diverged_lr'}}
 
     def convert(restored):
-      old_state = restored['state']
-      return state.replace(
-          step=old_state.step, params=old_state.params,
-          batch_stats=old_state.batch_stats, totals=restored['totals'],
-          monitor={**state.monitor, **restored['monitor']},
-          opt_state=state.opt_state._replace(
-              count=old_state.step, inner_state=old_state.opt_state))
+      arrays = engine.carry(restored['state'])
+      arrays['opt_state'] = state.opt_state._replace(
+          count=arrays['step'], inner_state=arrays['opt_state'])
+      return state.replace(**arrays, totals=restored['totals'],
+                           monitor={**state.monitor, **restored['monitor']})
 
     return old, convert
 
@@ -257,12 +245,10 @@ def _diverged_message(monitor: dict[str, Any], factor: float,
                       last_checkpoint: int | None,
                       workdir: pathlib.Path) -> str:
   step, loss = int(monitor['diverged_step']), float(monitor['diverged_loss'])
-  if np.isfinite(loss):
-    what = (f'at step {step} the smoothed training loss reached {loss:.4g}, '
-            f'more than divergence_factor={factor:g} times the first step\'s '
-            f'{float(monitor["first_loss"]):.4g}')
-  else:
-    what = f'the loss was not finite at step {step}'
+  what = (f'at step {step} the smoothed training loss reached {loss:.4g}, '
+          f'more than divergence_factor={factor:g} times the first step\'s '
+          f'{float(monitor["first_loss"]):.4g}' if np.isfinite(loss) else
+          f'the loss was not finite at step {step}')
   where = (f'The last good checkpoint is step {last_checkpoint} in '
            f'{workdir / "checkpoints"}.' if last_checkpoint else
            'No checkpoint was saved before it.')
@@ -271,37 +257,15 @@ def _diverged_message(monitor: dict[str, Any], factor: float,
           f'the schedule\'s bounds). {where}')
 
 
-def evaluate(p_eval_step, state: TrainState, dataset: input_pipeline.Dataset,
-             config: ml_collections.ConfigDict, num_devices: int,
-             split: str = 'test') -> dict[str, float]:
-  """`{split}_loss` and `{split}_accuracy` over a whole split ('test' or
-  'train'), in evaluation mode."""
-  return engine.evaluate(
-      lambda batch: _first_replica(p_eval_step(state,
-                                               _shard(batch, num_devices))),
-      input_pipeline.eval_batches(
-          dataset, batch_size=config.eval_batch_size, split=split,
-          process_index=jax.process_index(),
-          process_count=jax.process_count()), split)
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str) -> TrainResult:
   """Trains, evaluates every epoch, logs, checkpoints and resumes.
 
-  The config is checked before anything is written. Running again resumes
-  from the newest checkpoint that restores and ends where an uninterrupted
-  run ends; another config is refused; a finished run is left as it is.
-  Steps count updates from 1 (checkpoint N, metrics.jsonl's `step` N).
-
-  Returns:
-    The final state on the host and the last epoch's metrics, with
-    'stopped_early' and 'signal' (the signal that stopped the run, or 0).
-
-  Raises:
-    ConfigError, DatasetError, WorkdirError: nothing was written.
-    TrainingDiverged: the message names the step, its rate and the last good
-      checkpoint, which is kept.
+  The config is checked before anything is written (else ConfigError,
+  DatasetError or WorkdirError). Running again resumes from the newest
+  checkpoint that restores and ends where an uninterrupted run ends. Returns
+  the final state on the host and the last epoch's metrics, with
+  'stopped_early' and 'signal'; TrainingDiverged names the step and rate.
   """
   config_validation.validate(config)
   workdir = workdirs.check_path(workdir)
@@ -328,9 +292,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   p_eval_step = jax.pmap(functools.partial(eval_step, inputs=inputs),
                          axis_name=AXIS, devices=pmap_devices)
 
-  def evaluate_state(state, split='test'):
-    return evaluate(p_eval_step, jax_utils.replicate(state, devices), dataset,
-                    config, num_devices, split)
+  def evaluate(state, split='test'):
+    """`{split}_loss` and `{split}_accuracy` of a replicated state."""
+    return engine.evaluate(
+        lambda batch: _first_replica(p_eval_step(state,
+                                                 _shard(batch, num_devices))),
+        input_pipeline.eval_batches(
+            dataset, batch_size=config.eval_batch_size, split=split,
+            process_index=jax.process_index(),
+            process_count=jax.process_count()), split)
+
+  def evaluate_host(state, split='test'):
+    return evaluate(jax_utils.replicate(state, devices), split)
 
   def schedule_for_length(length: int) -> optax.Schedule:
     return config_validation.built(
@@ -338,7 +311,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         key=keys.schedule, steps_per_epoch=steps_per_epoch, num_steps=length)
 
   schedule = schedule_for_length(num_steps)
-  initial_loss = (engine.initial_loss(evaluate_state, keys, model,
+  initial_loss = (engine.initial_loss(evaluate_host, keys, model,
                                       dataset.image_shape)
                   if optimizers.needs_initial_loss(config) else None)
   tx = config_validation.built('optimizer', optimizers.create_optimizer,
@@ -361,7 +334,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     state = restored or state
     if start >= num_steps:
       return _finished(workdir, state, start, steps_per_epoch, is_main,
-                       lambda: evaluate_state(state))
+                       lambda: evaluate_host(state))
     checkpoints = ckpt.manager(workdir, config.keep_checkpoints,
                                best='test_accuracy')
     try:
@@ -393,28 +366,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
           signum = stop.at(step)
           if log_now or signum:
             # The loop's only device-to-host transfer, every N steps.
-            host = _unreplicate((metrics, state.totals, state.monitor))
-            host_metrics, totals, monitor = host
+            host_metrics, totals, monitor = _unreplicate(
+                (metrics, state.totals, state.monitor))
             if int(monitor['diverged_step']) >= 0:
               raise TrainingDiverged(_diverged_message(
                   monitor, config.divergence_factor,
                   checkpoints.latest_step(), workdir))
           if log_now:
-            loss, lr = (float(host_metrics['loss']),
-                        float(host_metrics['lr']))
+            loss, lr, accuracy = (float(host_metrics[k])
+                                  for k in ('loss', 'lr', 'accuracy'))
             log.write(step=step, lr=lr, train_loss=loss)
-            progress.set_postfix(
-                loss=f'{loss:.4f}', lr=f'{lr:.4g}',
-                acc=f'{float(host_metrics["accuracy"]):.3f}')
+            progress.set_postfix(loss=f'{loss:.4f}', lr=f'{lr:.4g}',
+                                 acc=f'{accuracy:.3f}')
           record = None
           if epoch_end:
-            count = float(totals['count'])
             record = {
                 'epoch': step // steps_per_epoch, 'step': step,
-                'train_loss': float(totals['loss']) / count,
-                'train_accuracy': float(totals['accuracy']) / count,
-                **evaluate(p_eval_step, state, dataset, config, num_devices),
-                **_optimizer_record(host_metrics)}
+                **{f'train_{k}': float(totals[k]) / float(totals['count'])
+                   for k in ('loss', 'accuracy')},
+                **evaluate(state), **_optimizer_record(host_metrics)}
             log.write(**record)
             progress.write(
                 f'epoch {record["epoch"]}: train loss '
@@ -461,9 +431,9 @@ def _optimizer_record(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def _finished(workdir, state, done, steps_per_epoch, is_main,
               evaluate_final) -> TrainResult:
-  """A rerun of a finished run changes nothing, but writes back a lost last
-  record of metrics.jsonl from the final checkpoint (re-evaluated with
-  `evaluate_final()` where the checkpoint predates keeping it)."""
+  """A finished run's rerun changes nothing but a lost last record of
+  metrics.jsonl, written back from the final checkpoint (re-evaluated where
+  the checkpoint predates keeping it)."""
   path = workdir / 'metrics.jsonl'
   records = [r for r in workdirs.read_metrics(path) if r['step'] <= done]
   epochs = [r for r in records if 'epoch' in r]

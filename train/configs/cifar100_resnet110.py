@@ -3,5 +3,5 @@
 from train.configs import base
 
 SCHEDULES, get_config = base.cifar_setting(
-    'cifar100', 'resnet110', plrs_bounds=(0.07, 0.1), constant=0.1,
+    'cifar100', 'resnet110', plrs_bounds=(0.07, 0.1),
     multistep=dict(init_value=0.1, boundaries_epochs=[100, 150], factor=0.1))

@@ -1,9 +1,5 @@
-"""The authors' ImageNet-1k run (`trainer_imagenet.py`, not in the paper), on
-a TFDS `imagenet2012_224` (`train`, `validation`; 224x224x3, 1000 labels):
-
-    python -m train --config=train/configs/imagenet_resnet50.py \
-        --config.data_dir=DIR --workdir=RUN
-"""
+"""The authors' ImageNet-1k run (`trainer_imagenet.py`, not in the paper): TFDS
+`imagenet2012_224` (train, validation; 224x224x3, 1000 labels) at data_dir."""
 
 from train.configs import base
 
