@@ -1,10 +1,6 @@
-"""The errors the training app reports to its user, and how the CLI exits.
-
-Each is a mistake or a failure the user can act on; the command line prints
-its message in one line, without a traceback, and exits with `EXIT_STATUS`.
-Anything else is a bug and keeps its traceback. This module imports nothing
-heavy, so the command line can report a bad config before JAX loads.
-"""
+"""The errors the user can act on: the command line prints their message in
+one line and exits with `EXIT_STATUS`; anything else is a bug and keeps its
+traceback. Nothing heavy is imported, so bad configs are reported early."""
 
 
 class ConfigError(ValueError):
@@ -42,7 +38,5 @@ def exit_status(e: BaseException) -> int | None:
     >>> exit_status(DatasetError('not prepared')), exit_status(KeyError('x'))
     (2, None)
   """
-  for cls, status in EXIT_STATUS.items():
-    if isinstance(e, cls):
-      return status
-  return None
+  return next((status for cls, status in EXIT_STATUS.items()
+               if isinstance(e, cls)), None)

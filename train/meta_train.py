@@ -23,12 +23,9 @@ import pathlib
 import sys
 from typing import Any, NamedTuple
 
-from absl import app
-from absl import flags
 import jax
 import jax.numpy as jnp
 import ml_collections
-from ml_collections import config_flags
 import numpy as np
 import optax
 import tqdm
@@ -44,21 +41,6 @@ from train import models
 from train import plots
 from train import workdir as workdirs
 from train.configs import base
-
-FLAGS = flags.FLAGS
-
-
-def _define_flags():
-  """Defined only when this is the program: train/'s others have their own."""
-  flags.DEFINE_string('workdir', None, 'Directory for the net, metrics, '
-                      'checkpoints and the figure. Running again resumes.')
-  config_flags.DEFINE_config_file(
-      'config',
-      str(pathlib.Path(__file__).parent / 'configs' / 'meta_train_digits.py'),
-      'Meta-training configuration file.', lock_config=False,
-      accept_new_attributes=True)
-  flags.mark_flags_as_required(['workdir'])
-
 
 def model_optimizer(phi: Any, gamma: Any,
                     weight_decay: float) -> optax.GradientTransformationExtraArgs:
@@ -331,10 +313,8 @@ def meta_train(config: ml_collections.ConfigDict,
                          metrics=summary)
 
 
-def main(argv):
-  del argv  # cli.parse_flags refuses stray arguments.
-  cli.quiet_logging()
-  result = cli.run_or_exit(meta_train, cli.loaded_config(), FLAGS.workdir)
+def main():
+  result = cli.run(meta_train)
   if result.metrics:
     print(f'Last epoch: test accuracy {result.metrics["test_accuracy"]:.4f}.')
   print('Transfer it: python -m train --config.optimizer=mlr_snet '
@@ -342,5 +322,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  _define_flags()
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.define_flags('meta_train_digits.py', 'Directory for the net, metrics, '
+                   'checkpoints and the figure. Running again resumes.')
+  cli.start(main)

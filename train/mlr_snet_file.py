@@ -1,24 +1,7 @@
-"""MLR-SNet nets on disk: what `python -m train.meta_train` writes, and the
-training app reads with `--config.optimizer=mlr_snet`.
-
-One .npz file holds the snapshots of one meta-training run: the net's
-parameters after chosen meta-epochs (the official transfer uses those after
-meta-epochs 1, 100 and 200 of 200; meta_train keeps the first, middle and
-last by default), stored as `snapshot{j}/{layer}/{kernel|bias}` float32
-arrays, with `epochs`, the meta-epoch after which each was taken. A file is
-about 47 KB a snapshot. Nothing here needs JAX: the config checks use it
-before JAX loads.
-
-The shipped net, `train/mlr_snet_digits.npz` (147 KB), is three snapshots
-(meta-epochs 1, 30 and 60) of MLR-SNet meta-trained on scikit-learn's digits
-with a ResNet-8, in about a minute on two CPU cores; this reproduces it
-bit for bit (on the same machine and versions):
-
-    python -m train.meta_train --config=train/configs/meta_train_digits.py --workdir=/tmp/mlr_snet_digits
-    cp /tmp/mlr_snet_digits/mlr_snet.npz train/mlr_snet_digits.npz
-
-(train/configs/meta_train_digits.py has the settings).
-"""
+"""MLR-SNet nets on disk (`python -m train.meta_train` writes them): one .npz
+of float32 `snapshot{j}/{layer}/{kernel|bias}` arrays and `epochs`, the
+meta-epoch after which each was taken. The README tells how the shipped net
+was made. No JAX here: the config checks use it before JAX loads."""
 
 import os
 import pathlib
@@ -36,13 +19,7 @@ _KEY = re.compile(r'snapshot(\d+)/(\w+)/(kernel|bias)')
 
 
 class Nets(NamedTuple):
-  """The snapshots of a meta-training run.
-
-  Attributes:
-    snapshots: parameter trees of MLR-SNet (as `plrs_jax.mlr_snet_init`
-      returns them, numpy float32), oldest first.
-    epochs: the meta-epoch after which each was taken.
-  """
+  """A run's snapshots (`plrs_jax.mlr_snet_init` trees, oldest first), epochs."""
   snapshots: list[dict[str, dict[str, np.ndarray]]]
   epochs: list[int]
 
@@ -88,17 +65,9 @@ def save(path: str | os.PathLike[str], snapshots: list[Any],
 
 
 def load(path: str | os.PathLike[str] | None) -> Nets:
-  """Reads the snapshots of `resolve(path)`.
-
-  Args:
-    path: a file `save` wrote, a meta-training workdir, or None for the
-      shipped net.
-
-  Returns:
-    The snapshots and their meta-epochs.
-
-  Raises:
-    ValueError: no such file, or not a file of MLR-SNet snapshots.
+  """Reads the snapshots of `resolve(path)`: a file `save` wrote, a
+  meta-training workdir, or None for the shipped net; ValueError where that
+  is no such file, or not one of MLR-SNet snapshots.
 
   Example:
     >>> nets = load(None)
@@ -106,11 +75,12 @@ def load(path: str | os.PathLike[str] | None) -> Nets:
     (3, (50, 1))
   """
   file = resolve(path)
+  bad = f'{file} is no file of MLR-SNet snapshots'
   if not file.is_file():
     raise ValueError(
-        f'{file} is no file of MLR-SNet snapshots: give the mlr_snet.npz that '
-        'python -m train.meta_train writes (or its workdir), or leave it unset '
-        f'for the shipped net, {SHIPPED.name}.')
+        f'{bad}: give the mlr_snet.npz that python -m train.meta_train writes '
+        f'(or its workdir), or leave it unset for the shipped net, '
+        f'{SHIPPED.name}.')
   try:
     with np.load(file) as arrays:
       arrays = dict(arrays)
@@ -119,15 +89,14 @@ def load(path: str | os.PathLike[str] | None) -> Nets:
   epochs = arrays.pop('epochs', None)
   snapshots: dict[int, dict[str, dict[str, np.ndarray]]] = {}
   for key, value in arrays.items():
-    match = _KEY.fullmatch(key)
-    if match is None:
-      raise ValueError(f'{file} is no file of MLR-SNet snapshots: it holds '
-                       f'{key!r}, not snapshot<j>/<layer>/<kernel|bias>.')
+    if (match := _KEY.fullmatch(key)) is None:
+      raise ValueError(f'{bad}: it holds {key!r}, not '
+                       'snapshot<j>/<layer>/<kernel|bias>.')
     j, layer, name = match.groups()
     snapshots.setdefault(int(j), {}).setdefault(layer, {})[name] = value
   if (epochs is None or not snapshots
       or sorted(snapshots) != list(range(len(epochs)))):
-    raise ValueError(f'{file} is no file of MLR-SNet snapshots: it needs '
-                     '`epochs` and snapshot0, snapshot1, ... , one per epoch.')
+    raise ValueError(f'{bad}: it needs `epochs` and snapshot0, snapshot1, '
+                     '... , one per epoch.')
   return Nets(snapshots=[snapshots[j] for j in range(len(epochs))],
               epochs=[int(e) for e in epochs])

@@ -1,9 +1,5 @@
-"""The figure of a run: learning rate, training loss and test accuracy.
-
-Runs whose optimizer logs a state of its own (AutoDrop's scale, angular
-velocity and threshold; the two-regime switch) get a fourth panel with it.
-
-Usage, for a finished or running workdir:
+"""The figure of a run: learning rate, training loss, test accuracy and, for
+optimizers that log a state of their own (AutoDrop, two-regime), that state.
 
     python -m train.plots /tmp/run        # writes /tmp/run/run.png
 """
@@ -20,6 +16,12 @@ from matplotlib import ticker  # pylint: disable=g-import-not-at-top
 
 from train import workdir as workdirs  # pylint: disable=g-import-not-at-top
 
+# Per-epoch fields of train.optimizer_metrics: left axis (a factor, the
+# regime) and right axis (degrees).
+OPTIMIZER_FIELDS = ('optimizer_scale', 'regime', 'angular_velocity',
+                    'threshold')
+_DEGREES = ('angular_velocity', 'threshold')
+
 
 def read_metrics(path: pathlib.Path) -> tuple[list[dict], list[dict]]:
   """Splits metrics.jsonl into per-step and per-epoch records."""
@@ -29,74 +31,56 @@ def read_metrics(path: pathlib.Path) -> tuple[list[dict], list[dict]]:
   return steps, epochs
 
 
+def _xy(records, x, y):
+  return [r[x] for r in records], [r[y] for r in records]
+
+
 def plot_run(metrics_path: pathlib.Path, out_path: pathlib.Path,
              title: str = '',
              learning_rates: Sequence[float] | None = None) -> pathlib.Path:
-  """Draws three panels from metrics.jsonl and writes them as a PNG.
+  """Draws metrics.jsonl's panels into the PNG `out_path`, and returns it.
 
-  Args:
-    metrics_path: the run's metrics.jsonl.
-    out_path: where the PNG goes.
-    title: the figure's title.
-    learning_rates: the rate of every step, if known (the schedule is a pure
-      function of the step, so the trainer passes it); otherwise the rates
-      logged every `log_every_steps` are drawn. Entry i is the rate of step
-      i + 1 (steps count updates from 1, optax's count from 0).
-
-  Returns:
-    `out_path`.
+  `learning_rates[i]`, if given, is the rate of step i + 1 (the trainer knows
+  every step's); otherwise the logged rates are drawn.
   """
   steps, epochs = read_metrics(metrics_path)
-  optimizer_fields = [f for f in OPTIMIZER_FIELDS
-                      if any(f in r for r in epochs)]
-  fig, axes = plt.subplots(1, 3 + bool(optimizer_fields),
-                           figsize=(15 + 5 * bool(optimizer_fields), 4))
+  fields = [f for f in OPTIMIZER_FIELDS if any(f in r for r in epochs)]
+  fig, axes = plt.subplots(1, 3 + bool(fields),
+                           figsize=(15 + 5 * bool(fields), 4))
   ax_lr, ax_loss, ax_acc = axes[:3]
   if learning_rates is not None:
     ax_lr.plot(range(1, len(learning_rates) + 1), learning_rates, lw=0.5)
   else:
-    ax_lr.plot([r['step'] for r in steps], [r['lr'] for r in steps], lw=0.8,
-               marker='.', ms=2)
+    ax_lr.plot(*_xy(steps, 'step', 'lr'), lw=0.8, marker='.', ms=2)
   ax_lr.set(title='learning rate', xlabel='step')
-  ax_loss.plot([r['step'] for r in steps], [r['train_loss'] for r in steps],
-               lw=0.8, label='logged steps')
-  ax_loss.plot([r['step'] for r in epochs], [r['train_loss'] for r in epochs],
-               marker='o', label='epoch mean')
+  ax_loss.plot(*_xy(steps, 'step', 'train_loss'), lw=0.8, label='logged steps')
+  ax_loss.plot(*_xy(epochs, 'step', 'train_loss'), marker='o',
+               label='epoch mean')
   ax_loss.set(title='training loss', xlabel='step', yscale='log')
-  ax_loss.legend()
-  ax_acc.plot([r['epoch'] for r in epochs], [r['test_accuracy'] for r in epochs],
-              marker='o', label='test')
-  ax_acc.plot([r['epoch'] for r in epochs],
-              [r['train_accuracy'] for r in epochs], marker='.', ls='--',
+  ax_acc.plot(*_xy(epochs, 'epoch', 'test_accuracy'), marker='o', label='test')
+  ax_acc.plot(*_xy(epochs, 'epoch', 'train_accuracy'), marker='.', ls='--',
               label='train')
   ax_acc.set(title='accuracy per epoch', xlabel='epoch')
-  ax_acc.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
-  ax_acc.legend()
-  if optimizer_fields:
-    _plot_optimizer(axes[3], epochs, optimizer_fields)
+  if fields:
+    _plot_optimizer(axes[3], epochs, fields)
   for ax in axes:
     ax.grid(alpha=0.3)
+  for ax in (ax_loss, ax_acc):
+    ax.legend()
+  for ax in axes[2:]:
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
   if title:
     fig.suptitle(title)
   fig.tight_layout()
-  out_path = pathlib.Path(out_path)
-  fig.savefig(out_path, dpi=110)
+  fig.savefig(out_path := pathlib.Path(out_path), dpi=110)
   plt.close(fig)
   return out_path
-
-
-# Per-epoch fields of train.optimizer_metrics: left axis (a factor, the
-# regime) and right axis (degrees).
-OPTIMIZER_FIELDS = ('optimizer_scale', 'regime', 'angular_velocity',
-                    'threshold')
-_DEGREES = ('angular_velocity', 'threshold')
 
 
 def _plot_optimizer(ax, epochs: list[dict], fields: list[str]) -> None:
   """The optimizer's state at the end of each epoch."""
   def series(field):
-    rows = [r for r in epochs if r.get(field) is not None]
-    return [r['epoch'] for r in rows], [r[field] for r in rows]
+    return _xy([r for r in epochs if r.get(field) is not None], 'epoch', field)
 
   left = [f for f in fields if f not in _DEGREES]
   for field in left:
@@ -105,15 +89,13 @@ def _plot_optimizer(ax, epochs: list[dict], fields: list[str]) -> None:
          ylabel=' / '.join(left))
   if left:
     ax.legend(loc='upper left')
-  degrees = [f for f in fields if f in _DEGREES]
-  if degrees:
+  if degrees := [f for f in fields if f in _DEGREES]:
     twin = ax.twinx()
-    for field, style in zip(degrees, ('-', '--')):
-      twin.plot(*series(field), ls=style, marker='.', color='C3' if style == '-' else 'C4',
+    for field, style, color in zip(degrees, ('-', '--'), ('C3', 'C4')):
+      twin.plot(*series(field), ls=style, marker='.', color=color,
                 label=f'{field.replace("_", " ")} (degrees)')
     twin.set(ylabel='degrees')
     twin.legend(loc='upper right')
-  ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
 
 
 if __name__ == '__main__':

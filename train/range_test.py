@@ -9,12 +9,10 @@ import json
 import pathlib
 from typing import Any
 
-from absl import app
 from absl import flags
 import jax
 import matplotlib
 import ml_collections
-from ml_collections import config_flags
 import numpy as np
 
 import plrs_jax
@@ -34,7 +32,7 @@ FLAGS = flags.FLAGS
 
 def _define_flags():
   """Defined only when this is the program: the benchmarks import it."""
-  flags.DEFINE_string('workdir', None, 'Directory for the figure and results.')
+  cli.define_flags('default.py', 'Directory for the figure and results.')
   flags.DEFINE_float('min_lr', 1e-4, 'First rate of the range test, > 0.')
   flags.DEFINE_float('max_lr', 10.0, 'Last rate of the range test, > --min_lr.')
   flags.DEFINE_integer('num_steps', 100, 'Steps of the range test, >= 10.',
@@ -47,11 +45,6 @@ def _define_flags():
   flags.register_multi_flags_validator(
       ['min_lr', 'max_lr'], lambda f: f['max_lr'] > f['min_lr'],
       '--max_lr must be greater than --min_lr.')
-  config_flags.DEFINE_config_file(
-      'config', str(pathlib.Path(__file__).parent / 'configs' / 'default.py'),
-      'Training configuration file.', lock_config=False,
-      accept_new_attributes=True)
-  flags.mark_flags_as_required(['workdir'])
 
 
 def make_loss_fn(model, batch_stats, mean, std):
@@ -181,10 +174,8 @@ def plot(result: plrs_jax.RangeTestResult, beta: float, path: pathlib.Path,
   return path
 
 
-def main(argv):
-  del argv  # cli.parse_flags refuses stray arguments.
-  cli.quiet_logging()
-  summary = cli.run_or_exit(run, cli.loaded_config(), FLAGS.workdir, **{
+def main():
+  summary = cli.run(run, **{
       name: FLAGS[name].value
       for name in ('min_lr', 'max_lr', 'num_steps', 'power_iterations')})
   print('Suggested PLRS bounds: min_value={suggested_min:.4g}, max_value='
@@ -196,4 +187,4 @@ def main(argv):
 
 if __name__ == '__main__':
   _define_flags()
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.start(main)

@@ -1,17 +1,5 @@
-"""A run's working directory: what it holds, who uses it, what it recorded.
-
-A workdir belongs to one run. It holds
-
-    run.json        the resolved config, and each start's command line,
-                    package versions and date
-    lock            the host and pid of the process training in it
-    metrics.jsonl   one JSON object per line (see `read_metrics`)
-    checkpoints/    Orbax checkpoints, numbered by steps completed
-    run.png         the figure, drawn when the run finishes
-
-Everything here is host-side file handling; the training loop in train.py
-decides when to call it.
-"""
+"""A run's working directory: run.json (the config and each start), lock (the
+host and pid training in it), metrics.jsonl, checkpoints/ and run.png."""
 
 from collections.abc import Iterator, Mapping
 import contextlib
@@ -32,25 +20,21 @@ from train import errors
 
 PACKAGES = ('plrs-jax', 'jax', 'jaxlib', 'optax', 'flax', 'orbax-checkpoint',
             'grain', 'numpy')
-
-
-WorkdirError = errors.WorkdirError
-WriteFailed = errors.WriteFailed
+WorkdirError, WriteFailed = errors.WorkdirError, errors.WriteFailed
+# Fields that change how a run is watched or where it runs, not what it
+# computes: a resumed run may change them.
+RESUMABLE_CHANGES = frozenset({
+    'log_every_steps', 'progress', 'keep_checkpoints', 'data_dir',
+    'num_devices', 'distributed', 'coordinator_address', 'num_processes',
+    'process_id', 'cpu_collectives'})
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
+                 errno.EPERM, errno.EFBIG, errno.EIO)
+# The real standard error, once the process's own is muted.
+_terminal: Any = None
 
 
 def check_path(workdir: str | os.PathLike[str]) -> pathlib.Path:
-  """The absolute workdir path, refusing an empty name or an existing file.
-
-  Nothing is created: a run validates everything before it writes anything.
-
-  Args:
-    workdir: the path given on the command line.
-
-  Returns:
-    The absolute path.
-
-  Raises:
-    WorkdirError: the path is empty or names something that is no directory.
+  """The absolute path (nothing is created); WorkdirError if empty or a file.
 
   Example:
     >>> check_path('/tmp/run').name
@@ -66,40 +50,25 @@ def check_path(workdir: str | os.PathLike[str]) -> pathlib.Path:
   return path
 
 
-# --- The lock: one process trains in a workdir at a time. ---------------------
-
-
 def _alive(pid: int) -> bool:
   try:
-    os.kill(pid, 0)
+    with contextlib.suppress(PermissionError):  # Another user's: alive.
+      os.kill(pid, 0)
+    return True
   except ProcessLookupError:
     return False
-  except PermissionError:  # Somebody else's process: alive.
-    return True
-  return True
 
 
 @contextlib.contextmanager
 def lock(workdir: pathlib.Path) -> Iterator[None]:
-  """Holds `workdir/lock` (host and pid) while the block runs.
-
-  A lock left by a process of this host that no longer runs (killed, or the
-  machine rebooted) is taken over with a note; a live one is refused.
-
-  Args:
-    workdir: an existing directory.
-
-  Yields:
-    Nothing; the lock file is removed when the block exits.
-
-  Raises:
-    WorkdirError: another live process holds the lock.
-  """
+  """Holds `workdir/lock` (host and pid) while the block runs; WorkdirError if
+  a live process holds it. A dead process's lock (this host) is taken over."""
   path = workdir / 'lock'
   me = {'host': socket.gethostname(), 'pid': os.getpid()}
   while True:
     try:
       fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+      break
     except FileExistsError:
       try:
         holder = json.loads(path.read_text())
@@ -107,25 +76,20 @@ def lock(workdir: pathlib.Path) -> Iterator[None]:
       except (OSError, ValueError, KeyError, TypeError):
         # Unreadable: a process died between creating and writing it.
         host, pid = me['host'], -1
-      if host == me['host'] and (pid <= 0 or not _alive(pid)):
-        print(f'Note: taking over {path}, left by process {pid}, which is no '
-              'longer running.')
-        path.unlink(missing_ok=True)
-        continue
-      raise WorkdirError(
-          f'{workdir} is in use by process {pid} on {host} (lock file {path}). '
-          'Wait for that run to finish, or choose another --workdir. If that '
-          f'process is gone, delete {path}.') from None
-    with os.fdopen(fd, 'w') as f:
-      json.dump(me, f)
-    break
+      if host != me['host'] or pid > 0 and _alive(pid):
+        raise WorkdirError(
+            f'{workdir} is in use by process {pid} on {host} (lock file '
+            f'{path}). Wait for that run to finish, or choose another '
+            f'--workdir. If that process is gone, delete {path}.') from None
+      print(f'Note: taking over {path}, left by process {pid}, which is no '
+            'longer running.')
+      path.unlink(missing_ok=True)
+  with os.fdopen(fd, 'w') as f:
+    json.dump(me, f)
   try:
     yield
   finally:
     path.unlink(missing_ok=True)
-
-
-# --- run.json: the config a workdir was started with. -------------------------
 
 
 def flatten(config: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
@@ -147,35 +111,22 @@ def flatten(config: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
 
 def differences(recorded: Mapping[str, Any],
                 current: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
-  """Fields whose values differ, as {dotted name: (recorded, current)}.
-
-  A field present on one side only counts as changed, with `None` for the
-  missing side (so a field added with the value None is no change).
+  """Fields whose values differ, as {dotted name: (recorded, current)}; a
+  field missing on one side counts as None there.
 
   Example:
     >>> differences({'a': 1, 'b': {'c': 2}}, {'a': 1, 'b': {'c': 3}, 'd': 4})
     {'b.c': (2, 3), 'd': (None, 4)}
   """
   old, new = flatten(recorded), flatten(current)
-  keys = [*old, *(key for key in new if key not in old)]
-  return {key: (old.get(key), new.get(key)) for key in keys
+  return {key: (old.get(key), new.get(key)) for key in {**old, **new}
           if old.get(key) != new.get(key)}
-
-
-# Config fields that change how a run is watched or where it runs, not what
-# it computes: a resumed run may change them.
-RESUMABLE_CHANGES = frozenset({
-    'log_every_steps', 'progress', 'keep_checkpoints', 'data_dir',
-    'num_devices', 'distributed', 'coordinator_address', 'num_processes',
-    'process_id', 'cpu_collectives'})
 
 
 def changed_fields(recorded: Mapping[str, Any], current: Mapping[str, Any],
                    defaults: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
-  """The `differences` that change what a run computes.
-
-  A field the recorded config lacks (added to the defaults after the run
-  started) is no change while it keeps its default.
+  """The `differences` that change what a run computes (a field the recorded
+  config lacks is no change while it keeps its default).
 
   Example:
     >>> changed_fields({'seed': 0, 'progress': True},
@@ -214,42 +165,30 @@ def package_versions(packages=PACKAGES) -> dict[str, str]:
   """
   versions = {}
   for package in packages:
-    try:
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
       versions[package] = importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-      pass
   return versions
 
 
 def read_record(workdir: pathlib.Path) -> dict[str, Any] | None:
   """The workdir's run.json, or None where there is none."""
   path = workdir / 'run.json'
-  if not path.exists():
-    return None
   try:
-    return json.loads(path.read_text())
+    return json.loads(path.read_text()) if path.exists() else None
   except ValueError as e:
     raise WorkdirError(
-        f'{path} is damaged ({e}), so this workdir\'s config cannot be checked. '
-        'Restore the file, or choose another --workdir.') from None
+        f'{path} is damaged ({e}), so this workdir\'s config cannot be '
+        'checked. Restore the file, or choose another --workdir.') from None
 
 
 def write_record(workdir: pathlib.Path, config: Mapping[str, Any],
                  previous: dict[str, Any] | None) -> None:
-  """Writes run.json: the run's config and this start's command and versions.
-
-  Args:
-    workdir: the workdir.
-    config: the run's resolved config (a dict).
-    previous: the record found at start (its starts are kept), or None.
-  """
-  start = {
-      'date': datetime.datetime.now(datetime.timezone.utc).isoformat(
-          timespec='seconds'),
-      'command': [sys.executable, *sys.argv],
-      'host': socket.gethostname(),
-      'versions': package_versions(),
-  }
+  """Writes run.json: `config`, and the starts of `previous` (the record found
+  at start, or None) plus this one's date, command, host and versions."""
+  now = datetime.datetime.now(datetime.timezone.utc)
+  start = {'date': now.isoformat(timespec='seconds'),
+           'command': [sys.executable, *sys.argv],
+           'host': socket.gethostname(), 'versions': package_versions()}
   record = {'config': json.loads(json.dumps(dict(config), default=list)),
             'starts': [*(previous or {}).get('starts', []), start]}
   atomic_write_text(workdir / 'run.json', json.dumps(record, indent=2) + '\n')
@@ -262,21 +201,9 @@ def atomic_write_text(path: pathlib.Path, text: str) -> None:
   os.replace(temporary, path)
 
 
-# --- metrics.jsonl ------------------------------------------------------------
-
-
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-  """The records of a metrics.jsonl, skipping a partial last line.
-
-  A process killed while writing can leave half a line at the end; it is
-  dropped with a warning on stderr. A damaged line elsewhere is an error.
-
-  Args:
-    path: the metrics.jsonl file.
-
-  Returns:
-    The records in file order: per-step ones ({'step', 'lr', 'train_loss'})
-    and per-epoch ones (with 'epoch').
+  """A metrics.jsonl's records. A partial last line (a killed run's) is dropped
+  with a warning; a damaged line elsewhere raises WorkdirError.
 
   Example:
     >>> import tempfile
@@ -302,11 +229,8 @@ def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 class MetricsLog:
-  """workdir/metrics.jsonl, one JSON object per line, written by host 0.
-
-  Opened for a run resumed after `resume_step` updates, it keeps the records
-  of steps up to that one and drops the lines a crashed run wrote after its
-  last checkpoint, so that a resumed run's log is the uninterrupted run's.
+  """workdir/metrics.jsonl, written by host 0. Resumed after `resume_step`
+  updates, it drops what a crashed run wrote after its last checkpoint.
 
   Example:
     >>> import tempfile
@@ -321,12 +245,10 @@ class MetricsLog:
   def __init__(self, path: pathlib.Path, resume_step: int,
                enabled: bool = True):
     self.path, self.enabled = path, enabled
-    if not enabled:
-      return
-    kept = []
-    if path.exists() and resume_step > 0:
-      kept = [r for r in read_metrics(path) if r['step'] <= resume_step]
-    atomic_write_text(path, ''.join(json.dumps(r) + '\n' for r in kept))
+    if enabled:
+      kept = read_metrics(path) if path.exists() and resume_step > 0 else []
+      atomic_write_text(path, ''.join(json.dumps(r) + '\n' for r in kept
+                                      if r['step'] <= resume_step))
 
   def write(self, **record):
     if self.enabled:
@@ -334,17 +256,9 @@ class MetricsLog:
         f.write(json.dumps(record) + '\n')
 
 
-# --- Failed writes ---------------------------------------------------------
-
-_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
-                 errno.EPERM, errno.EFBIG, errno.EIO)
-
-
 def write_failure(e: BaseException) -> str | None:
-  """What failed, if e (or an error it came from) is a failed write.
-
-  Python's writes raise OSError; TensorStore (Orbax's array store) raises a
-  ValueError whose message ends in `[os_error_code='28']`.
+  """What failed, if e (or an error it came from) is a failed write: an
+  OSError, or TensorStore's ValueError ending in `[os_error_code='28']`.
 
   Example:
     >>> write_failure(OSError(errno.ENOSPC, 'No space left on device', '/x'))
@@ -358,8 +272,8 @@ def write_failure(e: BaseException) -> str | None:
   while e is not None and id(e) not in seen:
     seen.add(id(e))
     if isinstance(e, OSError) and e.errno in _WRITE_ERRNOS:
-      return f'{os.strerror(e.errno)}: {e.filename}' if e.filename else (
-          os.strerror(e.errno))
+      text = os.strerror(e.errno)
+      return f'{text}: {e.filename}' if e.filename else text
     code = re.search(r"\[os_error_code='(\d+)'\]", str(e))
     if code and int(code.group(1)) in _WRITE_ERRNOS:
       return os.strerror(int(code.group(1)))
@@ -377,8 +291,7 @@ class _Held:
     self.dropped = True
 
   def settle(self, quiet: float = 0.3, timeout: float = 5.0):
-    """Waits until nothing has been printed for `quiet` seconds: threads of
-    a failed read go on printing for a moment after the error is raised."""
+    """Waits for `quiet` s without output (a failed read's threads go on)."""
     deadline, size, since = time.monotonic() + timeout, -1, time.monotonic()
     while time.monotonic() < deadline:
       now = os.fstat(self.buffer.fileno()).st_size
@@ -391,13 +304,8 @@ class _Held:
 
 @contextlib.contextmanager
 def held_stderr(mute_if_dropped: bool = False) -> Iterator[_Held]:
-  """Holds back standard error (fd 2) while the block runs, then shows it.
-
-  Orbax reads and writes from background threads and asyncio tasks: when a
-  file is damaged or the disk is full, each of them prints its own traceback.
-  What the block printed is shown afterwards unless it called `drop()`; with
-  `mute_if_dropped` standard error then stays muted for good (the process is
-  about to end) and `report` is the way to say what happened.
+  """Holds back fd 2 (Orbax's threads' tracebacks) while the block runs, then
+  shows it unless dropped; dropped, `mute_if_dropped` keeps it muted for good.
 
   Example:
     >>> with held_stderr() as held:
@@ -413,7 +321,7 @@ def held_stderr(mute_if_dropped: bool = False) -> Iterator[_Held]:
     finally:
       sys.stderr.flush()
       if held.dropped and mute_if_dropped:
-        _mute_stderr(saved)
+        mute_stderr(saved)
       else:
         os.dup2(saved, 2)
         os.close(saved)
@@ -425,48 +333,26 @@ def held_stderr(mute_if_dropped: bool = False) -> Iterator[_Held]:
 
 @contextlib.contextmanager
 def writing(what: str) -> Iterator[None]:
-  """Runs a write; a failed one becomes one WriteFailed line, its noise dropped.
-
-  When the disk fills, Orbax's writer threads print dozens of tracebacks,
-  before the error reaches the caller and after, until the process exits:
-  standard error is held back while the block runs (`held_stderr`) and, if
-  the block failed to write, stays muted.
-
-  Args:
-    what: what is being written, for the message (e.g. a path).
-
-  Yields:
-    Nothing.
-
-  Raises:
-    WriteFailed: the block failed to write.
-  """
-  failure = None
+  """Runs a write; a failed one raises one WriteFailed about `what`, and stderr,
+  held meanwhile, stays muted (Orbax's writers print till the process ends)."""
   with held_stderr(mute_if_dropped=True) as held:
     try:
       yield
     except Exception as e:  # pylint: disable=broad-except
-      failure = write_failure(e)
-      if failure is None:
+      if (failure := write_failure(e)) is None:
         raise
       held.drop()
-  if failure is not None:
+  if held.dropped:
     raise write_failed(what, failure)
 
 
-# The real standard error, once `writing` has muted the process's own.
-_terminal: Any = None
-
-
-def mute_stderr() -> None:
-  """Mutes standard error for the rest of the process (see `report`)."""
-  sys.stderr.flush()
-  _mute_stderr(os.dup(2))
-
-
-def _mute_stderr(terminal_fd: int) -> None:
-  """Points fd 2 and sys.stderr at /dev/null, keeping the real one for report."""
+def mute_stderr(terminal_fd: int | None = None) -> None:
+  """Mutes standard error for the rest of the process, keeping `terminal_fd`
+  (by default a copy of fd 2) as the real one for `report`."""
   global _terminal
+  if terminal_fd is None:
+    sys.stderr.flush()
+    terminal_fd = os.dup(2)
   if _terminal is None:
     _terminal = os.fdopen(terminal_fd, 'w', buffering=1, errors='replace')
   else:
@@ -493,7 +379,7 @@ def report(message: str) -> None:
 
 
 def write_failed(what: str | None, failure: str) -> WriteFailed:
-  """The error that says a write failed, and how to go on.
+  """The WriteFailed that says a write failed, and how to go on.
 
   Example:
     >>> str(write_failed('run.json', 'No space left on device'))[:47]
