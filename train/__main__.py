@@ -1,10 +1,6 @@
-"""Command line: python -m train --config=train/configs/default.py --workdir=DIR.
-
-Any config field can be overridden, e.g. `--config.num_epochs=10`,
-`--config.schedule.max_value=0.2`, `--config.schedule.boundaries_epochs=[2,4]`
-or `--config.model_kwargs.dropout_rate=0.3`; a config file may take an
-argument after a colon, e.g. `--config=train/configs/default.py:knee` picks the
-schedule. Exit statuses are listed in train/cli.py.
+"""python -m train --config=train/configs/default.py --workdir=DIR; any field
+can be overridden (`--config.num_epochs=10`, `--config.schedule.max_value=0.2`)
+and a config may take an argument (`--config=train/configs/default.py:knee`).
 """
 
 import sys

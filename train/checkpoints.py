@@ -80,14 +80,10 @@ def _restore_one(path: pathlib.Path, target: Any,
 def restore_newest(workdir: pathlib.Path, target: Any, *,
                    target_for: TargetFor | None = None,
                    is_main: bool = True) -> tuple[int, Any]:
-  """(step, restored) of the newest checkpoint of workdir/checkpoints that
-  restores into `target` (or `target_for`'s), or (0, None) for none.
-
-  One that does not restore is skipped with a one-line note and moved (by
-  the main process) to workdir/damaged_checkpoints/, so that Orbax can open
-  the directory and the run can save that step again. When none restores,
-  nothing is moved: WorkdirError.
-  """
+  """(step, restored) of the newest checkpoint that restores into `target`
+  (or `target_for`'s), or (0, None). One that does not is moved, with a
+  note, to workdir/damaged_checkpoints/ (so that its step can be saved
+  again); when none restores, nothing is moved: WorkdirError."""
   directory = workdir / 'checkpoints'
   failures, step, restored = [], 0, None
   for candidate in reversed(steps(directory)):
@@ -120,8 +116,6 @@ def manager(workdir: pathlib.Path, keep: int,
             best: str | None = None) -> ocp.CheckpointManager:
   """The CheckpointManager of workdir/checkpoints: the newest `keep`, and
   the one with the highest metric `best` (mid-epoch ones have none).
-
-  Example:
     >>> import tempfile
     >>> checkpoints = manager(pathlib.Path(tempfile.mkdtemp()), keep=2)
     >>> save(checkpoints, 1, {'w': jax.numpy.ones(2)})

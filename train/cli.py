@@ -1,8 +1,6 @@
-"""What the command-line programs share: flags, quiet logs, one-line errors.
-
-Exits 0 done, 1 the run failed, 2 a mistake in the command line, config or
-workdir (nothing written), 128 + N stopped by signal N after a checkpoint.
-Nothing heavy is imported: a bad config is reported before JAX loads."""
+"""Flags, quiet logs and one-line errors for train/'s programs, which exit 0
+done, 1 failed, 2 on a bad command line, config or workdir (nothing written),
+128 + N on signal N (after a checkpoint). Nothing heavy is imported."""
 
 import pathlib
 import sys
@@ -19,10 +17,8 @@ from train import workdir
 
 
 def define_flags(config: str, workdir_help: str) -> None:
-  """--workdir (required) and --config (default train/configs/`config`),
-  as every program of train/ takes them. New attributes are accepted for
-  `model_kwargs` and a schedule's arguments; config_validation refuses
-  unknown fields, naming the valid ones."""
+  """--workdir (required) and --config (default train/configs/`config`), which
+  accepts new attributes (config_validation refuses unknown fields)."""
   flags.DEFINE_string('workdir', None, workdir_help)
   config_flags.DEFINE_config_file(
       'config', str(pathlib.Path(__file__).parent / 'configs' / config),
@@ -37,21 +33,15 @@ def start(main: Callable[[], None]) -> None:
 
 def run(fn: Callable[..., Any], **kwargs) -> Any:
   """`fn(config, workdir, **kwargs)` of the command line, logging at WARNING
-  (Orbax logs every checkpoint at INFO) unless --verbosity is given; user
-  errors exit in one line (`run_or_exit`)."""
+  unless --verbosity is given; user errors and failed writes exit in a line."""
   if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
-  return run_or_exit(fn, loaded_config(), flags.FLAGS.workdir, **kwargs)
-
-
-def run_or_exit(fn: Callable[..., Any], *args, **kwargs) -> Any:
-  """Calls fn; user errors and failed writes exit with one line, no trace."""
+    logging.set_verbosity(logging.WARNING)  # Orbax logs checkpoints at INFO.
+  args = loaded_config(), flags.FLAGS.workdir
   try:
     return fn(*args, **kwargs)
   except Exception as e:  # pylint: disable=broad-except
     # An OSError: a write outside a checkpoint (metrics, run.json, figure).
-    failure = workdir.write_failure(e) if isinstance(e, OSError) else None
-    if failure is not None:
+    if isinstance(e, OSError) and (failure := workdir.write_failure(e)):
       _exit(str(workdir.write_failed(None, failure)), 1)
     if (status := errors.exit_status(e)) is None:
       raise  # A bug, or an OSError that is no failed write: keep the trace.
@@ -60,8 +50,7 @@ def run_or_exit(fn: Callable[..., Any], *args, **kwargs) -> Any:
 
 def _exit(message: str, status: int):
   workdir.report(f'error: {message}')
-  # The one line is all: Orbax's threads may still print while the process
-  # ends (after a checkpoint that failed to read or write).
+  # Orbax's threads may still print as the process ends: the one line is all.
   workdir.mute_stderr()
   sys.exit(status)
 
@@ -73,16 +62,14 @@ def parse_flags(argv: list[str]) -> list[str]:
   except OSError as e:  # An override of a config file that failed to load.
     _config_load_failed(e)
   except flags.Error as e:
-    # A config file that raises puts its traceback in the message: keep the
-    # flag's line and the exception's own.
+    # A config file's traceback may be in it: keep its first and last lines.
     lines = [line for line in str(e).splitlines() if line.strip()]
     message = lines[0] if len(lines) == 1 else (
         f'{lines[0].rstrip(":")} {lines[-1].strip()}')
     _exit(f'{message}\nSee --helpfull for the flags.', 2)
   if len(remaining) > 1:
-    _exit(f'unexpected argument(s) {" ".join(remaining[1:])}: every setting '
-          'is a flag (--workdir=DIR, --config.FIELD=VALUE); see --helpfull.',
-          2)
+    _exit(f'unexpected argument(s) {" ".join(remaining[1:])}: every setting is '
+          'a flag (--workdir=DIR, --config.FIELD=VALUE); see --helpfull.', 2)
   return remaining
 
 

@@ -97,8 +97,6 @@ def _check_fields(config: ml_collections.ConfigDict, known: set[str],
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for the first field a run cannot use: an unknown name,
   or a value that would fail late or silently (factories check the rest).
-
-  Example:
     >>> from train.configs import default
     >>> config = default.get_config()
     >>> config.batch_size = 0
@@ -117,8 +115,6 @@ integer >= 1.
 def validate_meta_train(config: ml_collections.ConfigDict) -> None:
   """As `validate`, for `python -m train.meta_train`'s config: also the
   snapshot epochs are the run's, in order, and a meta batch fits.
-
-  Example:
     >>> from train.configs import meta_train_digits
     >>> config = meta_train_digits.get_config()
     >>> config.snapshot_epochs = (1, 30, 90)
@@ -144,8 +140,6 @@ epochs of the run, 1 to config.num_epochs=60, in order.
 def built(field: str, factory: Callable[..., Any], *args, **kwargs) -> Any:
   """factory(*args, **kwargs), its ValueError or TypeError (factories check
   their arguments before any JAX work) reported as a mistake in `field`.
-
-  Example:
     >>> built('model', dict, 1)
     Traceback (most recent call last):
     ...
@@ -155,3 +149,16 @@ def built(field: str, factory: Callable[..., Any], *args, **kwargs) -> Any:
     return factory(*args, **kwargs)
   except (ValueError, TypeError) as e:
     raise ConfigError(f'config.{field}: {e}') from None
+
+
+def model(config: ml_collections.ConfigDict, num_classes: int, **kwargs):
+  """The model `config.model` and `config.model_kwargs` name, with `kwargs`
+  (e.g. `bn_axis_name`); a bad argument is a ConfigError naming the field.
+    >>> from train.configs import default
+    >>> model(default.get_config(), 10).depth
+    8
+  """
+  from train import models  # pylint: disable=g-import-not-at-top
+  return built('model_kwargs' if config.get('model_kwargs') else 'model',
+               models.create_model, config.model, num_classes=num_classes,
+               **kwargs, **config.get('model_kwargs', {}))

@@ -1,6 +1,5 @@
-"""The errors the user can act on: the command line prints their message in
-one line and exits with `EXIT_STATUS`; anything else is a bug and keeps its
-traceback. Nothing heavy is imported, so bad configs are reported early."""
+"""Errors the user can act on: the command line prints them in a line, exiting
+with `EXIT_STATUS`; others are bugs, kept with their trace. No heavy imports."""
 
 
 class ConfigError(ValueError):
@@ -23,8 +22,7 @@ class WriteFailed(RuntimeError):
   """Writing into the workdir failed (a full disk, a read-only mount...)."""
 
 
-# 2: a mistake in the command line, config or workdir (nothing was written);
-# 1: the run failed.
+# 2: a mistake in the command line, config or workdir; 1: the run failed.
 EXIT_STATUS = {ConfigError: 2, WorkdirError: 2, TrainingDiverged: 1,
                WriteFailed: 1}
 
@@ -38,5 +36,4 @@ def exit_status(e: BaseException) -> int | None:
     >>> exit_status(DatasetError('not prepared')), exit_status(KeyError('x'))
     (2, None)
   """
-  return next((status for cls, status in EXIT_STATUS.items()
-               if isinstance(e, cls)), None)
+  return next((v for k, v in EXIT_STATUS.items() if isinstance(e, k)), None)

@@ -1,16 +1,5 @@
 """IDX files (MNIST's format): a big-endian magic number `0x0000TTNN` (TT the
-type, NN the dimensions), NN 4-byte sizes, then C-order data; maybe gzipped.
-
-Example:
-  >>> import struct
-  >>> data = struct.pack('>IIII', IMAGES, 2, 1, 3) + bytes(range(6))
-  >>> parse(data, IMAGES).tolist()
-  [[[0, 1, 2]], [[3, 4, 5]]]
-  >>> parse(data, LABELS)
-  Traceback (most recent call last):
-  ...
-  train.idx.IdxError: has magic number 2051, not 2049 (uint8 labels)
-"""
+type, NN the dimensions), NN 4-byte sizes, then C-order data; maybe gzipped."""
 
 import gzip
 import os
@@ -29,7 +18,16 @@ class IdxError(ValueError):
 
 
 def parse(data: bytes, magic: int) -> np.ndarray:
-  """The read-only uint8 array, a view of `data`, that IDX bytes hold."""
+  """The read-only uint8 array, a view of `data`, that IDX bytes hold.
+
+  >>> data = np.array([IMAGES, 2, 1, 3], '>u4').tobytes() + bytes(range(6))
+  >>> parse(data, IMAGES).tolist()
+  [[[0, 1, 2]], [[3, 4, 5]]]
+  >>> parse(data, LABELS)
+  Traceback (most recent call last):
+  ...
+  train.idx.IdxError: has magic number 2051, not 2049 (uint8 labels)
+  """
   ndim = magic & 0xff
   header = 4 * (1 + ndim)
   if len(data) < header:

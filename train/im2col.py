@@ -14,12 +14,11 @@ def conv_im2col(lhs, rhs, window_strides, padding, lhs_dilation=None,
   """`lax.conv_general_dilated` for 2-D NHWC/HWIO without dilation or groups:
   the kernel times the padded input's kh x kw shifted, strided views.
 
-  Example:
-    >>> x, w = jnp.ones((1, 3, 3, 2)), jnp.ones((3, 3, 2, 5))
-    >>> conv_im2col(x, w, (1, 1), 'SAME')[0, :, :, 0]
-    Array([[ 8., 12.,  8.],
-           [12., 18., 12.],
-           [ 8., 12.,  8.]], dtype=float32)
+  >>> x, w = jnp.ones((1, 3, 3, 2)), jnp.ones((3, 3, 2, 5))
+  >>> conv_im2col(x, w, (1, 1), 'SAME')[0, :, :, 0]
+  Array([[ 8., 12.,  8.],
+         [12., 18., 12.],
+         [ 8., 12.,  8.]], dtype=float32)
   """
   (kh, kw, cin, cout), (sh, sw) = rhs.shape, window_strides
   expected = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape,
@@ -46,6 +45,5 @@ def conv_im2col(lhs, rhs, window_strides, padding, lhs_dilation=None,
 
 # `nn.Conv` computing with `conv_im2col`: same parameters, same names.
 Im2colConv = functools.partial(nn.Conv, conv_general_dilated=conv_im2col)
-
 # The convolutions a config can name (`model_kwargs={'conv': NAME}`).
 CONVS = {'xla': nn.Conv, 'im2col': Im2colConv}

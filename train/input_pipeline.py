@@ -31,7 +31,6 @@ _FASHION_MNIST_ADVICE = (
 _KNOWN_STATS = {
     'cifar10': ((125.3, 123.0, 113.9), (63.0, 62.1, 66.7)),
     'cifar100': ((129.3, 124.1, 112.4), (68.2, 65.4, 70.4))}
-
 ConfigError = errors.ConfigError
 DatasetError = errors.DatasetError
 
@@ -88,9 +87,8 @@ def _fashion_mnist_split(images_path, labels_path, size: int):
     raise DatasetError(
         f'{images_path} holds no images (Fashion-MNIST has {size})')
   if (bad := np.flatnonzero(labels >= 10)).size:
-    raise DatasetError(
-        f'{labels_path} holds label {labels[bad[0]]} at position '
-        f'{bad[0]}; Fashion-MNIST\'s labels are 0..9')
+    raise DatasetError(f'{labels_path} holds label {labels[bad[0]]} at '
+                       f"position {bad[0]}; Fashion-MNIST's labels are 0..9")
   return images[..., None], labels.astype(np.int32)
 
 
@@ -139,11 +137,10 @@ def _tfds(name: str, data_dir: str | None, splits) -> Dataset:
       if not versions:
         raise DatasetError(  # pylint: disable=raise-missing-from
             f'Unknown dataset {name!r}: it is neither {DIGITS!r} nor '
-            f'{FASHION_MNIST!r} (read offline), nor a TensorFlow Datasets '
-            'name (see https://www.tensorflow.org/datasets/catalog), nor a '
-            'dataset prepared with a builder of your own under '
-            f'{path}/<version>/ (pass --config.data_dir=DIR for another '
-            'location).')
+            f'{FASHION_MNIST!r} (read offline), nor a TensorFlow Datasets name '
+            '(see https://www.tensorflow.org/datasets/catalog), nor a dataset '
+            f'prepared with a builder of your own under {path}/<version>/ '
+            '(pass --config.data_dir=DIR for another location).')
       builder = tfds.builder_from_directory(versions[-1].parent)
       train, test = (builder.as_data_source(split=split) for split in splits)
   except DatasetError:
@@ -169,8 +166,7 @@ def _tfds(name: str, data_dir: str | None, splits) -> Dataset:
                  tuple(features['image'].shape), mean, std)
 
 
-def _class_balanced_subset(dataset: Dataset, size: int,
-                           split_seed: int) -> Dataset:
+def _balanced_subset(dataset: Dataset, size: int, split_seed: int) -> Dataset:
   if not isinstance(dataset.train, _ArraySource):
     raise ConfigError(
         f'config.train_subset={size} needs a dataset held in memory '
@@ -199,17 +195,15 @@ def _class_balanced_subset(dataset: Dataset, size: int,
                     (dataset.test.images, dataset.test.labels), classes)
 
 
-def load_dataset(name: str, *, data_dir: str | None = None,
-                 split_seed: int = 0, test_fraction: float = 0.2,
-                 train_split: str = 'train', test_split: str = 'test',
-                 train_subset: int = 0) -> Dataset:
+def load_dataset(name: str, *, data_dir: str | None = None, split_seed: int = 0,
+                 test_fraction: float = 0.2, train_split: str = 'train',
+                 test_split: str = 'test', train_subset: int = 0) -> Dataset:
   """Loads `digits`, `fashion_mnist` (IDX files, else TFDS) or a TFDS dataset;
   `split_seed` draws the digits' test split and a `train_subset` (if not 0).
 
-  Example:
-    >>> ds = load_dataset('digits', train_subset=100)
-    >>> len(ds.train), len(ds.test), ds.image_shape
-    (100, 359, (8, 8, 1))
+  >>> ds = load_dataset('digits', train_subset=100)
+  >>> len(ds.train), len(ds.test), ds.image_shape
+  (100, 359, (8, 8, 1))
   """
   if name == DIGITS:  # scikit-learn's 1797 8x8 images, in the package
     from sklearn import datasets  # pylint: disable=g-import-not-at-top
@@ -223,16 +217,15 @@ def load_dataset(name: str, *, data_dir: str | None = None,
   elif name != FASHION_MNIST or (dataset := _fashion_mnist(data_dir)) is None:
     dataset = _tfds(name, data_dir, (train_split, test_split))
   if train_subset:
-    dataset = _class_balanced_subset(dataset, train_subset, split_seed)
+    dataset = _balanced_subset(dataset, train_subset, split_seed)
   return dataset
 
 
 def dataset_from_config(config) -> Dataset:
   """Loads the dataset a training config names (see train/configs)."""
-  return load_dataset(config.dataset, **{
-      key: config.get(key, default) for key, default in (
-          ('data_dir', None), ('split_seed', 0), ('train_split', 'train'),
-          ('test_split', 'test'), ('train_subset', 0))})
+  keys = 'data_dir', 'split_seed', 'train_split', 'test_split', 'train_subset'
+  return load_dataset(config.dataset,
+                      **{key: config[key] for key in keys if key in config})
 
 
 def _batch(source, rows, **extra) -> dict[str, np.ndarray]:
@@ -245,10 +238,9 @@ def _batch(source, rows, **extra) -> dict[str, np.ndarray]:
 def steps_per_epoch(dataset: Dataset, global_batch_size: int) -> int:
   """Number of full global batches in one pass over the training split."""
   if not (steps := len(dataset.train) // global_batch_size):
-    raise DatasetError(
-        f'batch_size {global_batch_size} is larger than the '
-        f'{len(dataset.train)} training examples of {dataset.name!r}; use a '
-        'smaller batch_size.')
+    raise DatasetError(f'batch_size {global_batch_size} is larger than the '
+                       f'{len(dataset.train)} training examples of '
+                       f'{dataset.name!r}; use a smaller batch_size.')
   return steps
 
 
@@ -283,13 +275,11 @@ def _order(size: int, seed: int) -> grain.MapDataset:
 def epoch_order(size: int, seed: int, epoch: int) -> np.ndarray:
   """The permutation of the training split `train_batches` reads in `epoch`.
 
-  Example:
-    >>> sorted(epoch_order(10, seed=0, epoch=0).tolist()) == list(range(10))
-    True
+  >>> sorted(epoch_order(10, seed=0, epoch=0).tolist()) == list(range(10))
+  True
   """
-  order = _order(size, seed)
-  return np.fromiter((order[epoch * size + i] for i in range(size)),
-                     np.int32, size)
+  rows = range(epoch * size, (epoch + 1) * size)
+  return np.fromiter(map(_order(size, seed).__getitem__, rows), np.int32, size)
 
 
 def eval_batches(dataset: Dataset, *, batch_size: int, process_index: int = 0,
@@ -309,9 +299,8 @@ def as_arrays(
     source: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
   """Every example of a split, read in order: (uint8 images, int32 labels).
 
-  Example:
-    >>> [a.shape for a in as_arrays(load_dataset('digits').test)]
-    [(359, 8, 8, 1), (359,)]
+  >>> [a.shape for a in as_arrays(load_dataset('digits').test)]
+  [(359, 8, 8, 1), (359,)]
   """
   batch = _batch(source, range(len(source)))
   return batch['image'], batch['label']
@@ -321,10 +310,9 @@ def hold_out(dataset: Dataset, size: int,
              seed: int) -> tuple[Dataset, dict[str, np.ndarray]]:
   """Holds out `size // num_classes` training examples per class with `seed`.
 
-  Example:
-    >>> rest, held = hold_out(load_dataset('digits'), 100, seed=0)
-    >>> len(rest.train), np.bincount(held['label']).tolist()
-    (1338, [10, 10, 10, 10, 10, 10, 10, 10, 10, 10])
+  >>> rest, held = hold_out(load_dataset('digits'), 100, seed=0)
+  >>> len(rest.train), np.bincount(held['label']).tolist()
+  (1338, [10, 10, 10, 10, 10, 10, 10, 10, 10, 10])
   """
   classes = dataset.num_classes
   if size < classes or size % classes:

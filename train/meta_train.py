@@ -2,20 +2,11 @@
 
     python -m train.meta_train --config=train/configs/meta_train_digits.py --workdir=DIR
 
-The official recipe (`base.meta_train_config`): the model trains with plain
-SGD and coupled weight decay at the rate the net phi gives each batch's loss
-(`engine.train_step` with `model_optimizer(phi, ...)`). Before the update of
-every `t_val`-th step a meta step moves phi: the batch's loss and gradient,
-held fixed, make one virtual SGD step at the net's rate; the loss of its
-result on a held-out batch is the meta loss, whose first-order hypergradient
-(`plrs_jax.mlr_snet_meta_loss`) Adam follows. gamma is set once from L_0,
-the initial model's mean training loss in evaluation mode. Data order and
-initialisation are `python -m train`'s for the same seed.
-
-The workdir holds run.json, metrics.jsonl, checkpoints/ (every epoch; a rerun
-resumes), mlr_snet.npz (the snapshots after `snapshot_epochs`, which
-`python -m train --config.optimizer=mlr_snet --config.mlr_snet.checkpoint=DIR`
-transfers) and meta_train.png.
+The official recipe (`base.meta_train_config`): SGD at the rate the net phi
+gives each batch's loss; every `t_val`-th step, Adam moves phi along the
+first-order hypergradient of a held-out batch's loss after one virtual step
+(`plrs_jax.mlr_snet_meta_loss`). Writes mlr_snet.npz, the snapshots that
+`python -m train --config.optimizer=mlr_snet` transfers.
 """
 
 import functools
@@ -37,17 +28,15 @@ from train import config_validation
 from train import engine
 from train import input_pipeline
 from train import mlr_snet_file
-from train import models
 from train import plots
 from train import workdir as workdirs
 from train.configs import base
 
+
 def model_optimizer(phi: Any, gamma: Any,
-                    weight_decay: float) -> optax.GradientTransformationExtraArgs:
+                    weight_decay: float) -> optax.GradientTransformation:
   """The model's optimizer at net `phi`: SGD with coupled weight decay at
   MLR-SNet's rate (its state: `rate_state`).
-
-  Example:
     >>> tx = model_optimizer(plrs_jax.mlr_snet_init(0), 0.5, 5e-4)
     >>> state = tx.init(jnp.ones(2))
     >>> updates, state = tx.update(jnp.ones(2), state, jnp.ones(2), loss=2.3)
@@ -65,13 +54,10 @@ def rate_state(opt_state: Any) -> plrs_jax.MLRSNetState:
 
 def meta_optimizer(config: ml_collections.ConfigDict
                    ) -> optax.GradientTransformation:
-  """Adam on phi with weight decay added to the gradient, as PyTorch's.
-
-  Example: the decay alone gets Adam's normalised step, not lr * wd * phi.
-
+  """Adam on phi with weight decay added to the gradient, as PyTorch's: the
+  decay alone gets Adam's normalised step, not lr * wd * phi.
     >>> from train.configs import meta_train_digits
-    >>> tx = meta_optimizer(meta_train_digits.get_config())
-    >>> phi = jnp.ones(2)
+    >>> tx, phi = meta_optimizer(meta_train_digits.get_config()), jnp.ones(2)
     >>> updates, _ = tx.update(jnp.zeros(2), tx.init(phi), phi)
     >>> updates.round(6)
     Array([-0.001, -0.001], dtype=float32)
@@ -150,9 +136,7 @@ def prepare(config: ml_collections.ConfigDict) -> MetaTraining:
   dataset, held_out = input_pipeline.hold_out(dataset, config.num_meta,
                                               config.split_seed)
   steps_per_epoch = input_pipeline.steps_per_epoch(dataset, config.batch_size)
-  model = config_validation.built(
-      'model_kwargs' if config.model_kwargs else 'model', models.create_model,
-      config.model, num_classes=dataset.num_classes, **config.model_kwargs)
+  model = config_validation.model(config, dataset.num_classes)
   keys = engine.run_keys(config.seed)
   phi_key, meta_key = jax.random.split(keys.schedule)
   inputs = engine.Inputs(dataset.mean, dataset.std, None, keys.dropout)
@@ -213,11 +197,8 @@ class MetaTrainResult(NamedTuple):
 def meta_train(config: ml_collections.ConfigDict,
                workdir: str) -> MetaTrainResult:
   """Meta-trains, logs, checkpoints every epoch and resumes; writes the net.
-
-  The config is checked before anything is written; a rerun resumes from
-  the newest checkpoint that restores, one with another config is refused
-  (WorkdirError), and a finished run writes its net and figure again.
-  """
+  The config is checked before anything is written; a rerun resumes (another
+  config: WorkdirError), a finished one writes its net and figure again."""
   workdir = workdirs.check_path(workdir)
   run = prepare(config)
   steps_per_epoch = run.steps_per_epoch

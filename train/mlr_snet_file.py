@@ -1,7 +1,6 @@
-"""MLR-SNet nets on disk (`python -m train.meta_train` writes them): one .npz
-of float32 `snapshot{j}/{layer}/{kernel|bias}` arrays and `epochs`, the
-meta-epoch after which each was taken. The README tells how the shipped net
-was made. No JAX here: the config checks use it before JAX loads."""
+"""MLR-SNet nets on disk (train.meta_train writes them): an .npz of float32
+`snapshot{j}/{layer}/{kernel|bias}` arrays and `epochs`, each one's meta-epoch.
+No JAX here: the config checks use it before JAX loads."""
 
 import os
 import pathlib
@@ -12,14 +11,13 @@ import numpy as np
 
 # The net `config.mlr_snet.checkpoint = None` means.
 SHIPPED = pathlib.Path(__file__).with_name('mlr_snet_digits.npz')
-# What meta_train writes in its workdir.
-FILENAME = 'mlr_snet.npz'
+FILENAME = 'mlr_snet.npz'  # What meta_train writes in its workdir.
 
 _KEY = re.compile(r'snapshot(\d+)/(\w+)/(kernel|bias)')
 
 
 class Nets(NamedTuple):
-  """A run's snapshots (`plrs_jax.mlr_snet_init` trees, oldest first), epochs."""
+  """Snapshots (`plrs_jax.mlr_snet_init` trees, oldest first) and epochs."""
   snapshots: list[dict[str, dict[str, np.ndarray]]]
   epochs: list[int]
 
@@ -47,27 +45,23 @@ def save(path: str | os.PathLike[str], snapshots: list[Any],
     >>> net = {'head': {'kernel': np.ones((50, 1)), 'bias': np.zeros(1)}}
     >>> path = save(pathlib.Path(tempfile.mkdtemp()) / 'n.npz', [net], [3])
     >>> arrays = np.load(path)
-    >>> sorted(arrays), arrays['snapshot0/head/bias'].dtype
-    (['epochs', 'snapshot0/head/bias', 'snapshot0/head/kernel'], dtype('float32'))
+    >>> sorted(arrays), arrays['snapshot0/head/bias'].dtype.name
+    (['epochs', 'snapshot0/head/bias', 'snapshot0/head/kernel'], 'float32')
   """
   if len(snapshots) != len(epochs):
     raise ValueError(f'{len(snapshots)} snapshots but {len(epochs)} epochs.')
-  arrays = {'epochs': np.asarray(epochs, np.int32)}
-  for j, net in enumerate(snapshots):
-    for layer, leaves in net.items():
-      for name, leaf in leaves.items():
-        arrays[f'snapshot{j}/{layer}/{name}'] = np.asarray(leaf, np.float32)
-  path = pathlib.Path(path)
-  temporary = path.with_name(path.name + '.tmp.npz')
-  np.savez(temporary, **arrays)
+  arrays = {f'snapshot{j}/{layer}/{name}': np.asarray(leaf, np.float32)
+            for j, net in enumerate(snapshots) for layer, leaves in net.items()
+            for name, leaf in leaves.items()}
+  temporary = (path := pathlib.Path(path)).with_name(path.name + '.tmp.npz')
+  np.savez(temporary, epochs=np.asarray(epochs, np.int32), **arrays)
   os.replace(temporary, path)
   return path
 
 
 def load(path: str | os.PathLike[str] | None) -> Nets:
-  """Reads the snapshots of `resolve(path)`: a file `save` wrote, a
-  meta-training workdir, or None for the shipped net; ValueError where that
-  is no such file, or not one of MLR-SNet snapshots.
+  """Reads the snapshots of `resolve(path)` (a file `save` wrote, a workdir, or
+  None: the shipped net); ValueError where that is no file of snapshots.
 
   Example:
     >>> nets = load(None)
@@ -77,10 +71,9 @@ def load(path: str | os.PathLike[str] | None) -> Nets:
   file = resolve(path)
   bad = f'{file} is no file of MLR-SNet snapshots'
   if not file.is_file():
-    raise ValueError(
-        f'{bad}: give the mlr_snet.npz that python -m train.meta_train writes '
-        f'(or its workdir), or leave it unset for the shipped net, '
-        f'{SHIPPED.name}.')
+    raise ValueError(f'{bad}: give the mlr_snet.npz that python -m '
+                     'train.meta_train writes (or its workdir), or leave it '
+                     f'unset for the shipped net, {SHIPPED.name}.')
   try:
     with np.load(file) as arrays:
       arrays = dict(arrays)

@@ -15,21 +15,6 @@ from train import im2col
 ModuleDef = Any
 # torchvision's ResNet init: kaiming_normal_(mode='fan_out', 'relu').
 conv_kernel_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
-_VGG16_STAGES = ((64, 64), (128, 128), (256,) * 3, (512,) * 3, (512,) * 3)
-_RESNET50_STAGES = (3, 4, 6, 3)
-
-
-def _layers(module: nn.Module, train: bool):
-  """The model's bias-free conv (PyTorch's padding, size // 2) and BatchNorm."""
-  def conv(features: int, size=3, strides=1, **kwargs):
-    pad = (size // 2, size // 2)
-    return module.conv(features, (size, size), strides=(strides, strides),
-                       padding=(pad, pad), use_bias=False, dtype=module.dtype,
-                       kernel_init=conv_kernel_init, **kwargs)
-  norm = functools.partial(
-      nn.BatchNorm, use_running_average=not train, momentum=0.9,
-      epsilon=1e-5, dtype=module.dtype, axis_name=module.bn_axis_name)
-  return conv, norm
 
 
 def _stages(x, block, sizes, width, name, *args):
@@ -38,12 +23,6 @@ def _stages(x, block, sizes, width, name, *args):
       x = block(width * 2**stage, 2 if stage and not i else 1, *args,
                 name=f'{name}{stage + 1}_block{i}')(x)
   return x
-
-
-def _head(module: nn.Module, x, flatten: bool = False):
-  x = x.reshape((x.shape[0], -1)) if flatten else jnp.mean(x, axis=(1, 2))
-  x = nn.Dense(module.num_classes, dtype=module.dtype, name='classifier')(x)
-  return jnp.asarray(x, jnp.float32)
 
 
 class _Model(nn.Module, kw_only=True):
@@ -68,6 +47,22 @@ class _Model(nn.Module, kw_only=True):
                          f'{getattr(self, field)!r}.')
     super().__post_init__()
 
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    """`_body` with PyTorch-like bias-free conv and BatchNorm, then the head."""
+    def conv(features: int, size=3, strides=1, **kwargs):
+      pad = (size // 2, size // 2)
+      return self.conv(features, (size, size), strides=(strides, strides),
+                       padding=(pad, pad), use_bias=False, dtype=self.dtype,
+                       kernel_init=conv_kernel_init, **kwargs)
+    norm = functools.partial(
+        nn.BatchNorm, use_running_average=not train, momentum=0.9,
+        epsilon=1e-5, dtype=self.dtype, axis_name=self.bn_axis_name)
+    x = self._body(jnp.asarray(x, self.dtype), conv, norm, train)
+    x = jnp.mean(x, axis=(1, 2)) if x.ndim == 4 else x
+    x = nn.Dense(self.num_classes, dtype=self.dtype, name='classifier')(x)
+    return jnp.asarray(x, jnp.float32)
+
 
 class _Block(nn.Module):
   features: int
@@ -79,7 +74,6 @@ class _Block(nn.Module):
 
 class BasicBlock(_Block):
   """A CIFAR ResNet block with an option-A (subsample, zero-pad) shortcut."""
-
   @nn.compact
   def __call__(self, x):
     y = self.act(self.norm()(self.conv(self.features, strides=self.strides)(x)))
@@ -93,7 +87,6 @@ class BasicBlock(_Block):
 class CifarResNet(_Model):
   """He et al.'s CIFAR ResNet, depth 6n + 2: ResNet-110 has 1,727,962 params.
 
-  Example:
   >>> CifarResNet(depth=8, num_classes=10).init_with_output(
   ...     jax.random.key(0), jnp.zeros((1, 8, 8, 1)), train=False)[0].shape
   (1, 10)
@@ -102,13 +95,11 @@ class CifarResNet(_Model):
   num_classes: int
   _DEPTH = 8, 2, 6, 'be 6n + 2 with n >= 1 (8, 20, 32, 44, 56, 110, ...)'
 
-  @nn.compact
-  def __call__(self, x, train: bool = True):
-    conv, norm = _layers(self, train)
-    x = conv(16, name='stem_conv')(jnp.asarray(x, self.dtype))
-    x = self.act(norm(name='stem_bn')(x))
-    return _head(self, _stages(x, BasicBlock, [(self.depth - 2) // 6] * 3,
-                               16, 'stage', conv, norm, self.act))
+  @nn.nowrap
+  def _body(self, x, conv, norm, train: bool):
+    x = self.act(norm(name='stem_bn')(conv(16, name='stem_conv')(x)))
+    return _stages(x, BasicBlock, [(self.depth - 2) // 6] * 3, 16, 'stage',
+                   conv, norm, self.act)
 
 
 class WideBasicBlock(_Block):
@@ -131,7 +122,6 @@ class WideBasicBlock(_Block):
 class WideResNet(_Model):
   """WRN-d-k (Zagoruyko & Komodakis): WRN-28-10 has 36,479,194 parameters.
 
-  Example (shapes only):
   >>> jax.eval_shape(lambda: WideResNet(num_classes=10).init_with_output(
   ...     jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False))[0].shape
   (1, 10)
@@ -143,43 +133,38 @@ class WideResNet(_Model):
   _DEPTH = (10, 4, 6, 'satisfy (depth - 4) % 6 == 0 with depth >= 10 (10, '
             '16, 22, 28, 40, ...)')
 
-  @nn.compact
-  def __call__(self, x, train: bool = True):
-    conv, norm = _layers(self, train)
-    x = conv(16, name='stem_conv')(jnp.asarray(x, self.dtype))
-    x = _stages(x, WideBasicBlock, [(self.depth - 4) // 6] * 3,
-                16 * self.widen_factor, 'group', conv, norm, self.act,
-                self.dropout_rate, train)
-    return _head(self, self.act(norm(name='final_bn')(x)))
+  @nn.nowrap
+  def _body(self, x, conv, norm, train: bool):
+    x = _stages(conv(16, name='stem_conv')(x), WideBasicBlock,
+                [(self.depth - 4) // 6] * 3, 16 * self.widen_factor, 'group',
+                conv, norm, self.act, self.dropout_rate, train)
+    return self.act(norm(name='final_bn')(x))
 
 
 class VGG16(_Model):
   """VGG-16 with BatchNorm, for 32x32 images: 14,724,042 parameters.
 
-  Example (shapes only):
   >>> jax.eval_shape(lambda: VGG16(num_classes=10).init_with_output(
   ...     jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False))[0].shape
   (1, 10)
   """
   num_classes: int
 
-  @nn.compact
-  def __call__(self, x, train: bool = True):
-    conv, norm = _layers(self, train)
-    x, index = jnp.asarray(x, self.dtype), 0
-    for stage in _VGG16_STAGES:  # Each ends with a max-pool.
+  @nn.nowrap
+  def _body(self, x, conv, norm, train: bool):
+    index = 0
+    for stage in ((64, 64), (128, 128), (256,) * 3, (512,) * 3, (512,) * 3):
       for features in stage:
         x = conv(features, name=f'conv{index}')(x)
         x = self.act(norm(name=f'bn{index}')(x))
         index += 1
-      x = nn.max_pool(x, (2, 2), strides=(2, 2))
-    return _head(self, x, flatten=True)
+      x = nn.max_pool(x, (2, 2), strides=(2, 2))  # Ending each stage.
+    return x.reshape((x.shape[0], -1))
 
 
 class DenseNet(_Model):
   """Huang et al.'s CIFAR DenseNet: DenseNet-40-12 has 1,019,722 parameters.
 
-  Example (shapes only):
   >>> jax.eval_shape(lambda: DenseNet(num_classes=100).init_with_output(
   ...     jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False))[0].shape
   (1, 100)
@@ -192,14 +177,12 @@ class DenseNet(_Model):
   _DEPTH = (7, 4, 3, 'satisfy (depth - 4) % 3 == 0 with depth >= 7 (40, 100, '
             '...)')
 
-  @nn.compact
-  def __call__(self, x, train: bool = True):
-    conv, norm = _layers(self, train)
+  @nn.nowrap
+  def _body(self, x, conv, norm, train: bool):
     def unit(x, name: str, features: int, size: int = 3):
       y = conv(features, size, name=f'{name}_conv')(
           self.act(norm(name=f'{name}_bn')(x)))
       return nn.Dropout(self.dropout_rate, deterministic=not train)(y)
-    x = jnp.asarray(x, self.dtype)
     x = conv(self.initial_features, name='stem_conv')(x)
     for block in range(3):
       for layer in range((self.depth - 4) // 3):
@@ -208,17 +191,15 @@ class DenseNet(_Model):
       if block < 2:  # A transition: BN-ReLU-conv1x1-dropout-avgpool.
         x = nn.avg_pool(unit(x, f'transition{block + 1}', x.shape[-1], 1),
                         (2, 2), strides=(2, 2))
-    return _head(self, self.act(norm(name='final_bn')(x)))
+    return self.act(norm(name='final_bn')(x))
 
 
 class BottleneckBlock(_Block):
   """A 1x1-3x3-1x1 bottleneck (4x expansion), strided on the 3x3 ("v1.5")."""
-
   @nn.compact
   def __call__(self, x):
     y = self.act(self.norm()(self.conv(self.features, 1)(x)))
-    y = self.conv(self.features, strides=self.strides)(y)
-    y = self.act(self.norm()(y))
+    y = self.act(self.norm()(self.conv(self.features, strides=self.strides)(y)))
     y = self.norm()(self.conv(4 * self.features, 1)(y))
     if self.strides != 1 or x.shape[-1] != 4 * self.features:
       x = self.conv(4 * self.features, 1, self.strides, name='shortcut_conv')(x)
@@ -230,29 +211,27 @@ class ResNet(_Model):
   """A bottleneck ResNet; `imagenet_stem`: torchvision's 7x7 stride-2 conv and
   max-pool for 224x224 images, else one 3x3 conv (for 64x64 Tiny ImageNet).
 
-  Example (shapes only):
   >>> jax.eval_shape(lambda: ResNet50ImageNet(num_classes=10).init_with_output(
   ...     jax.random.key(0), jnp.zeros((1, 224, 224, 3)), train=False))[0].shape
   (1, 10)
   """
   num_classes: int
-  stage_sizes: tuple[int, ...] = _RESNET50_STAGES
+  stage_sizes: tuple[int, ...] = (3, 4, 6, 3)
   imagenet_stem: bool = False
 
-  @nn.compact
-  def __call__(self, x, train: bool = True):
-    conv, norm = _layers(self, train)
+  @nn.nowrap
+  def _body(self, x, conv, norm, train: bool):
     size, strides = (7, 2) if self.imagenet_stem else (3, 1)
-    x = conv(64, size, strides, name='stem_conv')(jnp.asarray(x, self.dtype))
+    x = conv(64, size, strides, name='stem_conv')(x)
     x = self.act(norm(name='stem_bn')(x))
     if self.imagenet_stem:
       x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
-    return _head(self, _stages(x, BottleneckBlock, self.stage_sizes, 64,
-                               'stage', conv, norm, self.act))
+    return _stages(x, BottleneckBlock, self.stage_sizes, 64, 'stage', conv,
+                   norm, self.act)
 
 
 # ResNet-50 for 64x64 Tiny ImageNet: 23,910,152 parameters with 200 classes.
-ResNet50 = functools.partial(ResNet, stage_sizes=_RESNET50_STAGES)
+ResNet50 = functools.partial(ResNet, stage_sizes=ResNet.stage_sizes)
 # torchvision's resnet50() for ImageNet: 25,557,032 parameters, 1000 classes.
 ResNet50ImageNet = functools.partial(ResNet50, imagenet_stem=True)
 
@@ -260,7 +239,6 @@ ResNet50ImageNet = functools.partial(ResNet50, imagenet_stem=True)
 class MLP(_Model):
   """A multilayer perceptron on flattened images (no conv or BatchNorm).
 
-  Example:
   >>> MLP(num_classes=10).init_with_output(
   ...     jax.random.key(0), jnp.zeros((2, 28, 28, 1)), train=False)[0].shape
   (2, 10)
@@ -280,7 +258,6 @@ class MLP(_Model):
 # The activations a config can name (`model_kwargs={'act': NAME}`).
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     'relu': nn.relu, 'gelu': nn.gelu}
-
 MODELS: dict[str, Callable[..., nn.Module]] = {
     **{f'resnet{depth}': functools.partial(CifarResNet, depth=depth)
        for depth in (8, 20, 32, 44, 56, 110)},
@@ -293,7 +270,6 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 def create_model(name: str, num_classes: int, **kwargs) -> nn.Module:
   """Builds `MODELS[name]`; `conv` and `act` may name CONVS/ACTIVATIONS keys.
 
-  Example:
   >>> model = create_model('resnet110', num_classes=100, bn_axis_name='batch')
   >>> type(model).__name__, model.depth, model.num_classes
   ('CifarResNet', 110, 100)

@@ -18,8 +18,6 @@ from train import mlr_snet_file
 def in_steps(fields: ml_collections.ConfigDict | dict,
              steps_per_epoch: int) -> dict[str, Any]:
   """`fields` as a dict, each `<arg>_epochs` replaced by `<arg>` in steps.
-
-  Example:
     >>> in_steps({'value': 0.1, 'boundaries_epochs': [1, 2.5]}, 10)
     {'value': 0.1, 'boundaries': [10, 25]}
   """
@@ -38,8 +36,6 @@ def create_schedule(schedule_config: ml_collections.ConfigDict | dict, *,
                     num_steps: int) -> optax.Schedule:
   """`plrs_jax.create_schedule` of a config section (`in_steps`), given the
   run's `total_steps` and `key` where it takes them and the config does not.
-
-  Example:
     >>> schedule = create_schedule(
     ...     {'name': 'multistep', 'init_value': 0.1,
     ...      'boundaries_epochs': [2]}, key=jax.random.key(0),
@@ -112,8 +108,6 @@ def reporting(tx: optax.GradientTransformation,
               ) -> optax.GradientTransformationExtraArgs:
   """`tx`, its state also holding `report(count, state before, state after)`
   of its last update, which `engine.train_step` logs.
-
-  Example:
     >>> tx = reporting(optax.sgd(0.1), lambda count, old, new: {'lr': 0.1})
     >>> _, state = tx.update({'w': 1.0}, tx.init({'w': 0.0}))
     >>> state.report['lr'], int(state.count)
@@ -147,16 +141,12 @@ def create_optimizer(config: ml_collections.ConfigDict,
                      ) -> optax.GradientTransformationExtraArgs:
   """The optimizer `config.optimizer` names, reporting 'lr', its rate; raises
   ValueError or TypeError. 'mlr_snet' needs `initial_loss` and `num_classes`.
-
-  Example:
     >>> from train.configs import default
     >>> config = default.get_config()
-    >>> config.optimizer = 'adam'
-    >>> config.optimizer_kwargs = {'b2': 0.99}
+    >>> config.optimizer, config.optimizer_kwargs = 'adam', {'b2': 0.99}
     >>> tx = create_optimizer(config, optax.constant_schedule(1e-3))
-    >>> updates, state = tx.update({'w': jnp.ones(2)},
-    ...                            tx.init({'w': jnp.ones(2)}))
-    >>> updates['w'], state.report['lr']
+    >>> updates, state = tx.update(jnp.ones(2), tx.init(jnp.ones(2)))
+    >>> updates, state.report['lr']
     (Array([-0.001, -0.001], dtype=float32), Array(0.001, dtype=float32))
   """
   name = config.get('optimizer', 'sgd')
@@ -243,8 +233,6 @@ def _state_field(opt_state, name: str):
 
 def needs_initial_loss(config: ml_collections.ConfigDict) -> bool:
   """Whether `create_optimizer` needs the initial loss (MLR-SNet's gamma).
-
-  Example:
     >>> from train.configs import default
     >>> needs_initial_loss(default.get_config())
     False
@@ -286,11 +274,8 @@ def planned_rate(config: ml_collections.ConfigDict, schedule: optax.Schedule,
                  steps_per_epoch: int) -> optax.Schedule | None:
   """The rate of each step where the step alone decides it (None where the
   run does: AutoDrop, MLR-SNet, an optax transform such as reduce_on_plateau).
-
-  Example:
     >>> from train.configs import default
-    >>> config = default.get_config()
-    >>> float(planned_rate(config, optax.constant_schedule(0.1), 10)(5))
+    >>> planned_rate(default.get_config(), lambda count: 0.1, 10)(5)
     0.1
   """
   name = config.get('optimizer', 'sgd')

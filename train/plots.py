@@ -1,34 +1,27 @@
-"""The figure of a run: learning rate, training loss, test accuracy and, for
-optimizers that log a state of their own (AutoDrop, two-regime), that state.
-
-    python -m train.plots /tmp/run        # writes /tmp/run/run.png
-"""
+"""A run's figure: learning rate, loss, accuracy and AutoDrop's or two-regime's
+state; `python -m train.plots WORKDIR` writes WORKDIR/run.png."""
 
 from collections.abc import Sequence
 import pathlib
 import sys
 
 import matplotlib
-
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 from matplotlib import ticker  # pylint: disable=g-import-not-at-top
 
 from train import workdir as workdirs  # pylint: disable=g-import-not-at-top
 
-# Per-epoch fields of train.optimizer_metrics: left axis (a factor, the
-# regime) and right axis (degrees).
-OPTIMIZER_FIELDS = ('optimizer_scale', 'regime', 'angular_velocity',
-                    'threshold')
+# Per-epoch fields of train.optimizer_metrics; _DEGREES go on a right axis.
 _DEGREES = ('angular_velocity', 'threshold')
+OPTIMIZER_FIELDS = ('optimizer_scale', 'regime', *_DEGREES)
 
 
 def read_metrics(path: pathlib.Path) -> tuple[list[dict], list[dict]]:
   """Splits metrics.jsonl into per-step and per-epoch records."""
-  steps, epochs = [], []
-  for record in workdirs.read_metrics(path):
-    (epochs if 'epoch' in record else steps).append(record)
-  return steps, epochs
+  records = workdirs.read_metrics(path)
+  return ([r for r in records if 'epoch' not in r],
+          [r for r in records if 'epoch' in r])
 
 
 def _xy(records, x, y):
@@ -38,11 +31,8 @@ def _xy(records, x, y):
 def plot_run(metrics_path: pathlib.Path, out_path: pathlib.Path,
              title: str = '',
              learning_rates: Sequence[float] | None = None) -> pathlib.Path:
-  """Draws metrics.jsonl's panels into the PNG `out_path`, and returns it.
-
-  `learning_rates[i]`, if given, is the rate of step i + 1 (the trainer knows
-  every step's); otherwise the logged rates are drawn.
-  """
+  """Draws metrics.jsonl's panels into the PNG `out_path`, and returns it;
+  `learning_rates[i]`, if given, is step i + 1's rate (else the logged ones)."""
   steps, epochs = read_metrics(metrics_path)
   fields = [f for f in OPTIMIZER_FIELDS if any(f in r for r in epochs)]
   fig, axes = plt.subplots(1, 3 + bool(fields),
@@ -78,10 +68,8 @@ def plot_run(metrics_path: pathlib.Path, out_path: pathlib.Path,
 
 
 def _plot_optimizer(ax, epochs: list[dict], fields: list[str]) -> None:
-  """The optimizer's state at the end of each epoch."""
   def series(field):
     return _xy([r for r in epochs if r.get(field) is not None], 'epoch', field)
-
   left = [f for f in fields if f not in _DEGREES]
   for field in left:
     ax.plot(*series(field), marker='o', label=field.replace('_', ' '))

@@ -14,6 +14,7 @@ import jax
 import matplotlib
 import ml_collections
 import numpy as np
+import optax
 
 import plrs_jax
 from plrs_jax import curvature
@@ -21,7 +22,6 @@ from train import cli
 from train import config_validation
 from train import engine
 from train import input_pipeline
-from train import models
 from train import workdir as workdirs
 
 matplotlib.use('Agg')
@@ -69,13 +69,10 @@ def measure(config: ml_collections.ConfigDict, *, min_lr: float,
   """The range test and beta at initialisation: (range_test.json, result)."""
   dataset = dataset or input_pipeline.dataset_from_config(config)
   steps_per_epoch = input_pipeline.steps_per_epoch(dataset, config.batch_size)
-  model = config_validation.built(
-      'model', models.create_model, config.model,
-      num_classes=dataset.num_classes, **config.get('model_kwargs', {}))
-  variables = jax.jit(lambda key, x: model.init(key, x, train=False))(
-      engine.run_keys(config.seed).init,
-      np.zeros((1, *dataset.image_shape), np.float32))
-  params, batch_stats = variables['params'], variables.get('batch_stats', {})
+  model = config_validation.model(config, dataset.num_classes)
+  state = engine.create_train_state(engine.run_keys(config.seed).init, model,
+                                    dataset.image_shape, optax.identity())
+  params, batch_stats = state.params, state.batch_stats
   batches = _batches(config, dataset, max(num_steps, steps_per_epoch))
   first = next(batches)
   result = plrs_jax.lr_range_test(
@@ -107,9 +104,7 @@ def top_eigenvalue(
     params: Any, batch_stats: Any, *, power_iterations: int, model: Any = None,
     batch: dict[str, np.ndarray] | None = None) -> curvature.EigenvalueResult:
   """beta: the most positive Hessian eigenvalue at `params` (first batch)."""
-  model = model or models.create_model(
-      config.model, num_classes=dataset.num_classes,
-      **config.get('model_kwargs', {}))
+  model = model or config_validation.model(config, dataset.num_classes)
   batch = next(_batches(config, dataset, 1)) if batch is None else batch
   loss_fn = make_loss_fn(model, batch_stats, dataset.mean, dataset.std)
   return curvature.top_hessian_eigenvalue(

@@ -13,7 +13,6 @@ from train import config_validation
 from train import engine
 from train import im2col
 from train import input_pipeline
-from train import models
 from train import optimizers
 
 
@@ -34,9 +33,7 @@ class SeedRunner:
                                                           config.batch_size)
     self.num_steps = config.num_epochs * self.steps_per_epoch
     # Each seed normalises with its own batch: no cross-device axis.
-    self.model = models.create_model(
-        config.model, num_classes=self.dataset.num_classes, bn_axis_name=None,
-        **config.get('model_kwargs', {}))
+    self.model = config_validation.model(config, self.dataset.num_classes)
     # Padded for evaluation (MLR-SNet's L_0); training reads the real rows.
     self._train = _device_split(self.dataset.train, config.eval_batch_size)
     self._test = _device_split(self.dataset.test, config.eval_batch_size)
@@ -167,8 +164,6 @@ def train_seeds(config: ml_collections.ConfigDict, seeds: Sequence[int], *,
                 sequential: bool = False) -> dict[str, np.ndarray]:
   """`SeedRunner.run` of `seeds`; `sequential` runs them one after another
   through the same code (S = 1), which agrees to float tolerance.
-
-  Example:
     >>> from train.configs import default
     >>> config = default.get_config()
     >>> config.num_epochs, config.batch_size = 1, 256

@@ -28,7 +28,6 @@ from train import config_validation
 from train import engine
 from train import errors
 from train import input_pipeline
-from train import models
 from train import optimizers
 from train import plots
 from train import workdir as workdirs
@@ -63,8 +62,7 @@ def _new_monitor() -> dict[str, jax.Array]:
           'diverged_lr': nan, 'diverged_step': jnp.int32(-1)}
 
 
-# The divergence watch: an exponential moving average of the training loss
-# over about 10 steps, against the loss of the run's first step.
+# The watch: a moving average of the loss over ~10 steps against the first.
 SMOOTHING = 0.9
 
 
@@ -79,27 +77,20 @@ def _watch(monitor: dict[str, jax.Array], metrics: dict[str, jax.Array],
                        SMOOTHING * smoothed + (1 - SMOOTHING) * loss)
   bad = ~jnp.isfinite(loss) | (smoothed > divergence_factor * first)
   new = bad & (monitor['diverged_step'] < 0)
-  return {
-      'first_loss': first,
-      'smoothed_loss': smoothed,
-      'diverged_step': jnp.where(new, step, monitor['diverged_step']),
-      'diverged_loss': jnp.where(
-          new, jnp.where(jnp.isfinite(loss), smoothed, loss),
-          monitor['diverged_loss']),
-      'diverged_lr': jnp.where(new, metrics.get('lr', jnp.nan),
-                               monitor['diverged_lr']),
-  }
+  at_new = {'step': step, 'lr': metrics.get('lr', jnp.nan),
+            'loss': jnp.where(jnp.isfinite(loss), smoothed, loss)}
+  return {'first_loss': first, 'smoothed_loss': smoothed, **{
+      f'diverged_{k}': jnp.where(new, v, monitor[f'diverged_{k}'])
+      for k, v in at_new.items()}}
 
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], *,
                inputs: engine.Inputs, divergence_factor: float
                ) -> tuple[TrainState, dict[str, jax.Array]]:
-  """`engine.train_step` on this device's rows (under pmap over 'batch'),
-  adding to the epoch's totals and watching for divergence."""
+  """`engine.train_step` on this device's rows, with totals and watch."""
   new_state, metrics = engine.train_step(state, batch, inputs, AXIS)
-  totals = {'loss': state.totals['loss'] + metrics['loss'],
-            'accuracy': state.totals['accuracy'] + metrics['accuracy'],
-            'count': state.totals['count'] + 1}
+  totals = {'count': state.totals['count'] + 1, **{
+      k: state.totals[k] + metrics[k] for k in ('loss', 'accuracy')}}
   return new_state.replace(totals=totals, monitor=_watch(
       state.monitor, metrics, new_state.step, divergence_factor)), metrics
 
@@ -117,9 +108,8 @@ def _shard(batch: dict[str, np.ndarray], num_devices: int):
 
 
 def _first_replica(tree):
-  """This process's first replica, still on its device. (Not
-  `jax_utils.unreplicate`, which keeps the device axis when pmap runs on
-  one of several local devices.)"""
+  """This process's first replica, on its device (`jax_utils.unreplicate`
+  keeps the device axis when pmap runs on some of the local devices)."""
   return jax.tree.map(lambda x: x.addressable_shards[0].data[0], tree)
 
 
@@ -153,10 +143,9 @@ def _setup_devices(config: ml_collections.ConfigDict) -> list[jax.Device]:
 
 
 class _Stop:
-  """SIGINT and SIGTERM ask the loop to checkpoint and return after the
-  step in flight; a second one of the same kind acts at once. With several
-  processes SIGTERM is left to JAX's preemption service, which brings every
-  process to the same sync point (Ctrl-C is forwarded to it as SIGTERM)."""
+  """SIGINT and SIGTERM: checkpoint and return after the step (a second one
+  acts at once). With several processes JAX's preemption service brings
+  every process to the same sync point (Ctrl-C is forwarded as SIGTERM)."""
 
   def __init__(self, multi_process: bool = False):
     self.signum, self._previous, self._multi_process = 0, {}, multi_process
@@ -183,8 +172,7 @@ class _Stop:
       os.kill(os.getpid(), signal.SIGTERM)  # A notice to every process.
 
   def at(self, step: int) -> int:
-    """The signal to stop for after `step` (0: go on); called every step, as
-    the sync point requires."""
+    """The signal to stop for after `step` (0: go on), every step."""
     if not self._multi_process:
       return self.signum
     synced = multihost_utils.reached_preemption_sync_point(step)
@@ -194,9 +182,8 @@ class _Stop:
 def _check_same_run(recorded: dict[str, Any], config: ml_collections.ConfigDict,
                     workdir: pathlib.Path, done_steps: int,
                     schedule_for_length, steps_per_epoch: int) -> None:
-  """Refuses to resume a run whose config changed what it computes;
-  `num_epochs` may change where the steps taken keep their rates (PLRS,
-  constant, multistep...; not knee, one-cycle or MLR-SNet's snapshots)."""
+  """Refuses another config; `num_epochs` may change where the steps taken
+  keep their rates (PLRS, constant...; not knee or MLR-SNet's snapshots)."""
   refused = workdirs.changed_fields(recorded, config.to_dict(),
                                     base.base_config().to_dict())
   notes = {}
@@ -218,8 +205,8 @@ def _check_same_run(recorded: dict[str, Any], config: ml_collections.ConfigDict,
 
 
 def _target_for(state: TrainState):
-  """`ckpt.TargetFor` of this loop's checkpoints, and of those written
-  before the state held its totals, watch and report (to commit afc6ee2)."""
+  """`ckpt.TargetFor` of today's checkpoints and of those (to afc6ee2) from
+  before the state held its totals, watch and report."""
 
   def target_for(tree):
     if 'state' not in tree:
@@ -274,10 +261,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   dataset = input_pipeline.dataset_from_config(config)
   steps_per_epoch = input_pipeline.steps_per_epoch(dataset, config.batch_size)
   num_steps = config.num_epochs * steps_per_epoch
-  model = config_validation.built(
-      'model_kwargs' if config.model_kwargs else 'model', models.create_model,
-      config.model, num_classes=dataset.num_classes, bn_axis_name=AXIS,
-      **config.model_kwargs)
+  model = config_validation.model(config, dataset.num_classes,
+                                  bn_axis_name=AXIS)
   keys = engine.run_keys(config.seed)
   inputs = engine.Inputs(dataset.mean, dataset.std,
                          keys.augment if config.augment else None,
@@ -293,8 +278,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                          axis_name=AXIS, devices=pmap_devices)
 
   def evaluate(state, split='test'):
-    """`{split}_loss` and `{split}_accuracy` of a replicated state."""
-    return engine.evaluate(
+      return engine.evaluate(
         lambda batch: _first_replica(p_eval_step(state,
                                                  _shard(batch, num_devices))),
         input_pipeline.eval_batches(
@@ -318,12 +302,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                                config, schedule, steps_per_epoch,
                                initial_loss=initial_loss,
                                num_classes=dataset.num_classes)
-  state = engine.create_train_state(
-      keys.init, model, dataset.image_shape, tx, TrainState,
-      totals=_zero_totals(), monitor=_new_monitor())
-
   workdir.mkdir(parents=True, exist_ok=True)
   with workdirs.lock(workdir) if is_main else contextlib.nullcontext():
+    state = engine.create_train_state(
+        keys.init, model, dataset.image_shape, tx, TrainState,
+        totals=_zero_totals(), monitor=_new_monitor())
     recorded = workdirs.read_record(workdir)
     if ckpt.steps(workdir / 'checkpoints') and recorded is not None:
       _check_same_run(recorded['config'], config, workdir,
@@ -422,8 +405,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
 
 def _optimizer_record(metrics: dict[str, Any]) -> dict[str, Any]:
-  """The optimizer's fields of the epoch's last step, as JSON values (no
-  NaN: an angle not measured yet is null)."""
+  """The optimizer's fields of the step, as JSON (NaN, not measured: null)."""
   values = {k: v.item() for k, v in metrics.items()
             if k not in ('loss', 'accuracy', 'lr')}
   return {k: None if v != v else v for k, v in values.items()}
@@ -431,9 +413,8 @@ def _optimizer_record(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def _finished(workdir, state, done, steps_per_epoch, is_main,
               evaluate_final) -> TrainResult:
-  """A finished run's rerun changes nothing but a lost last record of
-  metrics.jsonl, written back from the final checkpoint (re-evaluated where
-  the checkpoint predates keeping it)."""
+  """A finished run's rerun changes nothing but a lost last record, written
+  back from the final checkpoint (or re-evaluated, for an older one)."""
   path = workdir / 'metrics.jsonl'
   records = [r for r in workdirs.read_metrics(path) if r['step'] <= done]
   epochs = [r for r in records if 'epoch' in r]
