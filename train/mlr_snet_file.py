@@ -1,6 +1,6 @@
 """MLR-SNet nets on disk (train.meta_train writes them): an .npz of float32
 `snapshot{j}/{layer}/{kernel|bias}` arrays and `epochs`, each one's meta-epoch.
-No JAX here: the config checks use it before JAX loads."""
+No JAX here: config_validation reads its files to check a config."""
 
 import os
 import pathlib
