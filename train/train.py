@@ -278,7 +278,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                          axis_name=AXIS, devices=pmap_devices)
 
   def evaluate(state, split='test'):
-      return engine.evaluate(
+    return engine.evaluate(
         lambda batch: _first_replica(p_eval_step(state,
                                                  _shard(batch, num_devices))),
         input_pipeline.eval_batches(
@@ -308,9 +308,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         keys.init, model, dataset.image_shape, tx, TrainState,
         totals=_zero_totals(), monitor=_new_monitor())
     recorded = workdirs.read_record(workdir)
-    if ckpt.steps(workdir / 'checkpoints') and recorded is not None:
-      _check_same_run(recorded['config'], config, workdir,
-                      ckpt.steps(workdir / 'checkpoints')[-1],
+    saved = ckpt.steps(workdir / 'checkpoints')
+    if saved and recorded is not None:
+      _check_same_run(recorded['config'], config, workdir, saved[-1],
                       schedule_for_length, steps_per_epoch)
     start, restored = ckpt.restore_newest(
         workdir, state, target_for=_target_for(state), is_main=is_main)
