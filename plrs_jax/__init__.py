@@ -35,6 +35,11 @@ from plrs_jax.range_test import suggest_bounds
 from plrs_jax.two_regime import two_regime
 from plrs_jax.two_regime import two_regime_sgd_adam
 from plrs_jax.two_regime import TwoRegimeState
+from plrs_jax.warmup_decay import plrs_linear_decay_schedule
+from plrs_jax.warmup_decay import plrs_wsd_schedule
+from plrs_jax.warmup_decay import warmup_cosine_schedule
+from plrs_jax.warmup_decay import warmup_linear_decay_schedule
+from plrs_jax.warmup_decay import warmup_stable_decay_schedule
 
 __version__ = '0.1.0'
 
@@ -64,10 +69,15 @@ __all__ = (
     'mlr_snet_meta_loss',
     'multistep_schedule',
     'one_cycle_schedule',
+    'plrs_linear_decay_schedule',
     'plrs_schedule',
+    'plrs_wsd_schedule',
     'scale_by_autodrop',
     'suggest_bounds',
     'top_hessian_eigenvalue',
     'two_regime',
     'two_regime_sgd_adam',
+    'warmup_cosine_schedule',
+    'warmup_linear_decay_schedule',
+    'warmup_stable_decay_schedule',
 )

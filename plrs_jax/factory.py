@@ -8,6 +8,7 @@ import optax
 
 from plrs_jax import baselines
 from plrs_jax import plrs
+from plrs_jax import warmup_decay
 
 SCHEDULES: dict[str, Callable[..., optax.Schedule]] = {
     'plrs': plrs.plrs_schedule,
@@ -17,6 +18,11 @@ SCHEDULES: dict[str, Callable[..., optax.Schedule]] = {
     'knee': baselines.knee_schedule,
     'one_cycle': baselines.one_cycle_schedule,
     'cyclic_triangular': baselines.cyclic_triangular_schedule,
+    'linear_decay': warmup_decay.warmup_linear_decay_schedule,
+    'cosine': warmup_decay.warmup_cosine_schedule,
+    'wsd': warmup_decay.warmup_stable_decay_schedule,
+    'plrs_linear_decay': warmup_decay.plrs_linear_decay_schedule,
+    'plrs_wsd': warmup_decay.plrs_wsd_schedule,
 }
 
 
@@ -24,8 +30,11 @@ def create_schedule(name: str, **kwargs: Any) -> optax.Schedule:
   """Builds the schedule called ``name`` from keyword arguments.
 
   Args:
-    name: one of ``plrs``, ``constant``, ``multistep``,
-      ``cosine_warm_restarts``, ``knee``, ``one_cycle``, ``cyclic_triangular``.
+    name: a key of ``SCHEDULES``: ``plrs``, the paper's baselines
+      (``constant``, ``multistep``, ``cosine_warm_restarts``, ``knee``,
+      ``one_cycle``, ``cyclic_triangular``), today's (``linear_decay``,
+      ``cosine``, ``wsd``) and PLRS in their envelopes (``plrs_linear_decay``,
+      ``plrs_wsd``).
     **kwargs: the arguments of that schedule's factory (for ``plrs``,
       :func:`plrs_jax.plrs_schedule`; an int seed is a valid ``key``).
 

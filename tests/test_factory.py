@@ -21,6 +21,11 @@ ARGS = {
     'one_cycle': dict(peak_value=0.1, total_steps=40, pct_start=0.45,
                       div_factor=10.0, final_div_factor=10.0),
     'cyclic_triangular': dict(init_value=0.01, peak_value=0.1, up_steps=6),
+    'linear_decay': dict(peak_value=0.1, total_steps=40),
+    'cosine': dict(peak_value=0.1, total_steps=40, warmup_fraction=0.1),
+    'wsd': dict(peak_value=0.1, total_steps=40, decay_fraction=0.25),
+    'plrs_linear_decay': dict(key=0, peak_value=0.1, total_steps=40),
+    'plrs_wsd': dict(key=0, peak_value=0.1, total_steps=40, min_ratio=0.5),
 }
 
 
@@ -38,8 +43,9 @@ def test_name_builds_the_factory_schedule(name):
 
 
 def test_unknown_name_lists_the_known_ones():
-  with pytest.raises(ValueError, match='unknown schedule .cosine.*knee.*plrs'):
-    plrs_jax.create_schedule('cosine', init_value=0.1)
+  with pytest.raises(ValueError, match='unknown schedule .cosine_annealing.*'
+                     'knee.*plrs'):
+    plrs_jax.create_schedule('cosine_annealing', init_value=0.1)
 
 
 def test_wrong_arguments_name_the_schedule_and_its_signature():
@@ -57,10 +63,12 @@ def test_bad_values_still_reach_the_factory_checks():
 # optax's vocabulary: values named by when they apply, durations as *_steps.
 OPTAX_VALUE_NAMES = {'init_value', 'peak_value', 'end_value', 'value'}
 OTHER_NAMES = {'boundaries', 'factor', 'period_multiplier', 'pct_start',
-               'div_factor', 'final_div_factor'}
+               'div_factor', 'final_div_factor', 'warmup_fraction',
+               'decay_fraction'}
 
 
-@pytest.mark.parametrize('name', sorted(set(ARGS) - {'plrs'}))
+@pytest.mark.parametrize('name', sorted(n for n in ARGS
+                                        if not n.startswith('plrs')))
 def test_baselines_name_their_arguments_as_optax_does(name):
   for parameter in inspect.signature(plrs_jax.SCHEDULES[name]).parameters:
     assert (parameter in OPTAX_VALUE_NAMES | OTHER_NAMES
