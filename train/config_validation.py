@@ -43,7 +43,8 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
         'keep_checkpoints')},
     # train_subset 0 is the whole training split.
     **{field: _integer(0) for field in (
-        'seed', 'split_seed', 'train_subset', 'num_devices')},
+        'seed', 'split_seed', 'train_subset', 'validation_split',
+        'num_devices')},
     'momentum': _number(lambda v: 0 <= v < 1, 'must be a number in [0, 1)'),
     'weight_decay': _number(lambda v: math.isfinite(v) and v >= 0,
                             'must be a finite number >= 0'),

@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from train import models
+
 
 class RunKeys(NamedTuple):
   """Run `seed`'s keys of the schedule (PLRS draws from it), initialisation,
@@ -202,6 +204,57 @@ def train_step(state: TrainState, batch: dict[str, jax.Array],
   return new_state, {**metrics, **reported(opt_state)}
 
 
+def evaluation_params(state: TrainState) -> Any:
+  """The parameters to evaluate: a schedule-free optimizer's averaged x
+  (`optax.contrib.schedule_free_eval_params`; its gradients are taken at
+  another point), else `state.params`.
+    >>> params = {'w': jnp.ones(2)}
+    >>> tx = optax.contrib.schedule_free_sgd(1.0)
+    >>> state = TrainState.create(apply_fn=None, params=params, tx=tx,
+    ...                           batch_stats={})
+    >>> evaluation_params(state) is params
+    False
+  """
+  free = [node for node in jax.tree.leaves(
+      state.opt_state, is_leaf=lambda x: isinstance(
+          x, optax.contrib.ScheduleFreeState))
+          if isinstance(node, optax.contrib.ScheduleFreeState)]
+  if not free:
+    return state.params
+  return optax.contrib.schedule_free_eval_params(free[0], state.params)
+
+
+def recomputed_batch_stats(state: TrainState, batches: Any,
+                           inputs: Inputs) -> Any:
+  """BatchNorm's statistics averaged over `batches` (each an 'image' array)
+  at `evaluation_params`, in place of the running averages: each batch's
+  mean and variance, as a training step sees them, weighted equally.
+    >>> from train import models
+    >>> model = models.create_model('resnet8', 10)
+    >>> state = create_train_state(run_keys(0).init, model, (8, 8, 1),
+    ...                            optax.sgd(0.1))
+    >>> images = jnp.zeros((2, 4, 8, 8, 1), jnp.uint8)
+    >>> stats = recomputed_batch_stats(state, images, Inputs((0.,), (1.,)))
+    >>> jax.tree.structure(stats) == jax.tree.structure(state.batch_stats)
+    True
+  """
+  params = evaluation_params(state)
+  zeros = jax.tree.map(jnp.zeros_like, state.batch_stats)
+
+  def one(total, images):
+    # From zero statistics, one update leaves (1 - momentum) times the
+    # batch's: dividing by the update of a zero mean gives them back.
+    _, updated = state.apply_fn(
+        {'params': params, 'batch_stats': zeros},
+        normalize(images, inputs.mean, inputs.std), train=True,
+        mutable=['batch_stats'])
+    return jax.tree.map(jnp.add, total, updated['batch_stats']), None
+
+  total, _ = jax.lax.scan(one, zeros, batches)
+  return jax.tree.map(
+      lambda x: x / (len(batches) * (1 - models.BN_MOMENTUM)), total)
+
+
 def eval_sums(state: TrainState, batch: dict[str, jax.Array],
               inputs: Inputs) -> dict[str, jax.Array]:
   """Sums of loss and correct predictions over the batch's rows whose
@@ -215,7 +268,7 @@ def eval_sums(state: TrainState, batch: dict[str, jax.Array],
     2.0
   """
   logits = state.apply_fn(
-      {'params': state.params, 'batch_stats': state.batch_stats},
+      {'params': evaluation_params(state), 'batch_stats': state.batch_stats},
       normalize(batch['image'], inputs.mean, inputs.std), train=False)
   labels = batch['label']
   mask = batch.get('mask', jnp.ones(labels.shape, jnp.float32))

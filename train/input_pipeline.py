@@ -46,6 +46,8 @@ class Dataset:
   # Per-channel statistics of the training images, in [0, 255] units.
   mean: tuple[float, ...]
   std: tuple[float, ...]
+  # Training images held out for tuning (config.validation_split), or None.
+  validation: Sequence[dict[str, Any]] | None = None
 
 
 class _ArraySource(Sequence):
@@ -59,7 +61,8 @@ class _ArraySource(Sequence):
     return {'image': self.images[index], 'label': self.labels[index]}
 
 
-def _in_memory(name: str, train, test, num_classes: int) -> Dataset:
+def _in_memory(name: str, train, test, num_classes: int,
+               validation=None) -> Dataset:
   # Exact statistics from histograms, chunked: bincount copies to int64.
   images, values = train[0], np.arange(256, dtype=np.float64)
   counts = np.zeros((images.shape[-1], 256), np.int64)
@@ -70,7 +73,8 @@ def _in_memory(name: str, train, test, num_classes: int) -> Dataset:
   mean = counts @ values / total
   std = np.sqrt((counts * (values - mean[:, None]) ** 2).sum(axis=1) / total)
   return Dataset(name, _ArraySource(*train), _ArraySource(*test), num_classes,
-                 images.shape[1:], tuple(mean.tolist()), tuple(std.tolist()))
+                 images.shape[1:], tuple(mean.tolist()), tuple(std.tolist()),
+                 validation)
 
 
 def _fashion_mnist_split(images_path, labels_path, size: int):
@@ -192,18 +196,21 @@ def _balanced_subset(dataset: Dataset, size: int, split_seed: int) -> Dataset:
       rng.permutation(np.flatnonzero(labels == c))[:size // classes]
       for c in range(classes)]))
   return _in_memory(dataset.name, (images[chosen], labels[chosen]),
-                    (dataset.test.images, dataset.test.labels), classes)
+                    (dataset.test.images, dataset.test.labels), classes,
+                    dataset.validation)
 
 
 def load_dataset(name: str, *, data_dir: str | None = None, split_seed: int = 0,
                  test_fraction: float = 0.2, train_split: str = 'train',
-                 test_split: str = 'test', train_subset: int = 0) -> Dataset:
+                 test_split: str = 'test', train_subset: int = 0,
+                 validation_split: int = 0) -> Dataset:
   """Loads `digits`, `fashion_mnist` (IDX files, else TFDS) or a TFDS dataset;
-  `split_seed` draws the digits' test split and a `train_subset` (if not 0).
+  `split_seed` draws the digits' test split, the `validation_split` training
+  examples held out (if not 0) and then a `train_subset` (if not 0).
 
-  >>> ds = load_dataset('digits', train_subset=100)
-  >>> len(ds.train), len(ds.test), ds.image_shape
-  (100, 359, (8, 8, 1))
+  >>> ds = load_dataset('digits', train_subset=100, validation_split=200)
+  >>> len(ds.train), len(ds.validation), len(ds.test), ds.image_shape
+  (100, 200, 359, (8, 8, 1))
   """
   if name == DIGITS:  # scikit-learn's 1797 8x8 images, in the package
     from sklearn import datasets  # pylint: disable=g-import-not-at-top
@@ -216,6 +223,16 @@ def load_dataset(name: str, *, data_dir: str | None = None, split_seed: int = 0,
                          (images[test], labels[test]), num_classes=10)
   elif name != FASHION_MNIST or (dataset := _fashion_mnist(data_dir)) is None:
     dataset = _tfds(name, data_dir, (train_split, test_split))
+  if validation_split:
+    try:
+      rest, held = hold_out(dataset, validation_split, split_seed)
+    except DatasetError as e:
+      raise ConfigError(f'config.validation_split={validation_split}: {e}'
+                        ) from None
+    # Statistics of the images trained on, the held-out ones excluded.
+    dataset = _in_memory(dataset.name, as_arrays(rest.train),
+                         as_arrays(dataset.test), dataset.num_classes,
+                         _ArraySource(held['image'], held['label']))
   if train_subset:
     dataset = _balanced_subset(dataset, train_subset, split_seed)
   return dataset
@@ -223,7 +240,8 @@ def load_dataset(name: str, *, data_dir: str | None = None, split_seed: int = 0,
 
 def dataset_from_config(config) -> Dataset:
   """Loads the dataset a training config names (see train/configs)."""
-  keys = 'data_dir', 'split_seed', 'train_split', 'test_split', 'train_subset'
+  keys = ('data_dir', 'split_seed', 'train_split', 'test_split', 'train_subset',
+          'validation_split')
   return load_dataset(config.dataset,
                       **{key: config[key] for key in keys if key in config})
 
@@ -286,7 +304,8 @@ def eval_batches(dataset: Dataset, *, batch_size: int, process_index: int = 0,
                  process_count: int = 1,
                  split: str = 'test') -> Iterator[dict[str, np.ndarray]]:
   """Yields this host's rows of `split`, padded with rows whose 'mask' is 0."""
-  source = {'train': dataset.train, 'test': dataset.test}[split]
+  source = {'train': dataset.train, 'test': dataset.test,
+            'validation': dataset.validation}[split]
   local, size = batch_size // process_count, len(source)
   for start in range(0, size, batch_size):
     rows = range(start + process_index * local,

@@ -25,6 +25,9 @@ def _stages(x, block, sizes, width, name, *args):
   return x
 
 
+# The running averages' decay: PyTorch's momentum 0.1.
+BN_MOMENTUM = 0.9
+
 class _Model(nn.Module, kw_only=True):
   """Float NHWC in, float32 logits out; `bn_axis_name` is the pmap axis that
   BatchNorm averages over. Checks depth, widen_factor and dropout_rate."""
@@ -56,7 +59,7 @@ class _Model(nn.Module, kw_only=True):
                        padding=(pad, pad), use_bias=False, dtype=self.dtype,
                        kernel_init=conv_kernel_init, **kwargs)
     norm = functools.partial(
-        nn.BatchNorm, use_running_average=not train, momentum=0.9,
+        nn.BatchNorm, use_running_average=not train, momentum=BN_MOMENTUM,
         epsilon=1e-5, dtype=self.dtype, axis_name=self.bn_axis_name)
     x = self._body(jnp.asarray(x, self.dtype), conv, norm, train)
     x = jnp.mean(x, axis=(1, 2)) if x.ndim == 4 else x

@@ -15,19 +15,21 @@ from train import config_validation
 from train import mlr_snet_file
 
 
-def in_steps(fields: ml_collections.ConfigDict | dict,
-             steps_per_epoch: int) -> dict[str, Any]:
-  """`fields` as a dict, each `<arg>_epochs` replaced by `<arg>` in steps.
-    >>> in_steps({'value': 0.1, 'boundaries_epochs': [1, 2.5]}, 10)
-    {'value': 0.1, 'boundaries': [10, 25]}
+def in_steps(fields: ml_collections.ConfigDict | dict, steps_per_epoch: int,
+             num_steps: int = 0) -> dict[str, Any]:
+  """`fields` as a dict, each `<arg>_epochs` (in epochs) and `<arg>_of_run` (a
+  fraction of the run's `num_steps`) replaced by `<arg>` in steps.
+    >>> in_steps({'value': 0.1, 'boundaries_epochs': [1, 2.5],
+    ...           'explore_steps_of_run': 0.2}, 10, num_steps=30)
+    {'value': 0.1, 'boundaries': [10, 25], 'explore_steps': 6}
   """
   kwargs = dict(fields)
-  for field in [field for field in kwargs if field.endswith('_epochs')]:
-    value = kwargs.pop(field)
-    kwargs[field[:-len('_epochs')]] = (
-        [int(round(v * steps_per_epoch)) for v in value]
-        if isinstance(value, (list, tuple))
-        else int(round(value * steps_per_epoch)))
+  for suffix, unit in (('_epochs', steps_per_epoch), ('_of_run', num_steps)):
+    for field in [field for field in kwargs if field.endswith(suffix)]:
+      value = kwargs.pop(field)
+      kwargs[field[:-len(suffix)]] = (
+          [int(round(v * unit)) for v in value]
+          if isinstance(value, (list, tuple)) else int(round(value * unit)))
   return kwargs
 
 
@@ -43,7 +45,7 @@ def create_schedule(schedule_config: ml_collections.ConfigDict | dict, *,
     >>> [round(float(schedule(step)), 6) for step in (19, 20)]
     [0.1, 0.01]
   """
-  kwargs = in_steps(schedule_config, steps_per_epoch)
+  kwargs = in_steps(schedule_config, steps_per_epoch, num_steps)
   name = kwargs.pop('name')
   for field in MOMENTUM_FIELDS:  # The optimizer's, see `create_optimizer`.
     kwargs.pop(field, None)
@@ -61,7 +63,8 @@ MOMENTUM_FIELDS = ('cycle_momentum', 'base_momentum', 'max_momentum')
 
 def _cyclic_momentum(config: ml_collections.ConfigDict,
                      steps_per_epoch: int) -> optax.Schedule | None:
-  fields = in_steps(config.schedule, steps_per_epoch)
+  fields = in_steps(config.schedule, steps_per_epoch,
+                    config.num_epochs * steps_per_epoch)
   given = sorted(set(MOMENTUM_FIELDS) & set(fields))
   if given and fields['name'] != 'cyclic_triangular':
     raise ValueError(
@@ -81,7 +84,8 @@ OPTIMIZERS = config_validation.OPTIMIZERS
 def _two_regime_kwargs(config: ml_collections.ConfigDict,
                        steps_per_epoch: int) -> dict[str, Any]:
   return in_steps({k: v for k, v in config.two_regime.items()
-                   if v is not None}, steps_per_epoch)
+                   if v is not None}, steps_per_epoch,
+                  config.num_epochs * steps_per_epoch)
 
 
 def _optax_factory(name: str):

@@ -16,6 +16,10 @@ from train import input_pipeline
 from train import optimizers
 
 
+# Training batches that recompute BatchNorm's statistics after the last step.
+BN_BATCHES = 50
+
+
 def _stack(trees: Sequence[Any]) -> Any:
   return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
@@ -35,8 +39,15 @@ class SeedRunner:
     # Each seed normalises with its own batch: no cross-device axis.
     self.model = config_validation.model(config, self.dataset.num_classes)
     # Padded for evaluation (MLR-SNet's L_0); training reads the real rows.
-    self._train = _device_split(self.dataset.train, config.eval_batch_size)
-    self._test = _device_split(self.dataset.test, config.eval_batch_size)
+    self._splits = {
+        split: _device_split(source, config.eval_batch_size)
+        for split, source in (('train', self.dataset.train),
+                              ('test', self.dataset.test),
+                              ('validation', self.dataset.validation))
+        if source is not None}
+    self._train = self._splits['train']
+    # Tuned on the validation split where there is one, the test split else.
+    self.tuned_on = 'validation' if 'validation' in self._splits else 'test'
     self._inputs = engine.Inputs(self.dataset.mean, self.dataset.std)
     self.train_epoch = jax.jit(jax.vmap(self._train_epoch_one),
                                donate_argnums=0)
@@ -44,23 +55,33 @@ class SeedRunner:
     self._eval_model = (self.model.clone(conv=im2col.CONVS['xla'])
                         if hasattr(self.model, 'conv') else self.model)
     self._evaluate_split = jax.jit(self._evaluate_one, static_argnums=1)
-    self._evaluate_seed = jax.jit(lambda carry, seed: self._evaluate_one(
-        jax.tree.map(lambda x: x[seed], carry)))
+    self._evaluate_seed = jax.jit(
+        lambda carry, seed, split: self._evaluate_one(
+            jax.tree.map(lambda x: x[seed], carry), split), static_argnums=2)
+    self._recomputed_seed = jax.jit(
+        lambda carry, seed, rows: self._recomputed_one(
+            jax.tree.map(lambda x: x[seed], carry), rows))
 
-  def optimizer(self, schedule_key: jax.Array, initial_loss: jax.Array):
-    """The optimizer of a seed's `schedule_key` and L_0 (MLR-SNet's)."""
-    schedule = optimizers.create_schedule(
+  def optimizer(self, schedule_key: jax.Array, initial_loss: jax.Array,
+                rate_scale: float | jax.Array = 1.0):
+    """The optimizer of a seed's `schedule_key` and L_0 (MLR-SNet's), its
+    schedule multiplied by `rate_scale`."""
+    unscaled = optimizers.create_schedule(
         self.config.schedule, key=schedule_key,
         steps_per_epoch=self.steps_per_epoch, num_steps=self.num_steps)
+    schedule = lambda count: rate_scale * unscaled(count)
     return optimizers.create_optimizer(
         self.config, schedule, self.steps_per_epoch,
         initial_loss=initial_loss, num_classes=self.dataset.num_classes)
 
-  def init(self, seeds: Sequence[int]) -> tuple[dict[str, Any], Any]:
+  def init(self, seeds: Sequence[int],
+           rate_scales: Sequence[float] | None = None
+           ) -> tuple[dict[str, Any], Any]:
     """(carry, keys) of `seeds`, stacked, each initialised (and MLR-SNet's
-    L_0 measured) as `train_and_evaluate` does."""
+    L_0 measured) as `train_and_evaluate` does; see `run`'s `rate_scales`."""
     carries, keys = [], []
-    for seed in seeds:
+    scales = [1.0] * len(seeds) if rate_scales is None else rate_scales
+    for seed, rate_scale in zip(seeds, scales, strict=True):
       run = engine.run_keys(seed)
       initial_loss = jnp.float32(jnp.nan)  # Read by MLR-SNet only.
       if optimizers.needs_initial_loss(self.config):
@@ -72,7 +93,8 @@ class SeedRunner:
           run.init, self.model, self.dataset.image_shape,
           self.optimizer(run.schedule, initial_loss))
       carries.append(engine.carry(state))
-      keys.append((run.schedule, run.augment, run.dropout, initial_loss))
+      keys.append((run.schedule, run.augment, run.dropout, initial_loss,
+                   jnp.float32(rate_scale)))
     return _stack(carries), _stack(keys)
 
   def rows(self, seeds: Sequence[int], epoch: int) -> jax.Array:
@@ -84,8 +106,8 @@ class SeedRunner:
         for s in seeds]))
 
   def _train_epoch_one(self, carry, keys, rows):
-    schedule_key, augment_key, dropout_key, initial_loss = keys
-    tx = self.optimizer(schedule_key, initial_loss)
+    schedule_key, augment_key, dropout_key, initial_loss, rate_scale = keys
+    tx = self.optimizer(schedule_key, initial_loss, rate_scale)
     inputs = engine.Inputs(self.dataset.mean, self.dataset.std,
                            augment_key if self.config.augment else None,
                            dropout_key)
@@ -106,14 +128,28 @@ class SeedRunner:
                    'train_accuracy': per_step['accuracy'].mean(),
                    'lr': per_step['lr'], 'step_loss': per_step['loss']}
 
-  def evaluate(self, carry: dict[str, Any]) -> dict[str, jax.Array]:
-    """Each seed's 'test_loss' and 'test_accuracy', stacked."""
-    return _stack([self._evaluate_seed(carry, seed)
+  def evaluate(self, carry: dict[str, Any],
+               split: str = 'test') -> dict[str, jax.Array]:
+    """Each seed's '{split}_loss' and '{split}_accuracy', stacked."""
+    return _stack([self._evaluate_seed(carry, seed, split)
                    for seed in range(jax.tree.leaves(carry)[0].shape[0])])
+
+  def recomputed_test(self, carry: dict[str, Any],
+                      rows: jax.Array) -> dict[str, jax.Array]:
+    """`evaluate` on the test split with BatchNorm's statistics recomputed
+    over the training batches `rows` (S, batches, batch) of each seed."""
+    return _stack([self._recomputed_seed(carry, seed, rows[seed])
+                   for seed in range(len(rows))])
+
+  def _recomputed_one(self, carry, rows) -> dict[str, jax.Array]:
+    state = engine.from_carry(carry, self._eval_model.apply)
+    stats = engine.recomputed_batch_stats(state, self._train[0][rows],
+                                          self._inputs)
+    return self._evaluate_one({**carry, 'batch_stats': stats}, 'test')
 
   def _evaluate_one(self, carry, split: str = 'test') -> dict[str, jax.Array]:
     state = engine.from_carry(carry, self._eval_model.apply)
-    arrays = {'train': self._train, 'test': self._test}[split]
+    arrays = self._splits[split]
     size = self.config.eval_batch_size
 
     def one(sums, start):
@@ -128,24 +164,38 @@ class SeedRunner:
             f'{split}_accuracy': sums['correct'] / sums['count']}
 
   def run(self, seeds: Sequence[int], *,
+          rate_scales: Sequence[float] | None = None, final_test: bool = False,
           progress: Any = None) -> dict[str, np.ndarray]:
-    """Per epoch (S, num_epochs) metrics, and per step (S, num_steps) 'lr' and
-    'step_loss', of `seeds`; `progress(epoch)` runs as each epoch ends."""
-    carry, keys = self.init(seeds)
+    """Per epoch (S, num_epochs) metrics (evaluated on `tuned_on`), and per
+    step (S, num_steps) 'lr' and 'step_loss', of `seeds`, each run's
+    schedule multiplied by its `rate_scales` entry (default 1). With
+    `final_test` and a validation split, also (S,) 'final_test_accuracy' and
+    'final_test_loss' after the last step, and for a model with BatchNorm
+    'final_test_accuracy_recomputed_bn' (statistics over `BN_BATCHES`
+    training batches). `progress(epoch)` runs as each epoch ends."""
+    carry, keys = self.init(seeds, rate_scales)
     epochs = []
     for epoch in range(self.config.num_epochs):
       carry, metrics = self.train_epoch(carry, keys, self.rows(seeds, epoch))
-      metrics.update(self.evaluate(carry))
+      metrics.update(self.evaluate(carry, self.tuned_on))
       epochs.append(metrics)
       if progress is not None:
         jax.block_until_ready(metrics)
         progress(epoch + 1)
+    final = {}
+    if final_test and self.tuned_on == 'validation':
+      final = {f'final_{k}': v for k, v in self.evaluate(carry).items()}
+      if jax.tree.leaves(carry['batch_stats']):
+        rows = self.rows(seeds, self.config.num_epochs)[:, :BN_BATCHES]
+        final['final_test_accuracy_recomputed_bn'] = self.recomputed_test(
+            carry, rows)['test_accuracy']
     # One transfer at the end: nothing above waits for the host.
-    epochs, self.final = jax.device_get((epochs, carry))
+    epochs, final, self.final = jax.device_get((epochs, final, carry))
     per_step = ('lr', 'step_loss')  # After the per-epoch metrics.
-    return {name: (np.concatenate if name in per_step else np.stack)(
-                [m[name] for m in epochs], axis=1)
-            for name in sorted(epochs[0], key=per_step.__contains__)}
+    return {**{name: (np.concatenate if name in per_step else np.stack)(
+                   [m[name] for m in epochs], axis=1)
+               for name in sorted(epochs[0], key=per_step.__contains__)},
+            **final}
 
 
 def _device_split(split, multiple: int = 1) -> tuple[jax.Array, ...]:

@@ -318,8 +318,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     if start >= num_steps:
       return _finished(workdir, state, start, steps_per_epoch, is_main,
                        lambda: evaluate_host(state))
+    # Without a validation split the best checkpoint is chosen on the test
+    # set, as before; with one, never.
+    tuned_on = ('validation' if dataset.validation is not None else 'test')
     checkpoints = ckpt.manager(workdir, config.keep_checkpoints,
-                               best='test_accuracy')
+                               best=f'{tuned_on}_accuracy')
     try:
       # Reads (and checks) metrics.jsonl before anything is said or written.
       log = workdirs.MetricsLog(workdir / 'metrics.jsonl', start,
@@ -367,12 +370,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                 'epoch': step // steps_per_epoch, 'step': step,
                 **{f'train_{k}': float(totals[k]) / float(totals['count'])
                    for k in ('loss', 'accuracy')},
+                **(evaluate(state, 'validation') if tuned_on == 'validation'
+                   else {}),
                 **evaluate(state), **_optimizer_record(host_metrics)}
             log.write(**record)
             progress.write(
                 f'epoch {record["epoch"]}: train loss '
-                f'{record["train_loss"]:.4f}, test accuracy '
-                f'{record["test_accuracy"]:.4f}')
+                f'{record["train_loss"]:.4f}, ' + (
+                    f'validation accuracy {record["validation_accuracy"]:.4f}'
+                    ', ' if tuned_on == 'validation' else '') +
+                f'test accuracy {record["test_accuracy"]:.4f}')
             summary.update(record)
             state = state.replace(
                 totals=jax_utils.replicate(_zero_totals(), devices))

@@ -21,6 +21,10 @@ def base_config(**overrides) -> ml_collections.ConfigDict:
   """Fields every config has; each config file overrides some of them."""
   return _task(
       overrides, num_epochs=3, batch_size=32, eval_batch_size=512, seed=0,
+      # validation_split: hold out that many training images (as many of each
+      # class, drawn with split_seed) to evaluate every epoch, for tuning
+      # without the test set (0: none; before train_subset).
+      validation_split=0,
       momentum=0.0, nesterov=False, weight_decay=0.0,  # Plain SGD: the paper.
       # 'sgd', 'two_regime', 'autodrop', 'mlr_snet' (each reads its section
       # below) or an optax function (`optimizer_kwargs`): train/optimizers.py.
@@ -28,7 +32,8 @@ def base_config(**overrides) -> ml_collections.ConfigDict:
       # plrs_jax.two_regime_sgd_adam: plain SGD (momentum 0) at the schedule's
       # rate, then Adam at small_learning_rate from switch_step(_epochs) on.
       two_regime=dict(small_learning_rate=_none(float), switch_step=_none(int),
-                      switch_step_epochs=_none(float)),
+                      switch_step_epochs=_none(float),
+                      switch_step_of_run=_none(float)),
       # plrs_jax.scale_by_autodrop after the SGD above; the authors' CIFAR
       # defaults (their 1e-4 floor is min_scale = 1e-4 / the schedule's rate).
       autodrop=dict(drop_factor=0.2, threshold=0.01, max_threshold=1.0,
