@@ -12,6 +12,7 @@ config serves every run length.
 
 from typing import Any
 
+import jax.numpy as jnp
 import optax
 
 from plrs_jax import plrs
@@ -47,8 +48,10 @@ def _phases(fn: str, peak_value: float, total_steps: int,
 
 
 def _linear(start: float, end: float, steps: int) -> optax.Schedule:
-  # optax's linear_schedule is constant at `start` for steps <= 0.
-  return optax.linear_schedule(start, end, max(steps, 1))
+  # optax's linear_schedule is constant at `start` for steps <= 0, and under
+  # jit its end of 0 can come out a few ulps below: a rate is never < 0.
+  schedule = optax.linear_schedule(start, end, max(steps, 1))
+  return lambda count: jnp.maximum(schedule(count), 0.0)
 
 
 def warmup_linear_decay_schedule(
