@@ -1,0 +1,140 @@
+"""benchmarks/study.py: its statistics against hand formulas, each cell's
+reproduce command against the config it ran, and --quick end to end."""
+
+import json
+import os
+import pathlib
+import shlex
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from scipy import stats
+import yaml
+
+from benchmarks import study
+from train import optimizers
+from train.configs import fashion_mnist
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_holm_steps_down_as_the_textbook_example():
+  # Holm (1979)-style example: thresholds 0.05/4, 0.05/3, 0.05/2, 0.05/1.
+  p = {'a': 0.010, 'b': 0.015, 'c': 0.030, 'd': 0.040}
+  assert study.holm(p) == {'a': True, 'b': True, 'c': False, 'd': False}
+  # Once one is kept, every larger p is kept too, even under alpha.
+  assert study.holm({'a': 0.03, 'b': 0.04}) == {'a': False, 'b': False}
+
+
+def test_paired_differences_are_the_t_interval_of_the_seed_differences():
+  rng = np.random.default_rng(0)
+  base = rng.uniform(0.8, 0.9, 5)
+  results = {'plrs': {'test_accuracy': base.tolist()},
+             'other': {'test_accuracy': (base + rng.normal(0.01, 0.004, 5)
+                                         ).tolist()},
+             'same': {'test_accuracy': (base + 0.002).tolist()}}
+  out = study.compare(results, 'plrs')
+  d = np.asarray(results['other']['test_accuracy']) - base
+  half = stats.t.ppf(0.975, 4) * d.std(ddof=1) / np.sqrt(5)
+  np.testing.assert_allclose(out['other']['ci95'],
+                             [d.mean() - half, d.mean() + half], rtol=1e-9)
+  t = d.mean() / (d.std(ddof=1) / np.sqrt(5))
+  np.testing.assert_allclose(out['other']['p'], 2 * stats.t.sf(abs(t), 4),
+                             rtol=1e-9)
+  # A constant difference has no spread to test: never called significant.
+  assert out['same']['p'] == 1.0 and not out['same']['holm']
+
+
+def _parse(command: str, seed: int) -> ml_collections.ConfigDict:
+  """The config `python -m train` builds from a reproduce command."""
+  args = shlex.split(command.format(seed=seed))
+  assert args[:3] == ['python', '-m', 'train']
+  config = None
+  for arg in args[3:]:
+    name, value = arg[2:].split('=', 1)
+    if name == 'config':
+      path, method = value.split(':')
+      assert path == study.CONFIG_FILE
+      config = fashion_mnist.get_config(method)
+    elif name.startswith('config.'):
+      node, *parts = name.split('.')[1:]
+      target = config if not parts else config[node]
+      target[parts[-1] if parts else node] = yaml.safe_load(value)
+  return config
+
+
+@pytest.mark.parametrize('method', [m for m in study.METHODS
+                                    if m in fashion_mnist.RATE_FIELDS])
+def test_reproduce_is_the_config_the_study_ran_at_its_rate(method):
+  tier, epochs, value = study.TIERS['mlp'], 3, 0.137
+  ran = study.config_for(tier, method, epochs, study.rate_fields(method, 1.0))
+  again = _parse(study.reproduce(tier, method, epochs,
+                                 study.rate_fields(method, value)), seed=4)
+  assert again.seed == 4 and again.num_epochs == epochs
+  ran.seed = 4
+  assert {k: v for k, v in again.to_dict().items() if k != 'schedule'} == {
+      k: v for k, v in ran.to_dict().items() if k != 'schedule'}
+  # The study scales the unit schedule by the value; the command sets the
+  # value: the same rates but for float32 rounding (an ulp or two).
+  steps = jnp.arange(epochs * 390)
+  key = jax.random.key(4)
+  unit = optimizers.create_schedule(ran.schedule, key=key,
+                                    steps_per_epoch=390,
+                                    num_steps=steps.size)
+  direct = optimizers.create_schedule(again.schedule, key=key,
+                                      steps_per_epoch=390,
+                                      num_steps=steps.size)
+  np.testing.assert_allclose(
+      jax.jit(jax.vmap(direct))(steps),
+      value * jax.jit(jax.vmap(unit))(steps), rtol=1e-6, atol=1e-9)
+
+
+# The quick form's methods: one of each kind (range-tested, tuned, today's,
+# an optax optimizer, learnt).
+QUICK_METHODS = 'plrs_range_test,plrs,linear_decay,schedule_free_sgd,mlr_snet'
+
+
+@pytest.mark.slow
+def test_quick_study_writes_every_cell_to_a_temporary_directory(tmp_path):
+  before = sorted((REPO / 'benchmarks' / 'results').iterdir())
+  done = subprocess.run(
+      [sys.executable, '-m', 'benchmarks.study', '--quick',
+       f'--methods={QUICK_METHODS}', f'--out={tmp_path}'], cwd=REPO,
+      capture_output=True, text=True, env={**os.environ,
+                                           'JAX_PLATFORMS': 'cpu'})
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert sorted((REPO / 'benchmarks' / 'results').iterdir()) == before
+  saved = json.loads((tmp_path / f'{study.NAME}_quick.json').read_text())
+  assert (tmp_path / f'{study.NAME}_quick.png').stat().st_size > 10_000
+  assert not (tmp_path / f'{study.NAME}.partial.json').exists()
+  settings = saved['settings']
+  assert settings['splits']['validation'] == 300
+  assert set(saved['budgets']) == {'1', '2'}
+  for cells in saved['budgets'].values():
+    assert list(cells) == QUICK_METHODS.split(',')
+    for method, cell in cells.items():
+      assert len(cell['test_accuracy']) == len(settings['test_seeds'])
+      assert all(0 <= a <= 1 for a in cell['test_accuracy'])
+      assert '--config.seed={seed}' in cell['reproduce']
+      if method in fashion_mnist.RATE_FIELDS:
+        means = [np.mean(p['validation_accuracy']) for p in cell['grid']]
+        values = [p['value'] for p in cell['grid']]
+        assert cell['chosen'] == values[int(np.argmax(means))]
+        assert values == sorted(values) and len(values) >= 3
+        # Best at an edge only once the extensions are spent.
+        if cell['chosen'] in (values[0], values[-1]):
+          assert len(values) == 3 + study.MAX_EXTENSIONS
+      else:
+        assert 'grid' not in cell and 'bounds' in cell
+    bounds = cells['plrs_range_test']['bounds']
+    assert bounds == [settings['range_test']['suggested_min'],
+                      settings['range_test']['suggested_max']]
+    assert 'on_plrs_curve' in cells['plrs_range_test']
+  plateau = saved['plateau_check']
+  assert plateau['epochs'] == 4 and 'validation_accuracy_change' in plateau
+  assert 'Plateau check' in done.stdout and '| method |' in done.stdout
