@@ -458,6 +458,9 @@ def main():
         f'{len(study.dataset.validation)} validation, '
         f'{len(study.dataset.test)} test images; budgets {tier["budgets"]} '
         f'epochs of {study.steps_per_epoch} steps.', flush=True)
+  images = study.bar.total * size / 1e6
+  print(f'The protocol: {study.bar.total:,} run-epochs ({images:,.0f} '
+        'million training images) before any grid is extended.', flush=True)
   start = time.perf_counter()
   budgets = {}
   for epochs in tier['budgets']:
