@@ -250,8 +250,8 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(
 # tests/test_train_cli.py checks through the command line that such an error
 # is one line without a traceback.
 @pytest.mark.parametrize('overrides,pattern', [
-    (dict(schedule=dict(name='cosine', init_value=0.1)),
-     "config.schedule: create_schedule: unknown schedule 'cosine'"),
+    (dict(schedule=dict(name='cosine_annealing', init_value=0.1)),
+     "config.schedule: create_schedule: unknown schedule 'cosine_annealing'"),
     (dict(schedule=dict(name='plrs', max_value=-1.0, min_value=0.07)),
      'config.schedule: plrs_schedule:'),
     (dict(schedule=dict(name='plrs', max_value=0.1, min_value=0.2)),

@@ -1,6 +1,7 @@
 """The keys, loss, step and evaluation every program shares: the optimizer
 sees `params`, `loss=` and `value=`, and reports through its state."""
 
+import functools
 from typing import Any, NamedTuple
 
 from flax.training import train_state
@@ -56,12 +57,19 @@ def create_train_state(key: jax.Array, model: Any, image_shape: tuple[int, ...],
     >>> int(state.step), sorted(state.params)[:2]
     (0, ['classifier', 'stage1_block0'])
   """
-  variables = jax.jit(lambda k, x: model.init(k, x, train=False))(
-      key, jnp.zeros((1, *image_shape), jnp.float32))
+  variables = _init_variables(model, key, tuple(image_shape))
   return state_class.create(
       apply_fn=model.apply, params=variables['params'],
       batch_stats=variables.get('batch_stats', {}),
       tx=optax.with_extra_args_support(tx), **fields)
+
+
+# Compiled once per model and image shape (Flax modules hash by their
+# fields), not once per call: runners initialise many seeds.
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _init_variables(model: Any, key: jax.Array, image_shape: tuple[int, ...]):
+  return model.init(key, jnp.zeros((1, *image_shape), jnp.float32),
+                    train=False)
 
 
 _CARRIED = ('step', 'params', 'opt_state', 'batch_stats')
