@@ -80,7 +80,9 @@ def test_reproduce_is_the_config_the_study_ran_at_its_rate(method):
   assert {k: v for k, v in again.to_dict().items() if k != 'schedule'} == {
       k: v for k, v in ran.to_dict().items() if k != 'schedule'}
   # The study scales the unit schedule by the value; the command sets the
-  # value: the same rates but for float32 rounding (an ulp or two).
+  # value: the same rates but for float32 rounding, a few ulps of each rate,
+  # and where a decay cancels (peak * (1 - f), f near 1) a few ulps of the
+  # peak.
   steps = jnp.arange(epochs * 390)
   key = jax.random.key(4)
   unit = optimizers.create_schedule(ran.schedule, key=key,
@@ -91,12 +93,13 @@ def test_reproduce_is_the_config_the_study_ran_at_its_rate(method):
                                       num_steps=steps.size)
   np.testing.assert_allclose(
       jax.jit(jax.vmap(direct))(steps),
-      value * jax.jit(jax.vmap(unit))(steps), rtol=1e-6, atol=1e-9)
+      value * jax.jit(jax.vmap(unit))(steps), rtol=1e-6,
+      atol=4 * np.finfo(np.float32).eps * value)
 
 
-# The quick form's methods: one of each kind (range-tested, tuned, today's,
-# an optax optimizer, learnt).
-QUICK_METHODS = 'plrs_range_test,plrs,linear_decay,schedule_free_sgd,mlr_snet'
+# The quick form's methods: one of each kind (range-tested, tuned, an optax
+# optimizer, learnt).
+QUICK_METHODS = 'plrs_range_test,plrs,schedule_free_sgd,mlr_snet'
 
 
 @pytest.mark.slow
