@@ -26,6 +26,9 @@ from benchmarks.common import plt
 
 DEVICE_COUNTS = (1, 2, 4, 8)
 PER_DEVICE_BATCH = 16
+# --quick only checks that it runs: the same step with a smaller ResNet,
+# which compiles in a fraction of the time.
+MODEL, QUICK_MODEL = 'resnet20', 'resnet8'
 AXIS_NAME = 'batch'
 RESULT_PREFIX = 'SCALING_RESULT '
 
@@ -41,7 +44,8 @@ def measure(devices: int, quick: bool) -> dict[str, Any]:
   lay_out = jax.pmap(lambda batch, state: (batch, state), in_axes=(0, None))
   loops = {}
   for name, axis_name in (('cross_replica', AXIS_NAME), ('independent', None)):
-    w = workloads.workload('resnet20', devices * per_device,
+    w = workloads.workload(QUICK_MODEL if quick else MODEL,
+                           devices * per_device,
                            axis_name=axis_name)
     batch, state = lay_out(
         jax.tree.map(lambda x: x.reshape(devices, per_device, *x.shape[1:]),
@@ -49,7 +53,7 @@ def measure(devices: int, quick: bool) -> dict[str, Any]:
     loops[name] = overhead.StepLoop(
         jax.pmap(workloads.train_fn(w, axis_name), axis_name=AXIS_NAME,
                  donate_argnums=0), state, batch)
-  return {'platform': 'cpu', 'devices': devices,
+  return {'platform': 'cpu', 'devices': devices, 'model': w.name,
           'per_device_batch': per_device, 'global_batch': devices * per_device,
           **overhead.measure(loops, 'independent', rounds=2 if quick else 10,
                              round_seconds=0.0 if quick else 1.0)}
@@ -98,7 +102,7 @@ def plot(series: list[dict[str, Any]]):
   ax.set_xticks(counts, [str(n) for n in counts])
   ax.set(xlabel=f'simulated CPU devices ({os.cpu_count()} cores shared)',
          ylabel='images/s', ylim=(0, ax.get_ylim()[1] * 1.1),
-         title='ResNet-20 PLRS step under pmap, '
+         title=f'{series[0]["model"]} PLRS step under pmap, '
          f'{series[0]["per_device_batch"]} images per device')
   ax.legend()
   fig.tight_layout()
@@ -137,7 +141,7 @@ def main() -> None:
       f"{os.cpu_count()} cores shared; the collectives' cost: the step with "
       'the axis over the step without it [95% CI].')
   common.finish('scaling', {
-      'model': 'resnet20', 'schedule': 'plrs',
+      'model': QUICK_MODEL if args.quick else MODEL, 'schedule': 'plrs',
       'plrs_bounds': list(overhead.BOUNDS), 'device_counts': counts,
       'series': {'cpu': series}}, plot(series), args)
 
