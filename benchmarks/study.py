@@ -70,11 +70,15 @@ FLAGS = dict(
     methods=dict(help='comma-separated subset of the methods'))
 
 
+# The config fields a tier may set (TIERS, QUICK, --data_dir).
+TIER_FIELDS = ('dataset', 'data_dir', 'validation_split', 'model',
+               'batch_size', 'eval_batch_size')
+
+
 def config_for(tier: dict, method: str, epochs: int, rates: dict[str, float]):
   """The config of `method` at `epochs`, its RATE_FIELDS set by `rates`."""
   config = fashion_mnist.get_config(method)
-  for field in ('dataset', 'data_dir', 'validation_split', 'model',
-                'batch_size', 'eval_batch_size'):
+  for field in TIER_FIELDS:
     if tier.get(field) is not None:
       config[field] = tier[field]
   config.num_epochs = epochs
@@ -96,8 +100,7 @@ def reproduce(tier: dict, method: str, epochs: int,
            f'--workdir=/tmp/study/{method}_{epochs}ep_seed{{seed}}',
            f'--config.num_epochs={epochs}']
   defaults = fashion_mnist.get_config(method)
-  for field in ('dataset', 'data_dir', 'validation_split', 'model',
-                'batch_size', 'eval_batch_size'):
+  for field in TIER_FIELDS:
     if tier.get(field) is not None and tier[field] != defaults[field]:
       flags.append(f'--config.{field}={tier[field]}')
   flags += [f'--config.schedule.{k}={v:.6g}' for k, v in rates.items()]
@@ -169,8 +172,7 @@ class Study:
     grid = self.cell(f'{epochs}/{method}/grid', lambda: self._grid(
         method, epochs, values))
     for _ in range(MAX_EXTENSIONS):
-      means = [np.mean(point['validation_accuracy']) for point in grid]
-      best = int(np.nanargmax(means))
+      best = grid.index(_best(grid))
       if 0 < best < len(grid) - 1:
         break
       value = grid[best]['value'] * (2.0 if best else 0.5)
@@ -181,12 +183,18 @@ class Study:
     return grid
 
   def _grid(self, method: str, epochs: int, values: list[float]) -> list:
+    return [{'value': v, 'validation_accuracy': a}
+            for v, a in zip(values, self._validate(method, epochs, values))]
+
+  def _validate(self, method: str, epochs: int, values: list[float],
+                unit: dict | None = None) -> list[list[float]]:
+    """Final validation accuracy of each tuning seed at each of `values`,
+    all in one vmapped program."""
     tuning = list(self.tier['tuning_seeds'])
     out = self.train(method, epochs, tuning * len(values),
-                     np.repeat(values, len(tuning)))
-    accuracy = _final(out['validation_accuracy']).reshape(len(values), -1)
-    return [{'value': v, 'validation_accuracy': a.tolist()}
-            for v, a in zip(values, accuracy)]
+                     np.repeat(values, len(tuning)), unit=unit)
+    return _final(out['validation_accuracy']).reshape(len(values),
+                                                      -1).tolist()
 
   def final(self, method: str, epochs: int, value: float | None,
             unit: dict | None = None) -> dict:
@@ -233,10 +241,8 @@ class Study:
       if method == 'plrs_range_test':
         unit = {'min_value': bounds['suggested_min'],
                 'max_value': bounds['suggested_max']}
-        tuning = self.cell(f'{epochs}/{method}/tuning', lambda: _final(
-            self.train(method, epochs, self.tier['tuning_seeds'],
-                       [1.0] * len(self.tier['tuning_seeds']), unit=unit)[
-                           'validation_accuracy']).tolist())
+        tuning = self.cell(f'{epochs}/{method}/tuning', lambda: self._validate(
+            method, epochs, [1.0], unit)[0])
         r = {'bounds': [unit['min_value'], unit['max_value']],
              'validation_accuracy_tuning_seeds': tuning}
         rates, value = unit, None
@@ -245,8 +251,7 @@ class Study:
         unit = {}
       else:
         grid = self.tune(method, epochs)
-        means = [np.mean(point['validation_accuracy']) for point in grid]
-        value = grid[int(np.nanargmax(means))]['value']
+        value = _best(grid)['value']
         r = {'grid': grid, 'chosen': value}
         rates, unit = rate_fields(method, value), None
       r.update(self.cell(f'{epochs}/{method}/final', lambda: self.final(
@@ -266,14 +271,12 @@ class Study:
   def plateau(self, epochs: int, results: dict) -> dict:
     """The best method at `epochs` (by validation accuracy on the tuning
     seeds) trained twice as long: the change in validation accuracy."""
-    tuned = {m: max(np.mean(p['validation_accuracy']) for p in r['grid'])
+    tuned = {m: _mean(_best(r['grid']))
              for m, r in results.items() if 'grid' in r}
     method = max(tuned, key=tuned.get)
     value = results[method]['chosen']
-    longer = self.cell(f'{2 * epochs}/{method}/plateau', lambda: _final(
-        self.train(method, 2 * epochs, self.tier['tuning_seeds'],
-                   [value] * len(self.tier['tuning_seeds']))[
-                       'validation_accuracy']).tolist())
+    longer = self.cell(f'{2 * epochs}/{method}/plateau', lambda: self._validate(
+        method, 2 * epochs, [value])[0])
     change = float(np.mean(longer) - tuned[method])
     return {'method': method, 'value': value, 'epochs': 2 * epochs,
             'validation_accuracy': longer,
@@ -291,9 +294,17 @@ def _on_curve(range_tested: dict, plrs: dict) -> dict:
           'grid_above': min([v for v in values if v >= high], default=None),
           'validation_accuracy_at_L_max': float(np.mean(
               range_tested['validation_accuracy_tuning_seeds'])),
-          'validation_accuracy_at_chosen': float(max(
-              np.mean(point['validation_accuracy'])
-              for point in plrs['grid']))}
+          'validation_accuracy_at_chosen': _mean(_best(plrs['grid']))}
+
+
+def _mean(point: dict) -> float:
+  """A grid point's validation accuracy, averaged over the tuning seeds."""
+  return float(np.mean(point['validation_accuracy']))
+
+
+def _best(grid: list[dict]) -> dict:
+  """The grid point of the highest mean (the lowest value among ties)."""
+  return max(grid, key=_mean)
 
 
 def _final(per_epoch) -> np.ndarray:
@@ -403,7 +414,7 @@ def plot(budgets: dict, settings: dict):
       style = '--' if i >= len(colors) // 2 else '-'
       if 'grid' in r:
         values = [p['value'] for p in r['grid']]
-        means = [100 * np.mean(p['validation_accuracy']) for p in r['grid']]
+        means = [100 * _mean(p) for p in r['grid']]
         ax.plot(values, means, style, marker='o', ms=3, label=method,
                 color=colors[i % len(colors)])
       elif method == 'plrs_range_test' and r:
@@ -413,8 +424,8 @@ def plot(budgets: dict, settings: dict):
     ax.set(xscale='log', xlabel='rate parameter (peak; PLRS: L_max)',
            ylabel='validation accuracy % (tuning seeds)',
            title=f'{epochs} epochs: sensitivity to the rate')
-    finite = [100 * np.mean(p['validation_accuracy'])
-              for r in results.values() for p in r.get('grid', [])]
+    finite = [100 * _mean(p) for r in results.values()
+              for p in r.get('grid', [])]
     if finite:
       ax.set_ylim(max(np.nanmax(finite) - 15, np.nanmin(finite)),
                   np.nanmax(finite) + 1)

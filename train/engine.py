@@ -250,8 +250,8 @@ def recomputed_batch_stats(state: TrainState, batches: Any,
   zeros = jax.tree.map(jnp.zeros_like, state.batch_stats)
 
   def one(total, images):
-    # From zero statistics, one update leaves (1 - momentum) times the
-    # batch's: dividing by the update of a zero mean gives them back.
+    # From zero statistics one update leaves (1 - momentum) times the
+    # batch's mean and variance: summed here, divided by that factor below.
     _, updated = state.apply_fn(
         {'params': params, 'batch_stats': zeros},
         normalize(images, inputs.mean, inputs.std), train=True,

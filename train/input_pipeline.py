@@ -230,12 +230,22 @@ def load_dataset(name: str, *, data_dir: str | None = None, split_seed: int = 0,
       raise ConfigError(f'config.validation_split={validation_split}: {e}'
                         ) from None
     # Statistics of the images trained on, the held-out ones excluded.
-    dataset = _in_memory(dataset.name, as_arrays(rest.train),
+    dataset = _in_memory(dataset.name, (rest.train.images, rest.train.labels),
                          as_arrays(dataset.test), dataset.num_classes,
                          _ArraySource(held['image'], held['label']))
   if train_subset:
     dataset = _balanced_subset(dataset, train_subset, split_seed)
   return dataset
+
+
+def tuning_split(dataset: Dataset) -> str:
+  """The split a run is tuned on, its best checkpoint chosen by: the
+  validation split where there is one, else (as before there was) the test.
+
+  >>> tuning_split(load_dataset('digits', validation_split=100))
+  'validation'
+  """
+  return 'validation' if dataset.validation is not None else 'test'
 
 
 def dataset_from_config(config) -> Dataset:

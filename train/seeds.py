@@ -46,8 +46,7 @@ class SeedRunner:
                               ('validation', self.dataset.validation))
         if source is not None}
     self._train = self._splits['train']
-    # Tuned on the validation split where there is one, the test split else.
-    self.tuned_on = 'validation' if 'validation' in self._splits else 'test'
+    self.tuned_on = input_pipeline.tuning_split(self.dataset)
     self._inputs = engine.Inputs(self.dataset.mean, self.dataset.std)
     self.train_epoch = jax.jit(jax.vmap(self._train_epoch_one),
                                donate_argnums=0)

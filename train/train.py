@@ -318,9 +318,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     if start >= num_steps:
       return _finished(workdir, state, start, steps_per_epoch, is_main,
                        lambda: evaluate_host(state))
-    # Without a validation split the best checkpoint is chosen on the test
-    # set, as before; with one, never.
-    tuned_on = ('validation' if dataset.validation is not None else 'test')
+    tuned_on = input_pipeline.tuning_split(dataset)
     checkpoints = ckpt.manager(workdir, config.keep_checkpoints,
                                best=f'{tuned_on}_accuracy')
     try:
