@@ -22,10 +22,10 @@ from plrs_jax.baselines import one_cycle_schedule
 from plrs_jax.factory import create_schedule
 from plrs_jax.factory import SCHEDULES
 from plrs_jax.mlr_snet import mlr_snet
+from plrs_jax.mlr_snet import mlr_snet_cell
 from plrs_jax.mlr_snet import mlr_snet_gamma
 from plrs_jax.mlr_snet import mlr_snet_init
 from plrs_jax.mlr_snet import mlr_snet_meta_loss
-from plrs_jax.mlr_snet import MLRSNetCell
 from plrs_jax.mlr_snet import MLRSNetState
 from plrs_jax.plrs import plrs_schedule
 from plrs_jax.plrs import PLRSSchedule
@@ -47,7 +47,6 @@ __all__ = (
     'AutoDropState',
     'BoundsCheck',
     'EigenvalueResult',
-    'MLRSNetCell',
     'MLRSNetState',
     'PLRSSchedule',
     'RangeTestResult',
@@ -64,6 +63,7 @@ __all__ = (
     'knee_schedule',
     'lr_range_test',
     'mlr_snet',
+    'mlr_snet_cell',
     'mlr_snet_gamma',
     'mlr_snet_init',
     'mlr_snet_meta_loss',

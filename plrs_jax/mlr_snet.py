@@ -49,8 +49,6 @@ import math
 from typing import Any, NamedTuple
 
 import chex
-import flax
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -59,9 +57,9 @@ import optax
 from plrs_jax import _validation
 
 __all__ = (
-    'MLRSNetCell',
     'MLRSNetState',
     'mlr_snet',
+    'mlr_snet_cell',
     'mlr_snet_gamma',
     'mlr_snet_init',
     'mlr_snet_meta_loss',
@@ -72,69 +70,76 @@ __all__ = (
 _HIDDEN_SIZE = 50
 
 
-def _symmetric_uniform(bound: float) -> Callable[..., jax.Array]:
-  def init(key, shape, dtype=jnp.float32):
-    return jax.random.uniform(key, shape, dtype, -bound, bound)
-  return init
+# Each layer's (fan_in, outputs): the MLPs' hidden layers have half as many
+# units as h, their outputs hold h's four gates.
+_LAYERS = {'i2h_hidden': (1, 25), 'i2h_gates': (25, 200),
+           'h2h_hidden': (50, 25), 'h2h_gates': (25, 200), 'head': (50, 1)}
 
 
-def _linear(features: int, x: jax.Array, name: str) -> jax.Array:
-  """A Dense layer initialised as PyTorch's ``nn.Linear`` (+-1/sqrt(fan_in))."""
-  # kaiming_uniform(a=sqrt(5)) for the weight and the bias rule both give this
-  # bound, which Flax's bias initialisers cannot compute (they lack fan_in).
-  bound = 1 / math.sqrt(x.shape[-1])
-  return nn.Dense(features, kernel_init=_symmetric_uniform(bound),
-                  bias_init=_symmetric_uniform(bound), name=name)(x)
+def _dense(layer: Mapping[str, jax.Array], x: jax.Array) -> jax.Array:
+  return x @ layer['kernel'] + layer['bias']
 
 
-class MLRSNetCell(nn.Module):
-  """MLR-SNet: the LSTM cell with MLP gate maps, and its sigmoid head.
+def mlr_snet_cell(
+    params: chex.ArrayTree,
+    carry: tuple[jax.Array, jax.Array],
+    loss: jax.typing.ArrayLike,
+) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
+  """MLR-SNet's LSTM cell with MLP gate maps, and its sigmoid head.
 
-  A Flax recurrent cell, ``((h, c), loss) -> ((h', c'), fraction)``. With
-  ``z = mlp_i2h(loss) + mlp_h2h(h)`` split as ``[i, f, o, g]``:
+  One step, ``((h, c), loss) -> ((h', c'), fraction)``. With ``z =
+  mlp_i2h(loss) + mlp_h2h(h)`` split as ``[i, f, o, g]``:
 
       c' = sigmoid(f - 1) * c + sigmoid(i) * tanh(g)
       h' = sigmoid(o) * tanh(c')
       fraction = sigmoid(head(h'))
 
   the meta-training cell of the official code (the module docstring says why
-  this gate order). The rate is ``gamma * fraction``.
+  this gate order). Each MLP is ``dense -> relu -> dense`` and every dense
+  layer computes ``x @ kernel + bias``. The rate is ``gamma * fraction``. A
+  pure function: differentiate it in ``params``, ``jax.vmap`` it over a batch
+  of carries and losses.
 
-  Attributes:
-    hidden_size: the size of h and c; 50 in the paper and in this module's
-      functions. The MLPs' hidden layers have ``hidden_size // 2`` units.
+  Args:
+    params: the net's parameters, as :func:`mlr_snet_init` returns them.
+    carry: ``(h, c)``, each of shape ``(..., 50)``.
+    loss: the training loss, of shape ``(...)``.
+
+  Returns:
+    ``((h', c'), fraction)``, the fraction of shape ``(...)``, in (0, 1).
+
+  Example:
+    >>> import jax.numpy as jnp, plrs_jax
+    >>> net = plrs_jax.mlr_snet_init(0)
+    >>> zeros = jnp.zeros(50)
+    >>> (h, c), fraction = plrs_jax.mlr_snet_cell(net, (zeros, zeros), 2.3)
+    >>> h.shape, bool(0 < fraction < 1)
+    ((50,), True)
   """
-  hidden_size: int = 50
-
-  @nn.compact
-  def __call__(self, carry: tuple[jax.Array, jax.Array], loss: jax.Array
-               ) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
-    """One step.
-
-    Args:
-      carry: ``(h, c)``, each of shape ``(..., hidden_size)``.
-      loss: the training loss, of shape ``(...)``.
-
-    Returns:
-      ``((h', c'), fraction)``, the fraction of shape ``(...)``, in (0, 1).
-    """
-    h, c = carry
-    width, gates = self.hidden_size // 2, 4 * self.hidden_size
-    x = jnp.asarray(loss)[..., None]
-    z = (_linear(gates, nn.relu(_linear(width, x, 'i2h_hidden')), 'i2h_gates')
-         + _linear(gates, nn.relu(_linear(width, h, 'h2h_hidden')),
-                   'h2h_gates'))
-    i, f, o, g = jnp.split(z, 4, axis=-1)
-    c = nn.sigmoid(f - 1) * c + nn.sigmoid(i) * jnp.tanh(g)
-    h = nn.sigmoid(o) * jnp.tanh(c)
-    return (h, c), nn.sigmoid(_linear(1, h, 'head'))[..., 0]
+  h, c = carry
+  x = jnp.asarray(loss)[..., None]
+  z = (_dense(params['i2h_gates'],
+              jax.nn.relu(_dense(params['i2h_hidden'], x)))
+       + _dense(params['h2h_gates'],
+                jax.nn.relu(_dense(params['h2h_hidden'], h))))
+  i, f, o, g = jnp.split(z, 4, axis=-1)
+  c = jax.nn.sigmoid(f - 1) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+  h = jax.nn.sigmoid(o) * jnp.tanh(c)
+  return (h, c), jax.nn.sigmoid(_dense(params['head'], h))[..., 0]
 
 
 @jax.jit  # one compiled program, not one per layer's random draw
-def _init_params(key: jax.Array) -> Any:
-  zeros = jnp.zeros([_HIDDEN_SIZE])
-  return MLRSNetCell(_HIDDEN_SIZE).init(key, (zeros, zeros),
-                                        jnp.zeros([]))['params']
+def _init_params(key: jax.Array) -> dict[str, dict[str, jax.Array]]:
+  def uniform(key, shape, fan_in):
+    # PyTorch's nn.Linear: kaiming_uniform(a=sqrt(5)) for the weight and the
+    # bias rule both give this bound.
+    bound = 1 / math.sqrt(fan_in)
+    return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
+
+  keys = jax.random.split(key, (len(_LAYERS), 2))
+  return {name: {'kernel': uniform(layer_keys[0], (fan_in, out), fan_in),
+                 'bias': uniform(layer_keys[1], (out,), fan_in)}
+          for (name, (fan_in, out)), layer_keys in zip(_LAYERS.items(), keys)}
 
 
 def mlr_snet_init(key: Any) -> chex.ArrayTree:
@@ -151,7 +156,7 @@ def mlr_snet_init(key: Any) -> chex.ArrayTree:
       or an int seed in [0, 2**32 - 1].
 
   Returns:
-    The parameters of :class:`MLRSNetCell` (hidden size 50), a dict of
+    The parameters of :func:`mlr_snet_cell` (hidden size 50), a dict of
     float32 arrays: ``{'i2h_hidden': {'kernel': (1, 25), 'bias': (25,)},
     'i2h_gates': {'kernel': (25, 200), ...}, 'h2h_hidden': {'kernel':
     (50, 25), ...}, 'h2h_gates': ..., 'head': {'kernel': (50, 1), 'bias':
@@ -232,12 +237,19 @@ class MLRSNetState(NamedTuple):
   rate: jax.Array
 
 
+def _as_dict(tree: Any) -> Any:
+  """Nested mappings (a Flax ``FrozenDict``, say) as nested plain dicts."""
+  if isinstance(tree, Mapping):
+    return {key: _as_dict(value) for key, value in tree.items()}
+  return tree
+
+
 def _check_net_params(fn: str, name: str, tree: Any) -> Any:
   """Returns ``tree`` as a plain dict after checking it is MLR-SNet's."""
   def shapes(t):
     return {jax.tree_util.keystr(path): jnp.shape(leaf)
             for path, leaf in jax.tree_util.tree_leaves_with_path(t)}
-  tree = flax.core.unfreeze(tree) if isinstance(tree, Mapping) else tree
+  tree = _as_dict(tree)
   expected = jax.eval_shape(_init_params, jax.random.key(0))
   if (not isinstance(tree, dict)
       or jax.tree.structure(tree) != jax.tree.structure(expected)
@@ -253,9 +265,8 @@ def _check_net_params(fn: str, name: str, tree: Any) -> Any:
 
 def _step(net_params, h, c, loss, gamma):
   """alpha and the new (h, c); the carried state is a constant (no BPTT)."""
-  (h, c), fraction = MLRSNetCell(_HIDDEN_SIZE).apply(
-      {'params': net_params},
-      (jax.lax.stop_gradient(h), jax.lax.stop_gradient(c)),
+  (h, c), fraction = mlr_snet_cell(
+      net_params, (jax.lax.stop_gradient(h), jax.lax.stop_gradient(c)),
       loss.astype(h.dtype))
   return gamma * fraction, h, c
 

@@ -91,8 +91,7 @@ def run_transform(tx, losses, gradient=np.ones(3, np.float32), **extra_args):
 
 def test_cell_matches_numpy_lstm():
   net = plrs_jax.mlr_snet_init(3)
-  cell = jax.jit(lambda carry, loss: plrs_jax.MLRSNetCell().apply(
-      {'params': net}, carry, loss))
+  cell = jax.jit(lambda carry, loss: plrs_jax.mlr_snet_cell(net, carry, loss))
   carry = (jnp.zeros(HIDDEN), jnp.zeros(HIDDEN))
   h, c = np.zeros(HIDDEN), np.zeros(HIDDEN)
   for loss in LOSSES:
@@ -102,6 +101,23 @@ def test_cell_matches_numpy_lstm():
     np.testing.assert_allclose(carry[1], c, atol=ATOL)
     np.testing.assert_allclose(fraction, expected, atol=ATOL)
   assert np.abs(h).max() > 1e-2  # the comparison is not between zeros
+
+
+def test_cell_takes_leading_batch_axes():
+  net = plrs_jax.mlr_snet_init(6)
+  rng = np.random.default_rng(0)
+  h = rng.uniform(-.5, .5, (2, 3, HIDDEN)).astype(np.float32)
+  c = rng.uniform(-1, 1, (2, 3, HIDDEN)).astype(np.float32)
+  losses = rng.uniform(0.1, 3, (2, 3)).astype(np.float32)
+  (new_h, new_c), fraction = jax.jit(plrs_jax.mlr_snet_cell)(
+      net, (h, c), losses)
+  assert new_h.shape == new_c.shape == (2, 3, HIDDEN)
+  assert fraction.shape == (2, 3)
+  for index in np.ndindex(2, 3):
+    expected = numpy_cell(net, losses[index], h[index], c[index])
+    np.testing.assert_allclose(new_h[index], expected[0], atol=ATOL)
+    np.testing.assert_allclose(new_c[index], expected[1], atol=ATOL)
+    np.testing.assert_allclose(fraction[index], expected[2], atol=ATOL)
 
 
 def test_init_is_pytorch_default():
