@@ -5,9 +5,9 @@ PLRS (arXiv 2407.07613) draws the learning rate uniformly from
 """
 
 from plrs_jax import curvature
-from plrs_jax.autodrop import autodrop_sgd
-from plrs_jax.autodrop import AutoDropState
-from plrs_jax.autodrop import scale_by_autodrop
+from plrs_jax._autodrop import autodrop_sgd
+from plrs_jax._autodrop import AutoDropState
+from plrs_jax._autodrop import scale_by_autodrop
 from plrs_jax.curvature import BoundsCheck
 from plrs_jax.curvature import check_bounds
 from plrs_jax.curvature import EigenvalueResult
@@ -21,20 +21,20 @@ from plrs_jax.baselines import multistep_schedule
 from plrs_jax.baselines import one_cycle_schedule
 from plrs_jax.factory import create_schedule
 from plrs_jax.factory import SCHEDULES
-from plrs_jax.mlr_snet import mlr_snet
-from plrs_jax.mlr_snet import mlr_snet_cell
-from plrs_jax.mlr_snet import mlr_snet_gamma
-from plrs_jax.mlr_snet import mlr_snet_init
-from plrs_jax.mlr_snet import mlr_snet_meta_loss
-from plrs_jax.mlr_snet import MLRSNetState
+from plrs_jax._mlr_snet import mlr_snet
+from plrs_jax._mlr_snet import mlr_snet_cell
+from plrs_jax._mlr_snet import mlr_snet_gamma
+from plrs_jax._mlr_snet import mlr_snet_init
+from plrs_jax._mlr_snet import mlr_snet_meta_loss
+from plrs_jax._mlr_snet import MLRSNetState
 from plrs_jax.plrs import plrs_schedule
 from plrs_jax.plrs import PLRSSchedule
-from plrs_jax.range_test import lr_range_test
-from plrs_jax.range_test import RangeTestResult
-from plrs_jax.range_test import suggest_bounds
-from plrs_jax.two_regime import two_regime
-from plrs_jax.two_regime import two_regime_sgd_adam
-from plrs_jax.two_regime import TwoRegimeState
+from plrs_jax._range_test import lr_range_test
+from plrs_jax._range_test import RangeTestResult
+from plrs_jax._range_test import suggest_bounds
+from plrs_jax._two_regime import two_regime
+from plrs_jax._two_regime import two_regime_sgd_adam
+from plrs_jax._two_regime import TwoRegimeState
 from plrs_jax.warmup_decay import plrs_linear_decay_schedule
 from plrs_jax.warmup_decay import plrs_wsd_schedule
 from plrs_jax.warmup_decay import warmup_cosine_schedule

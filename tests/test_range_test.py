@@ -15,9 +15,9 @@ import numpy as np
 import optax
 import pytest
 
-from plrs_jax.range_test import lr_range_test
-from plrs_jax.range_test import RangeTestResult
-from plrs_jax.range_test import suggest_bounds
+from plrs_jax import lr_range_test
+from plrs_jax import RangeTestResult
+from plrs_jax import suggest_bounds
 
 N, D = 256, 8
 

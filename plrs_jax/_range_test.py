@@ -142,7 +142,7 @@ def suggest_bounds(
 
   Example:
     >>> import numpy as np
-    >>> from plrs_jax.range_test import suggest_bounds
+    >>> from plrs_jax import suggest_bounds
     >>> rates = np.array([0.01, 0.1, 1.0, 10.0])
     >>> losses = np.array([2.0, 1.0, 0.5, np.nan])  # lowest at rate 1.0
     >>> low, high = suggest_bounds(rates, losses)
@@ -255,7 +255,7 @@ def lr_range_test(
   Example:
     >>> import itertools
     >>> import jax.numpy as jnp, numpy as np
-    >>> from plrs_jax.range_test import lr_range_test
+    >>> from plrs_jax import lr_range_test
     >>> rng = np.random.default_rng(0)
     >>> x = rng.normal(size=(64, 4)).astype(np.float32)
     >>> y = x @ np.ones(4, np.float32) + rng.normal(scale=0.1, size=64)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import optax
 
 from plrs_jax import _validation
-from plrs_jax import two_regime
+from plrs_jax import _two_regime
 
 
 class AutoDropState(NamedTuple):
@@ -172,7 +172,7 @@ def scale_by_autodrop(
   denominator = window * (window + 1) / 2
 
   def init_fn(params) -> AutoDropState:
-    zeros = two_regime.strongly_typed(jax.tree.map(jnp.zeros_like, params))
+    zeros = _two_regime.strongly_typed(jax.tree.map(jnp.zeros_like, params))
     return AutoDropState(
         count=jnp.zeros([], jnp.int32),
         scale=jnp.ones([], jnp.float32),
