@@ -31,3 +31,10 @@ def reference_run(tmp_path_factory):
   from train import train  # pylint: disable=g-import-not-at-top
   workdir = tmp_path_factory.mktemp('reference')
   return workdir, train.train_and_evaluate(runs.small_config(), str(workdir))
+
+
+def pytest_configure(config):
+  # The docs' examples that need the training stack (tests/markdown_examples);
+  # `-m "not train"` runs the library's alone, as against the wheel.
+  config.addinivalue_line(
+      'markers', 'train: needs the training stack (the train extra)')
