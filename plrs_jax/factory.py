@@ -36,7 +36,9 @@ def create_schedule(name: str, **kwargs: Any) -> optax.Schedule:
       ``cosine``, ``wsd``) and PLRS in their envelopes (``plrs_linear_decay``,
       ``plrs_wsd``).
     **kwargs: the arguments of that schedule's factory (for ``plrs``,
-      :func:`plrs_jax.plrs_schedule`; an int seed is a valid ``key``).
+      :func:`plrs_jax.plrs_schedule`; an int seed is a valid ``key``). The
+      cooldown's shape of ``wsd`` and ``plrs_wsd`` is one of them,
+      ``decay_shape``: ``'linear'``, ``'cosine'`` or ``'1-sqrt'``.
 
   Returns:
     The schedule, a callable ``count -> learning rate``.
@@ -55,6 +57,10 @@ def create_schedule(name: str, **kwargs: Any) -> optax.Schedule:
     ...     'plrs', key=0, min_value=0.07, max_value=0.1)
     >>> bool(0.07 <= plrs(5) < 0.1)
     True
+    >>> wsd = plrs_jax.create_schedule(
+    ...     'wsd', peak_value=0.1, total_steps=100, decay_shape='cosine')
+    >>> print(round(float(wsd(90)), 6))
+    0.05
   """
   if name not in SCHEDULES:
     raise ValueError(

@@ -23,9 +23,11 @@ ARGS = {
     'cyclic_triangular': dict(init_value=0.01, peak_value=0.1, up_steps=6),
     'linear_decay': dict(peak_value=0.1, total_steps=40),
     'cosine': dict(peak_value=0.1, total_steps=40, warmup_fraction=0.1),
-    'wsd': dict(peak_value=0.1, total_steps=40, decay_fraction=0.25),
+    'wsd': dict(peak_value=0.1, total_steps=40, decay_fraction=0.25,
+                decay_shape='cosine'),
     'plrs_linear_decay': dict(key=0, peak_value=0.1, total_steps=40),
-    'plrs_wsd': dict(key=0, peak_value=0.1, total_steps=40, min_ratio=0.5),
+    'plrs_wsd': dict(key=0, peak_value=0.1, total_steps=40, min_ratio=0.5,
+                     decay_steps=10, decay_shape='1-sqrt', end_value=0.01),
 }
 
 
@@ -40,6 +42,23 @@ def test_name_builds_the_factory_schedule(name):
   steps = jnp.arange(50)
   np.testing.assert_array_equal(
       jax.jit(jax.vmap(by_name))(steps), jax.jit(jax.vmap(direct))(steps))
+
+
+@pytest.mark.parametrize('name', ['wsd', 'plrs_wsd'])
+@pytest.mark.parametrize('shape', ['linear', 'cosine', '1-sqrt'])
+def test_wsd_cooldown_shapes_by_name_are_hagele_et_al_s(name, shape):
+  # The cooldown of 40 steps ends a run of 200 at 0.01 from 0.1; its progress
+  # p is 0 at step 160 and 1 at step 200.
+  key = {'key': 0, 'min_ratio': 1.0} if name == 'plrs_wsd' else {}
+  schedule = plrs_jax.create_schedule(
+      name, peak_value=0.1, total_steps=200, decay_fraction=0.2,
+      end_value=0.01, decay_shape=shape, **key)
+  t = np.arange(160, 206)
+  p = np.minimum((t - 160) / 40, 1)
+  left = {'linear': 1 - p, 'cosine': (1 + np.cos(np.pi * p)) / 2,
+          '1-sqrt': 1 - np.sqrt(p)}[shape]
+  np.testing.assert_allclose(jax.jit(jax.vmap(schedule))(t),
+                             0.01 + (0.1 - 0.01) * left, rtol=1e-6)
 
 
 def test_unknown_name_lists_the_known_ones():
@@ -64,7 +83,7 @@ def test_bad_values_still_reach_the_factory_checks():
 OPTAX_VALUE_NAMES = {'init_value', 'peak_value', 'end_value', 'value'}
 OTHER_NAMES = {'boundaries', 'factor', 'period_multiplier', 'pct_start',
                'div_factor', 'final_div_factor', 'warmup_fraction',
-               'decay_fraction'}
+               'decay_fraction', 'decay_shape'}
 
 
 @pytest.mark.parametrize('name', sorted(n for n in ARGS
