@@ -11,6 +11,9 @@ parameter sets, e.g.
 from train.configs import base
 
 _WARMUP = dict(warmup_fraction=0.05)  # AlgoPerf's SGD baseline: 5%.
+# WSD's cooldown over the last 20%, linear; Hagele et al.'s other shapes by
+# --config.schedule.decay_shape=cosine or =1-sqrt.
+_COOLDOWN = dict(decay_fraction=0.2, decay_shape='linear')
 _CONSTANT = dict(name='constant', value=0.1)
 _PLRS = dict(name='plrs', min_value=0.07, max_value=0.1)
 
@@ -46,7 +49,7 @@ METHODS: dict[str, dict] = {
     'linear_decay': {'schedule': dict(name='linear_decay', peak_value=0.1,
                                       **_WARMUP)},
     'cosine': {'schedule': dict(name='cosine', peak_value=0.1, **_WARMUP)},
-    'wsd': {'schedule': dict(name='wsd', peak_value=0.1, decay_fraction=0.2,
+    'wsd': {'schedule': dict(name='wsd', peak_value=0.1, **_COOLDOWN,
                              **_WARMUP)},
     # optax's, b1 = 0.9, the same warmup then constant (WSD without decay);
     # evaluated at its averaged parameters (train/engine.evaluation_params).
@@ -58,8 +61,7 @@ METHODS: dict[str, dict] = {
     'plrs_linear_decay': {'schedule': dict(
         name='plrs_linear_decay', peak_value=0.1, min_ratio=0.7, **_WARMUP)},
     'plrs_wsd': {'schedule': dict(name='plrs_wsd', peak_value=0.1,
-                                  min_ratio=0.7, decay_fraction=0.2,
-                                  **_WARMUP)},
+                                  min_ratio=0.7, **_COOLDOWN, **_WARMUP)},
 }
 
 # What `:NAME` picks, as in every config file.
