@@ -220,9 +220,10 @@ def warmup_cosine_schedule(
 ) -> optax.Schedule:
   r"""Linear warmup from 0 to ``peak_value``, then cosine decay to the end.
 
-  ``optax.warmup_cosine_decay_schedule(0.0, peak_value, W, total_steps,
-  end_value)`` (its ``decay_steps`` includes the warmup): the rate at
-  ``W <= t < T`` is ``E + (P - E) (1 + cos(pi (t - W) / (T - W))) / 2``.
+  As ``optax.warmup_cosine_decay_schedule(0.0, peak_value, W, total_steps,
+  end_value)`` (its ``decay_steps`` includes the warmup), whose rates it
+  gives bit for bit at ``end_value=0``: the rate at ``W <= t < T`` is
+  ``E + (P - E) (1 + cos(pi (t - W) / (T - W))) / 2``.
   Steps and rounding as in the module's docstring; ``W = T`` (a warmup of the
   whole run) leaves ``peak_value`` from ``T`` on.
 
