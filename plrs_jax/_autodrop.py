@@ -10,14 +10,14 @@ yunfei-teng/AutoDrop, codes/models.py), with the departures listed in
 :func:`scale_by_autodrop`.
 """
 
-from typing import Any, NamedTuple
+from typing import Any, cast, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from plrs_jax import _validation
 from plrs_jax import _two_regime
+from plrs_jax import _validation
 
 
 class AutoDropState(NamedTuple):
@@ -38,7 +38,9 @@ class AutoDropState(NamedTuple):
     last_displacement: s_{e-1} = x_{e-1} - x_{e-2}.
     weighted_sum: the sum of k * x over the epochs since saturation.
   """
-  count: jax.Array
+  # Named as optax names its states' counters; it hides tuple.count, which
+  # nothing calls on a state.
+  count: jax.Array  # type: ignore[assignment]
   scale: jax.Array
   threshold: jax.Array
   angular_velocity: jax.Array
@@ -50,7 +52,7 @@ class AutoDropState(NamedTuple):
   weighted_sum: Any
 
 
-def _angle_degrees(a, b) -> jax.Array:
+def _angle_degrees(a: optax.Updates, b: optax.Updates) -> jax.Array:
   """The angle between two pytrees seen as flat vectors, as the authors do.
 
   degrees(arccos(clip(<a, b> / (|a| |b| + 1e-8), -1, 1))).
@@ -171,7 +173,7 @@ def scale_by_autodrop(
                     f'{average_weights!r}.')
   denominator = window * (window + 1) / 2
 
-  def init_fn(params) -> AutoDropState:
+  def init_fn(params: optax.Params) -> AutoDropState:
     zeros = _two_regime.strongly_typed(jax.tree.map(jnp.zeros_like, params))
     return AutoDropState(
         count=jnp.zeros([], jnp.int32),
@@ -185,7 +187,8 @@ def scale_by_autodrop(
         last_displacement=zeros,
         weighted_sum=zeros)
 
-  def measure(updates, state: AutoDropState, params):
+  def measure(updates: optax.Updates, state: AutoDropState,
+              params: optax.Params) -> tuple[optax.Updates, AutoDropState]:
     """The once-an-epoch step: angle, saturation, window and drop."""
     epoch = state.count // steps_per_epoch  # from 0: epoch 3 is 2 here
     displacement = optax.tree.sub(params, state.last_position)
@@ -223,13 +226,21 @@ def scale_by_autodrop(
             drop_now, optax.tree.zeros_like(weighted_sum), weighted_sum))
     return scaled, new_state
 
-  def update_fn(updates, state: AutoDropState, params=None, **extra_args):
+  def update_fn(
+      updates: optax.Updates,
+      state: optax.OptState,
+      params: optax.Params | None = None,
+      **extra_args: Any,
+  ) -> tuple[optax.Updates, AutoDropState]:
     del extra_args
+    state = cast(AutoDropState, state)
     if params is None:
       raise ValueError(f'{fn}: update needs `params`: the angular velocity is '
                        'measured on the parameters.')
 
-    def scale_only(updates, state, params):
+    def scale_only(updates: optax.Updates, state: AutoDropState,
+                   params: optax.Params
+                   ) -> tuple[optax.Updates, AutoDropState]:
       del params
       return jax.tree.map(lambda u: state.scale.astype(u.dtype) * u,
                           updates), state
@@ -238,7 +249,7 @@ def scale_by_autodrop(
         state.count % steps_per_epoch == 1, measure, scale_only,
         updates, state, params)
     return new_updates, new_state._replace(
-        count=optax.safe_int32_increment(state.count))
+        count=jnp.asarray(optax.safe_int32_increment(state.count)))
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -301,7 +312,7 @@ def autodrop_sgd(
                                min_scale=min_learning_rate / learning_rate,
                                **autodrop_kwargs)
   sgd = optax.sgd(learning_rate, momentum=momentum or None, nesterov=nesterov)
-  parts = [sgd, autodrop]
+  parts: list[optax.GradientTransformation] = [sgd, autodrop]
   if weight_decay:
     parts.insert(0, optax.add_decayed_weights(weight_decay))
   return optax.chain(*parts)

@@ -45,8 +45,9 @@ differentiated with respect to the net's parameters only
 """
 
 from collections.abc import Callable, Mapping, Sequence
+import itertools
 import math
-from typing import Any, NamedTuple
+from typing import Any, cast, NamedTuple
 
 import chex
 import jax
@@ -70,6 +71,9 @@ __all__ = (
 _HIDDEN_SIZE = 50
 
 
+# The net's parameters: a kernel and a bias for each layer, by name.
+_Params = Mapping[str, Mapping[str, jax.Array]]
+
 # Each layer's (fan_in, outputs): the MLPs' hidden layers have half as many
 # units as h, their outputs hold h's four gates.
 _LAYERS = {'i2h_hidden': (1, 25), 'i2h_gates': (25, 200),
@@ -81,7 +85,7 @@ def _dense(layer: Mapping[str, jax.Array], x: jax.Array) -> jax.Array:
 
 
 def mlr_snet_cell(
-    params: chex.ArrayTree,
+    params: _Params,
     carry: tuple[jax.Array, jax.Array],
     loss: jax.typing.ArrayLike,
 ) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
@@ -130,7 +134,8 @@ def mlr_snet_cell(
 
 @jax.jit  # one compiled program, not one per layer's random draw
 def _init_params(key: jax.Array) -> dict[str, dict[str, jax.Array]]:
-  def uniform(key, shape, fan_in):
+  def uniform(key: jax.Array, shape: tuple[int, ...],
+              fan_in: int) -> jax.Array:
     # PyTorch's nn.Linear: kaiming_uniform(a=sqrt(5)) for the weight and the
     # bias rule both give this bound.
     bound = 1 / math.sqrt(fan_in)
@@ -142,7 +147,7 @@ def _init_params(key: jax.Array) -> dict[str, dict[str, jax.Array]]:
           for (name, (fan_in, out)), layer_keys in zip(_LAYERS.items(), keys)}
 
 
-def mlr_snet_init(key: Any) -> chex.ArrayTree:
+def mlr_snet_init(key: Any) -> dict[str, dict[str, jax.Array]]:
   """Fresh MLR-SNet parameters, initialised as PyTorch initialises Linear.
 
   Every kernel and bias of the five layers is drawn uniformly in
@@ -230,7 +235,9 @@ class MLRSNetState(NamedTuple):
     gamma: the current scale of the rate (re-set at each switch).
     rate: alpha, the rate of the last update (NaN before the first).
   """
-  count: jax.Array
+  # Named as optax names its states' counters; it hides tuple.count, which
+  # nothing calls on a state.
+  count: jax.Array  # type: ignore[assignment]
   h: jax.Array
   c: jax.Array
   gamma: jax.Array
@@ -246,13 +253,15 @@ def _as_dict(tree: Any) -> Any:
 
 def _check_net_params(fn: str, name: str, tree: Any) -> Any:
   """Returns ``tree`` as a plain dict after checking it is MLR-SNet's."""
-  def shapes(t):
+  def shapes(t: Any) -> dict[str, tuple[int, ...]]:
     return {jax.tree_util.keystr(path): jnp.shape(leaf)
             for path, leaf in jax.tree_util.tree_leaves_with_path(t)}
   tree = _as_dict(tree)
   expected = jax.eval_shape(_init_params, jax.random.key(0))
+  # Any: jaxlib ships no stubs, and mypy cannot compare an unknown PyTreeDef.
+  structure: Any = jax.tree.structure(tree)
   if (not isinstance(tree, dict)
-      or jax.tree.structure(tree) != jax.tree.structure(expected)
+      or structure != jax.tree.structure(expected)
       or shapes(tree) != shapes(expected)):
     raise ValueError(
         f'{fn}: `{name}` must be MLR-SNet parameters as mlr_snet_init returns '
@@ -263,7 +272,8 @@ def _check_net_params(fn: str, name: str, tree: Any) -> Any:
   return tree
 
 
-def _step(net_params, h, c, loss, gamma):
+def _step(net_params: _Params, h: jax.Array, c: jax.Array, loss: jax.Array,
+          gamma: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
   """alpha and the new (h, c); the carried state is a constant (no BPTT)."""
   (h, c), fraction = mlr_snet_cell(
       net_params, (jax.lax.stop_gradient(h), jax.lax.stop_gradient(c)),
@@ -359,67 +369,75 @@ def mlr_snet(
       raise ValueError(f'{fn}: `num_classes` only serves gamma at the '
                        'switches; give `switch_steps` too, or leave it out.')
     stacked = _check_net_params(fn, 'net_params', net_params)
-    switches = np.zeros([0], np.int32)
+    switching = None
   else:
-    switches = [_validation.check_steps(fn, 'switch_steps', step, minimum=1)
-                for step in switch_steps]
-    if any(a >= b for a, b in zip(switches, switches[1:])):
+    steps = [_validation.check_steps(fn, 'switch_steps', step, minimum=1)
+             for step in switch_steps]
+    if any(a >= b for a, b in itertools.pairwise(steps)):
       raise ValueError(f'{fn}: `switch_steps` must be strictly increasing, '
                        f'got {switch_steps!r}.')
     if (isinstance(net_params, Mapping)
         or not isinstance(net_params, Sequence)
-        or len(net_params) != len(switches) + 1):
+        or len(net_params) != len(steps) + 1):
       raise ValueError(
-          f'{fn}: with {len(switches)} `switch_steps`, `net_params` must be a '
-          f'sequence of {len(switches) + 1} parameter trees, one per period.')
+          f'{fn}: with {len(steps)} `switch_steps`, `net_params` must be a '
+          f'sequence of {len(steps) + 1} parameter trees, one per period.')
     trees = [_check_net_params(fn, f'net_params[{j}]', tree)
              for j, tree in enumerate(net_params)]
     stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
-    switches = np.asarray(switches, np.int32)
     if num_classes is None:
       raise ValueError(f'{fn}: give `num_classes` with `switch_steps`: gamma '
                        'is recomputed from the loss at each switch.')
-    num_classes = _validation.check_int(fn, 'num_classes', num_classes,
-                                        minimum=2)
+    switching = (np.asarray(steps, np.int32),
+                 _validation.check_int(fn, 'num_classes', num_classes,
+                                       minimum=2))
   dtype = jax.tree.leaves(stacked)[0].dtype
 
-  def init_fn(params) -> MLRSNetState:
+  def init_fn(params: optax.Params) -> MLRSNetState:
     del params
     zeros = jnp.zeros([_HIDDEN_SIZE], dtype)
     return MLRSNetState(count=jnp.zeros([], jnp.int32), h=zeros, c=zeros,
                         gamma=jnp.asarray(gamma, dtype),
                         rate=jnp.full([], jnp.nan, dtype))
 
-  def update_fn(updates, state: MLRSNetState, params=None, *, loss=None,
-                **extra_args):
+  def update_fn(
+      updates: optax.Updates,
+      state: optax.OptState,
+      params: optax.Params | None = None,
+      *,
+      loss: jax.typing.ArrayLike | None = None,
+      **extra_args: Any,
+  ) -> tuple[optax.Updates, MLRSNetState]:
     del params, extra_args
-    loss = _scalar_loss(fn, loss).astype(dtype)
+    state = cast(MLRSNetState, state)
+    value = _scalar_loss(fn, loss).astype(dtype)
     if axis_name is not None:
-      loss = jax.lax.pmean(loss, axis_name)
-    if switches.size:
+      value = jax.lax.pmean(value, axis_name)
+    if switching is not None:
+      switches, classes = switching
       period = jnp.searchsorted(switches, state.count, side='right')
       net = jax.tree.map(lambda leaf: leaf[period], stacked)
       new_gamma = jnp.where(jnp.any(state.count == switches),
-                            jnp.abs(_gamma(loss, num_classes)), state.gamma)
+                            jnp.abs(_gamma(value, classes)), state.gamma)
     else:
       net, new_gamma = stacked, state.gamma
-    rate, h, c = _step(net, state.h, state.c, loss, new_gamma)
+    rate, h, c = _step(net, state.h, state.c, value, new_gamma)
     updates = jax.tree.map(lambda u: (-rate).astype(u.dtype) * u, updates)
     return updates, MLRSNetState(
-        count=optax.safe_int32_increment(state.count), h=h, c=c,
+        count=jnp.asarray(optax.safe_int32_increment(state.count)), h=h, c=c,
         gamma=new_gamma, rate=rate)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def mlr_snet_meta_loss(
-    net_params: chex.ArrayTree,
+    net_params: _Params,
     state: MLRSNetState,
     *,
-    loss: jax.Array,
-    grads: chex.ArrayTree,
-    params: chex.ArrayTree,
-    meta_loss_fn: Callable[[chex.ArrayTree], jax.Array],
+    loss: jax.typing.ArrayLike,
+    grads: optax.Updates,
+    params: optax.Params,
+    meta_loss_fn: Callable[[Any], jax.typing.ArrayLike],
     weight_decay: float = 0.0,
 ) -> jax.Array:
   """The meta loss of one SGD step at MLR-SNet's rate; grad it for phi.
@@ -499,4 +517,4 @@ def mlr_snet_meta_loss(
   stepped = jax.tree.map(
       lambda p, g: p - rate.astype(p.dtype) * (g + weight_decay * p),
       params, grads)
-  return meta_loss_fn(stepped)
+  return jnp.asarray(meta_loss_fn(stepped))

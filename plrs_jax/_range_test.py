@@ -10,11 +10,11 @@ arrays, so a curve recorded elsewhere can be read the same way.
 
 from collections.abc import Callable, Iterable
 import math
-from typing import Any, NamedTuple
+from typing import Any, cast, NamedTuple
 import warnings
 
-import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -172,8 +172,8 @@ def suggest_bounds(
 
 
 def lr_range_test(
-    loss_fn: Callable[[chex.ArrayTree, Any], chex.Numeric],
-    params: chex.ArrayTree,
+    loss_fn: Callable[[Any, Any], jax.typing.ArrayLike],
+    params: optax.Params,
     batches: Iterable[Any],
     *,
     min_lr: float = 1e-5,
@@ -319,17 +319,22 @@ def lr_range_test(
         f'of type {type(optimizer).__name__}.')
 
   tx = optax.inject_hyperparams(optimizer)(learning_rate=low)
-  opt_state = tx.init(params)
-  rate_dtype = opt_state.hyperparams['learning_rate'].dtype
+  opt_state = cast(optax.InjectStatefulHyperparamsState, tx.init(params))
+  rate_dtype = jnp.asarray(opt_state.hyperparams['learning_rate']).dtype
 
   @jax.jit
-  def step(params, opt_state, batch, learning_rate):
+  def step(
+      params: optax.Params,
+      opt_state: optax.InjectStatefulHyperparamsState,
+      batch: Any,
+      learning_rate: jax.Array,
+  ) -> tuple[optax.Params, optax.OptState, jax.typing.ArrayLike]:
     loss, grads = jax.value_and_grad(loss_fn)(params, batch)
     # The rate is an argument of the compiled step, written into the injected
     # hyperparameters: one compilation serves every rate.
     opt_state.hyperparams['learning_rate'] = learning_rate
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss
+    updates, new_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), new_state, loss
 
   # Rates in float64 on the host, as the formula gives them; each reaches the
   # step as a scalar of the optimizer's rate dtype, the same abstract value
@@ -375,17 +380,17 @@ def lr_range_test(
         'suggestion comes from those steps alone; pass at least num_steps '
         'batches (itertools.cycle repeats a finite set).', stacklevel=2)
   rates = rates[:len(raw_losses)]
-  smoothed = np.asarray(smoothed, dtype=np.float64)
+  losses = np.asarray(smoothed, dtype=np.float64)
   # Points before divergence only: the diverging point is excluded even when
   # its loss is finite.
-  end = len(smoothed) if diverged_step is None else diverged_step
+  end = len(losses) if diverged_step is None else diverged_step
   suggested_min, suggested_max = suggest_bounds(
-      rates[:end], smoothed[:end],
+      rates[:end], losses[:end],
       max_fraction=max_fraction, min_fraction=min_fraction)
-  min_loss_lr = float(rates[int(np.argmin(smoothed[:end]))])
+  min_loss_lr = float(rates[int(np.argmin(losses[:end]))])
   return RangeTestResult(
       learning_rates=rates,
-      losses=smoothed,
+      losses=losses,
       raw_losses=np.asarray(raw_losses, dtype=np.float64),
       diverged_step=diverged_step,
       suggested_max=suggested_max,

@@ -9,7 +9,7 @@ used alone), and propose an optimizer specialised to each. No official code
 is public.
 """
 
-from typing import Any, NamedTuple
+from typing import Any, cast, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -42,7 +42,9 @@ class TwoRegimeState(NamedTuple):
     small_step: the small-step optimizer's state; built from the parameters
       at the switch, a placeholder of the right structure before it.
   """
-  count: jax.Array
+  # Named as optax names its states' counters; it hides tuple.count, which
+  # nothing calls on a state.
+  count: jax.Array  # type: ignore[assignment]
   regime: jax.Array
   large_step: optax.OptState
   small_step: optax.OptState
@@ -53,7 +55,7 @@ def two_regime(
     small_step: optax.GradientTransformation,
     switch_step: int,
 ) -> optax.GradientTransformationExtraArgs:
-  """Runs ``large_step`` for ``switch_step`` updates, then a fresh ``small_step``.
+  """Runs ``large_step`` for ``switch_step`` updates, then ``small_step``.
 
   Update ``count`` (counted from 0) comes from ``large_step`` while
   ``count < switch_step`` and from ``small_step`` afterwards. ``small_step``'s
@@ -101,25 +103,31 @@ def two_regime(
   large_step = optax.with_extra_args_support(large_step)
   small_step = optax.with_extra_args_support(small_step)
 
-  def init_fn(params) -> TwoRegimeState:
+  def init_fn(params: optax.Params) -> TwoRegimeState:
     return TwoRegimeState(
         count=jnp.zeros([], jnp.int32),
         regime=jnp.zeros([], jnp.int32),
         large_step=strongly_typed(large_step.init(params)),
         small_step=strongly_typed(small_step.init(params)))
 
-  def update_fn(updates, state: TwoRegimeState, params=None, **extra_args):
+  def update_fn(
+      updates: optax.Updates,
+      state: optax.OptState,
+      params: optax.Params | None = None,
+      **extra_args: Any,
+  ) -> tuple[optax.Updates, TwoRegimeState]:
+    state = cast(TwoRegimeState, state)
     if params is None:
       raise ValueError(
           f'{fn}: update needs `params`: the small-step optimizer is '
           'initialised from the parameters at the switch.')
 
-    def large():
+    def large() -> tuple[optax.Updates, optax.OptState, optax.OptState]:
       new_updates, large_state = large_step.update(
           updates, state.large_step, params, **extra_args)
       return new_updates, large_state, state.small_step
 
-    def small():
+    def small() -> tuple[optax.Updates, optax.OptState, optax.OptState]:
       small_state = jax.lax.cond(
           state.count == switch_step, lambda: small_step.init(params),
           lambda: state.small_step)
@@ -131,7 +139,7 @@ def two_regime(
     new_updates, large_state, small_state = jax.lax.cond(in_large, large,
                                                          small)
     return new_updates, TwoRegimeState(
-        count=optax.safe_int32_increment(state.count),
+        count=jnp.asarray(optax.safe_int32_increment(state.count)),
         regime=jnp.where(in_large, 0, 1).astype(jnp.int32),
         large_step=large_state, small_step=small_state)
 
@@ -176,8 +184,10 @@ def two_regime_sgd_adam(
     >>> state = tx.init(params)
     >>> sgd_update, state = tx.update(jnp.array([1., -2.]), state, params)
     >>> adam_update, state = tx.update(jnp.array([1., -2.]), state, params)
-    >>> [round(float(u), 5) for u in sgd_update], [round(float(u), 5) for u in adam_update]
-    ([-0.5, 1.0], [-0.01, 0.01])
+    >>> [round(float(u), 5) for u in sgd_update]
+    [-0.5, 1.0]
+    >>> [round(float(u), 5) for u in adam_update]
+    [-0.01, 0.01]
   """
   fn = 'two_regime_sgd_adam'
   _validation.check_value(fn, 'large_learning_rate', large_learning_rate,

@@ -6,14 +6,15 @@ at concrete values: a traced argument (a factory called under `jax.vmap` or
 `jax.jit`) is let through, since its value is not known yet.
 """
 
-from collections.abc import Callable
 import math
 import numbers
 from typing import Any
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 
 def is_concrete(value: Any) -> bool:
@@ -21,10 +22,12 @@ def is_concrete(value: Any) -> bool:
   return not isinstance(value, jax.core.Tracer)
 
 
-def _as_real_scalar(fn: str, name: str, value: Any, allowed: str) -> float | None:
+def _as_real_scalar(fn: str, name: str, value: Any,
+                    allowed: str) -> float | None:
   """Returns `value` as a Python float, or None when it is traced."""
   if isinstance(value, (bool, np.bool_)):
-    raise TypeError(f'{fn}: `{name}` must be {allowed}, got the bool {value!r}.')
+    raise TypeError(
+        f'{fn}: `{name}` must be {allowed}, got the bool {value!r}.')
   if isinstance(value, numbers.Real):
     return float(value)
   if isinstance(value, (jax.Array, np.ndarray, np.generic)):
@@ -96,7 +99,8 @@ def check_int(fn: str, name: str, value: Any, *, minimum: int) -> int:
         f'{type(value).__name__}.'
     )
   if value < minimum:
-    raise ValueError(f'{fn}: `{name}` must be an int >= {minimum}, got {value}.')
+    raise ValueError(
+        f'{fn}: `{name}` must be an int >= {minimum}, got {value}.')
   return int(value)
 
 
@@ -154,7 +158,9 @@ def canonicalize_key(fn: str, key: Any) -> jax.Array:
     return jax.random.key(_check_seed(fn, int(key), allowed))
   if isinstance(key, (jax.Array, np.ndarray)):
     dtype = key.dtype
-    if jnp.issubdtype(dtype, jax.dtypes.prng_key):
+    # Key dtypes exist only on jax.Arrays, never on numpy arrays.
+    if (isinstance(key, jax.Array)
+        and jnp.issubdtype(dtype, jax.dtypes.prng_key)):
       if key.shape != ():
         raise ValueError(
             f'{fn}: `key` must be a single key, got a batch of keys of shape '
@@ -163,7 +169,7 @@ def canonicalize_key(fn: str, key: Any) -> jax.Array:
         )
       return key
     if dtype == jnp.uint32 and key.shape == (2,):
-      return jax.random.wrap_key_data(key)
+      return jax.random.wrap_key_data(jnp.asarray(key))
     if jnp.issubdtype(dtype, jnp.integer) and key.shape == ():
       if is_concrete(key):
         # Range-checked as a Python int, then converted without wrapping.
@@ -190,7 +196,7 @@ def _check_seed(fn: str, seed: int, allowed: str) -> int:
   return seed
 
 
-def as_schedule(value: Any) -> Callable[[Any], jax.Array]:
+def as_schedule(value: optax.ScalarOrSchedule) -> optax.Schedule:
   """Returns `value` as a schedule: itself if callable, else a constant."""
   if callable(value):
     return value

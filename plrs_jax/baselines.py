@@ -18,19 +18,18 @@ starts from), ``peak_value``, ``end_value``, and durations as ``*_steps``
 (``constant_schedule`` keeps ``value``, the name of optax's own constant).
 """
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
 from plrs_jax._validation import check_int
-from plrs_jax._validation import check_steps
-from plrs_jax._validation import MAX_STEP
 from plrs_jax._validation import check_order
+from plrs_jax._validation import check_steps
 from plrs_jax._validation import check_value
+from plrs_jax._validation import MAX_STEP
 
 __all__ = (
     'constant_schedule',
@@ -41,19 +40,18 @@ __all__ = (
     'one_cycle_schedule',
 )
 
-def _as_rate_schedule(
-    schedule: Callable[[chex.Numeric], chex.Numeric],
-) -> optax.Schedule:
+
+def _as_rate_schedule(schedule: optax.Schedule) -> optax.Schedule:
   """Wraps `schedule` to return default-float arrays of the shape of `count`."""
 
-  def rate_schedule(count: chex.Numeric) -> jax.Array:
+  def rate_schedule(count: jax.typing.ArrayLike) -> jax.Array:
     rate = jnp.asarray(schedule(count), dtype=jnp.result_type(float))
     return jnp.broadcast_to(rate, jnp.shape(count))
 
   return rate_schedule
 
 
-def constant_schedule(value: chex.Numeric) -> optax.Schedule:
+def constant_schedule(value: float | jax.Array) -> optax.Schedule:
   r"""A constant learning rate.
 
   .. math::
@@ -79,9 +77,9 @@ def constant_schedule(value: chex.Numeric) -> optax.Schedule:
 
 
 def multistep_schedule(
-    init_value: chex.Numeric,
+    init_value: float | jax.Array,
     boundaries: Iterable[int],
-    factor: chex.Numeric = 0.1,
+    factor: float = 0.1,
 ) -> optax.Schedule:
   r"""Step decay: the rate is multiplied by ``factor`` at each boundary.
 
@@ -147,17 +145,17 @@ def multistep_schedule(
             f'{k} = {init * scale**k:.3g}, beyond float32\'s largest value '
             f'{largest:.3g}; use a smaller factor or fewer boundaries.'
         )
-  boundaries_and_scales = {b: factor for b in steps} or None
+  boundaries_and_scales = dict.fromkeys(steps, factor) or None
   return _as_rate_schedule(
       optax.piecewise_constant_schedule(init_value, boundaries_and_scales)
   )
 
 
 def cosine_warm_restarts_schedule(
-    init_value: chex.Numeric,
+    init_value: float | jax.Array,
     decay_steps: int,
     period_multiplier: int = 1,
-    end_value: chex.Numeric = 0.0,
+    end_value: float | jax.Array = 0.0,
 ) -> optax.Schedule:
   r"""Cosine annealing with warm restarts (SGDR).
 
@@ -228,7 +226,7 @@ def cosine_warm_restarts_schedule(
     # int32 count: capping it changes no float32 rate and keeps it finite.
     lengths = np.asarray([min(n, 2**64) for n in length_list], np.float64)
 
-  def schedule(count: chex.Numeric) -> jax.Array:
+  def schedule(count: jax.typing.ArrayLike) -> jax.Array:
     count = jnp.asarray(count)
     dtype = jnp.result_type(float)
     if starts is None:
@@ -249,7 +247,7 @@ def cosine_warm_restarts_schedule(
 
 
 def knee_schedule(
-    peak_value: chex.Numeric,
+    peak_value: float | jax.Array,
     warmup_steps: int,
     explore_steps: int,
     total_steps: int,
@@ -319,7 +317,7 @@ def knee_schedule(
   plateau_end = warmup_steps + explore_steps
   decay_steps = total_steps - plateau_end
 
-  def schedule(count: chex.Numeric) -> jax.Array:
+  def schedule(count: jax.typing.ArrayLike) -> jax.Array:
     dtype = jnp.result_type(float)
     # Clamped to total_steps: the phase tests stay exact int32 comparisons
     # and t + 1 cannot overflow.
@@ -338,12 +336,12 @@ def knee_schedule(
 
 
 def one_cycle_schedule(
-    peak_value: chex.Numeric,
+    peak_value: float | jax.Array,
     total_steps: int,
     *,
     pct_start: float = 0.3,
-    div_factor: chex.Numeric = 25.0,
-    final_div_factor: chex.Numeric = 1e4,
+    div_factor: float | jax.Array = 25.0,
+    final_div_factor: float | jax.Array = 1e4,
 ) -> optax.Schedule:
   r"""The three-phase linear one-cycle schedule of PyTorch's ``OneCycleLR``.
 
@@ -428,7 +426,7 @@ def one_cycle_schedule(
         'total_steps > 1.'
     )
 
-  def schedule(count: chex.Numeric) -> jax.Array:
+  def schedule(count: jax.typing.ArrayLike) -> jax.Array:
     dtype = jnp.result_type(float)
     initial = peak_value / div_factor
     points = jnp.asarray((0.0,) + ends, dtype)
@@ -444,16 +442,17 @@ def one_cycle_schedule(
 
 
 def cyclic_triangular_schedule(
-    init_value: chex.Numeric,
-    peak_value: chex.Numeric,
+    init_value: float | jax.Array,
+    peak_value: float | jax.Array,
     up_steps: int,
     down_steps: int | None = None,
 ) -> optax.Schedule:
   r"""The triangular cyclical learning rate of PyTorch's ``CyclicLR``.
 
   ``torch.optim.lr_scheduler.CyclicLR(base_lr=init_value, max_lr=peak_value,
-  step_size_up=up_steps, step_size_down=down_steps, mode='triangular')``: the rate climbs linearly from ``init_value`` to
-  ``peak_value`` in :math:`U` steps, falls back in :math:`D` steps, and repeats:
+  step_size_up=up_steps, step_size_down=down_steps, mode='triangular')``: the
+  rate climbs linearly from ``init_value`` to ``peak_value`` in :math:`U`
+  steps, falls back in :math:`D` steps, and repeats:
 
   .. math::
     \eta_t = \eta_b + (\eta_{\max} - \eta_b) \cdot \begin{cases}
@@ -498,7 +497,7 @@ def cyclic_triangular_schedule(
     down = check_steps(fn, 'down_steps', down_steps, minimum=1)
   period = up + down
 
-  def schedule(count: chex.Numeric) -> jax.Array:
+  def schedule(count: jax.typing.ArrayLike) -> jax.Array:
     dtype = jnp.result_type(float)
     count = jnp.asarray(count)
     # A period beyond int32 is never completed by an int32 count.
@@ -512,10 +511,9 @@ def cyclic_triangular_schedule(
   return _as_rate_schedule(schedule)
 
 
-
 def cyclic_momentum_schedule(
-    base_momentum: chex.Numeric,
-    max_momentum: chex.Numeric,
+    base_momentum: float | jax.Array,
+    max_momentum: float | jax.Array,
     up_steps: int,
     down_steps: int | None = None,
 ) -> optax.Schedule:
@@ -561,5 +559,9 @@ def cyclic_momentum_schedule(
   if high is not None and high > 1:
     raise ValueError(f'{fn}: max_momentum must be <= 1, got {max_momentum!r}.')
   triangle = cyclic_triangular_schedule(0.0, 1.0, up_steps, down_steps)
-  return lambda count: max_momentum - (max_momentum - base_momentum) * (
-      triangle(count))
+
+  def schedule(count: jax.typing.ArrayLike) -> jax.Array:
+    return max_momentum - (max_momentum - base_momentum) * jnp.asarray(
+        triangle(count))
+
+  return schedule

@@ -56,7 +56,14 @@ class _LoopState(NamedTuple):
 
 
 @functools.partial(jax.jit, static_argnames=('loss_fn',))
-def _power_iteration(loss_fn, params, key, num_iterations, tolerance, shift):
+def _power_iteration(
+    loss_fn: Callable[[Any], jax.typing.ArrayLike],
+    params: chex.ArrayTree,
+    key: jax.Array,
+    num_iterations: int,
+    tolerance: float,
+    shift: jax.Array,
+) -> _LoopState:
   """Power iteration on v -> (H - shift I) v, in one compiled while loop.
 
   The estimate is the Rayleigh quotient of H itself, v^T H v: the shift only
@@ -68,18 +75,18 @@ def _power_iteration(loss_fn, params, key, num_iterations, tolerance, shift):
   flat = flat.astype(jnp.promote_types(flat.dtype, jnp.float32))
   grad_fn = jax.grad(lambda x: loss_fn(unravel(x)))
 
-  def hvp(v):
+  def hvp(v: jax.Array) -> jax.Array:
     # Forward-over-reverse: one jvp of the gradient, no Hessian is formed.
     return jax.jvp(grad_fn, (flat,), (v,))[1]
 
-  def normalize(v):
+  def normalize(v: jax.Array) -> tuple[jax.Array, jax.Array]:
     norm = jnp.linalg.norm(v)
     return v / jnp.where(norm > 0, norm, 1), norm
 
-  def cond(state):
+  def cond(state: _LoopState) -> jax.Array:
     return (state.iteration < num_iterations) & ~state.converged
 
-  def body(state):
+  def body(state: _LoopState) -> _LoopState:
     hv = hvp(state.vector)
     eigenvalue = jnp.vdot(state.vector, hv)  # Rayleigh quotient, |v| = 1
     vector, norm = normalize(hv - shift * state.vector)
@@ -103,7 +110,7 @@ def _power_iteration(loss_fn, params, key, num_iterations, tolerance, shift):
 
 
 def top_hessian_eigenvalue(
-    loss_fn: Callable[[chex.ArrayTree], chex.Numeric],
+    loss_fn: Callable[[Any], jax.typing.ArrayLike],
     params: chex.ArrayTree,
     *,
     key: Any,

@@ -1,17 +1,17 @@
 """PLRS: the probabilistic learning-rate schedule of arXiv 2407.07613."""
 
-from collections.abc import Callable
+from collections.abc import Iterable
 import dataclasses
 from typing import Any
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from plrs_jax import _validation
 
-ScalarOrSchedule = float | jax.Array | Callable[[chex.Numeric], chex.Numeric]
+ScalarOrSchedule = optax.ScalarOrSchedule
 
 
 _FN = 'plrs_schedule'
@@ -29,8 +29,8 @@ def _check_float32(name: str, value: float | None) -> None:
         'rates are float32, and XLA flushes subnormal numbers to zero.')
 
 
-def interpolate(start: chex.Numeric, end: chex.Numeric,
-                fraction: chex.Numeric) -> jax.Array:
+def interpolate(start: jax.typing.ArrayLike, end: jax.typing.ArrayLike,
+                fraction: jax.typing.ArrayLike) -> jax.Array:
   """Returns ``start + fraction * (end - start)`` in float32, never outside.
 
   For a ``fraction`` in [0, 1] the exact value lies between ``start`` and
@@ -54,7 +54,7 @@ def interpolate(start: chex.Numeric, end: chex.Numeric,
 
 
 def _bound_at(schedule: ScalarOrSchedule, name: str,
-              count: chex.Numeric) -> jax.Array:
+              count: jax.typing.ArrayLike) -> jax.Array:
   """A bound's float32 value at ``count``; NaN (traced) or an error if < 0."""
   value = jnp.asarray(_validation.as_schedule(schedule)(count), jnp.float32)
   if not callable(schedule):
@@ -103,7 +103,7 @@ class PLRSSchedule:
   warmup_steps: int = 0
   center: ScalarOrSchedule | None = None
 
-  def __post_init__(self):
+  def __post_init__(self) -> None:
     key = _validation.canonicalize_key(_FN, self.key)
     low = _validation.check_value(_FN, 'min_value', self.min_value,
                                   allow_schedule=True)
@@ -128,14 +128,15 @@ class PLRSSchedule:
     # Static fields must hash and compare by value (they key jit's cache):
     # concrete numbers become Python floats; schedules stay as they are.
     object.__setattr__(self, 'key', key)
-    object.__setattr__(self, 'min_value', self.min_value if low is None else low)
+    object.__setattr__(self, 'min_value',
+                       self.min_value if low is None else low)
     object.__setattr__(self, 'max_value',
                        self.max_value if high is None else high)
     object.__setattr__(self, 'hold_steps', hold_steps)
     object.__setattr__(self, 'warmup_steps', warmup_steps)
     object.__setattr__(self, 'center', self.center if mid is None else mid)
 
-  def __call__(self, count: chex.Numeric) -> jax.Array:
+  def __call__(self, count: jax.typing.ArrayLike) -> jax.Array:
     """Returns the float32 learning rate at step ``count``."""
     step = jnp.asarray(count).astype(jnp.int32)
     low = _bound_at(self.min_value, 'min_value', count)
@@ -153,7 +154,7 @@ class PLRSSchedule:
       rate = jnp.where(step < self.warmup_steps, ramp, rate)
     return rate
 
-  def noise(self, count: chex.Numeric) -> jax.Array:
+  def noise(self, count: jax.typing.ArrayLike) -> jax.Array:
     """Returns u_t = lr_t - eta_c, the zero-mean perturbation of the analysis.
 
     With the default (midpoint) center, ``noise(count)`` lies in
@@ -182,24 +183,29 @@ class PLRSSchedule:
                            jnp.float32)
     return self(count) - center
 
-  def _flatten(self):
+  def _flatten(self) -> tuple[tuple[jax.Array], tuple[Any, ...]]:
     static = (self.min_value, self.max_value, self.hold_steps,
               self.warmup_steps, self.center)
     return (self.key,), static
 
-  def _flatten_with_keys(self):
+  def _flatten_with_keys(
+      self) -> tuple[tuple[tuple[Any, jax.Array]], tuple[Any, ...]]:
     children, static = self._flatten()
     return ((jax.tree_util.GetAttrKey('key'), children[0]),), static
 
   @classmethod
-  def _unflatten(cls, static, children):
+  def _unflatten(cls, static: tuple[Any, ...],
+                 children: Iterable[Any]) -> 'PLRSSchedule':
     # No validation: the static fields were checked when the schedule was
     # built, and jax unflattens with tracers or placeholders as the key.
     schedule = object.__new__(cls)
     names = ('min_value', 'max_value', 'hold_steps', 'warmup_steps', 'center')
+    # The fields of a frozen dataclass are set as __post_init__ sets them:
+    # setattr would raise.
     for name, value in zip(names, static):
-      object.__setattr__(schedule, name, value)
-    object.__setattr__(schedule, 'key', children[0])
+      object.__setattr__(schedule, name, value)  # noqa: PLC2801
+    (key,) = children
+    object.__setattr__(schedule, 'key', key)  # noqa: PLC2801
     return schedule
 
 

@@ -382,6 +382,11 @@ def test_frozen_dict_and_tuple_of_snapshots():
                                  num_classes=10)
   np.testing.assert_allclose(run_transform(one_switch, LOSSES[:2])[0],
                              plain[0], rtol=1e-6)
+  # No switch: the one tree of the sequence throughout.
+  no_switch = plrs_jax.mlr_snet([net], gamma=1.0, switch_steps=[],
+                                num_classes=10)
+  np.testing.assert_allclose(run_transform(no_switch, LOSSES[:2])[0],
+                             plain[0], rtol=1e-6)
 
 
 @pytest.mark.parametrize('kwargs,error,match', [
