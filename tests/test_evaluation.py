@@ -1,44 +1,103 @@
-"""What evaluation sees: schedule-free's averaged parameters (its recurrences
-restated in numpy) and BatchNorm statistics recomputed over training batches
-(numpy's means and variances)."""
+"""Schedule-free as its authors' SGDScheduleFree steps (restated in numpy),
+what evaluation sees: its averaged parameters and BatchNorm statistics
+recomputed over training batches (numpy's means and variances), and a run
+logged at other rates refused on resume."""
+
+import json
+import re
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from train import engine
 from train import models
 from train import optimizers
+from train import train
+from train import workdir as workdirs
 from train.configs import fashion_mnist
 
 
-def test_schedule_free_is_evaluated_at_its_average():
-  config = fashion_mnist.get_config('schedule_free_sgd')
-  config.schedule.update(peak_value=0.5, warmup_fraction=0.0)
-  schedule = optimizers.create_schedule(config.schedule, key=0,
-                                        steps_per_epoch=10, num_steps=10)
-  tx = optimizers.create_optimizer(config, schedule, 10)
-  a = np.array([1.0, 3.0, 0.5])  # f(w) = sum(a w^2) / 2, gradient a w.
-  state = engine.TrainState.create(
-      apply_fn=None, params=jnp.array([1.0, -2.0, 4.0]), tx=tx,
-      batch_stats={})
-  b1, rate = 0.9, 0.5
-  z = x = np.array([1.0, -2.0, 4.0])
-  for t in range(5):
+def official_schedule_free_sgd(grad, w, rate, warmup_steps, num_steps,
+                               b1=0.9, weight_decay=0.0, power=2.0):
+  """`schedulefree.SGDScheduleFree.step` (PyPI schedulefree 1.4.1, r = 0)
+  restated in numpy: ([y before each step], [each step's rate], final x)."""
+  z, x, y = w, w, w
+  rate_max = weight_sum = 0.0
+  ys, rates = [], []
+  for k in range(num_steps):
+    ys.append(y)
+    scheduled = rate * min(1.0, (k + 1) / warmup_steps)
+    rate_max = max(rate_max, scheduled)
+    weight = rate_max ** power
+    weight_sum += weight
+    c = weight / weight_sum if weight_sum else 0.0
+    g = grad(y) + weight_decay * y
+    z = z - scheduled * g
+    x = (1 - c) * x + c * z
     y = (1 - b1) * z + b1 * x
+    rates.append(scheduled)
+  return ys, rates, x
+
+
+def test_schedule_free_steps_as_its_authors_code_and_is_evaluated_at_x():
+  # 20 steps, a warmup of 25% (5 steps) then constant; weight decay at y.
+  config = fashion_mnist.get_config('schedule_free_sgd')
+  config.schedule.update(peak_value=0.5, warmup_fraction=0.25)
+  config.weight_decay = 0.01
+  schedule = optimizers.create_schedule(config.schedule, key=0,
+                                        steps_per_epoch=20, num_steps=20)
+  tx = optimizers.create_optimizer(config, schedule, 20)
+  a = np.array([1.0, 3.0, 0.5])  # f(w) = sum(a w^2) / 2, gradient a w.
+  w = np.array([1.0, -2.0, 4.0])
+  ys, rates, x = official_schedule_free_sgd(lambda y: a * y, w, 0.5, 5, 20,
+                                            weight_decay=0.01)
+  state = engine.TrainState.create(apply_fn=None, params=jnp.asarray(w),
+                                   tx=tx, batch_stats={})
+  for y, rate in zip(ys, rates):
+    # 20 steps of a few float32 operations each: rtol 1e-5 is generous.
     np.testing.assert_allclose(state.params, y, rtol=1e-5)
-    grads = jax.tree.map(lambda w: jnp.asarray(a, jnp.float32) * w,
-                         state.params)
-    updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+    updates, opt_state = state.tx.update(jnp.asarray(a) * state.params,
+                                         state.opt_state, state.params)
     state = state.replace(params=optax.apply_updates(state.params, updates),
                           opt_state=opt_state)
-    # Equal rates: x is the plain average of z_1..z_{t+1}.
-    z = z - rate * a * y
-    x = x + (z - x) / (t + 1)
+    np.testing.assert_allclose(engine.reported(opt_state)['lr'], rate,
+                               rtol=1e-6)
   np.testing.assert_allclose(engine.evaluation_params(state), x, rtol=1e-5)
   assert not np.allclose(state.params, x, rtol=1e-3)
+  # The first step moves z by a fifth of the rate (optax's schedule_free_sgd
+  # does not move it).
+  first = tx.update(jnp.ones(3), tx.init(jnp.zeros(3)), jnp.zeros(3))[1]
+  np.testing.assert_allclose(optax.tree.get(first, 'z'), -0.1, rtol=1e-6)
+  rate = optimizers.planned_rate(config, schedule, 20)
+  np.testing.assert_allclose([rate(k) for k in range(20)], rates, rtol=1e-6)
+
+
+def test_a_run_logged_at_other_rates_is_not_resumed(tmp_path):
+  """A schedule-free run logged by optax's stepping (the warmup one step
+  late) is refused; the rates of today's stepping resume."""
+  config = fashion_mnist.get_config('schedule_free_sgd')
+  config.schedule.update(peak_value=1.0, warmup_fraction=0.1)
+  schedule = optimizers.create_schedule(config.schedule, key=0,
+                                        steps_per_epoch=100, num_steps=100)
+  metrics = tmp_path / 'metrics.jsonl'
+  # Logged step s (from 1) reports the rate of update s - 1.
+  for rate, refused in ((lambda k: k / 10, True),
+                        (lambda k: min(1.0, (k + 1) / 10), False)):
+    metrics.write_text(''.join(json.dumps({'step': s, 'lr': rate(s - 1)})
+                               + '\n' for s in range(5, 25, 5)))
+    check = lambda: train._check_logged_rates(config, tmp_path, 20, schedule,
+                                              100)
+    if refused:
+      with pytest.raises(workdirs.WorkdirError, match=re.escape(
+          'took step 5 at rate 0.4, where this code steps its config at 0.5;'
+          ' resuming would mix two runs.')):
+        check()
+    else:
+      check()
 
 
 def test_evaluation_params_of_plain_sgd_are_its_params():

@@ -509,3 +509,46 @@ def test_mlr_snet_run_logs_the_shipped_nets_rates(tmp_path):
                           [epoch['gamma']] * 22)
   np.testing.assert_allclose([r['lr'] for r in steps], rates, atol=2e-5)
   assert (tmp_path / 'run.png').stat().st_size > 10_000
+
+
+def test_schedule_free_is_evaluated_at_x_with_batchnorm_recomputed_there(
+    tmp_path):
+  """One epoch of 5 steps on two devices: the test metrics are the model's
+  at schedule-free's average x, BatchNorm's statistics each of the next
+  epoch's first 5 batches' mean and variance at x, averaged (restated with
+  the model applied to each batch), not the running averages gathered at y."""
+  config = small_config(num_epochs=1, train_subset=320, num_devices=2,
+                        optimizer='contrib.schedule_free_sgd')
+  config.schedule = dict(name='constant', value=0.5)
+  result = train.train_and_evaluate(config, str(tmp_path))
+  (epoch,) = [r for r in read_metrics(tmp_path) if 'epoch' in r]
+
+  dataset = input_pipeline.dataset_from_config(config)
+  model = models.create_model(config.model, dataset.num_classes)
+  x = engine.evaluation_params(result.state)
+  normalize = lambda images: engine.normalize(images, dataset.mean,
+                                              dataset.std)
+  images, _ = input_pipeline.as_arrays(dataset.train)
+  rows = input_pipeline.epoch_order(len(images), config.seed, 1)[:320]
+  batch_stats = [model.apply(
+      {'params': x, 'batch_stats': result.state.batch_stats},
+      normalize(images[batch]), train=True, mutable=['batch_stats'])[1]
+                 for batch in rows.reshape(5, 64)]
+  # One update from the running averages r: m r + (1 - m) s; s recovered.
+  momentum = models.BN_MOMENTUM
+  recomputed = jax.tree.map(
+      lambda r, *updated: np.mean([(u - momentum * r) / (1 - momentum)
+                                   for u in updated], axis=0),
+      result.state.batch_stats, *[s['batch_stats'] for s in batch_stats])
+  test_images, test_labels = input_pipeline.as_arrays(dataset.test)
+
+  def test_loss(stats):
+    logits = model.apply({'params': x, 'batch_stats': stats},
+                         normalize(test_images), train=False)
+    return float(optax.softmax_cross_entropy_with_integer_labels(
+        logits, test_labels).mean())
+
+  np.testing.assert_allclose(epoch['test_loss'], test_loss(recomputed),
+                             rtol=1e-4)
+  running = test_loss(result.state.batch_stats)
+  assert abs(running / epoch['test_loss'] - 1) > 0.01

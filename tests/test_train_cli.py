@@ -87,6 +87,12 @@ BAD = [
      "config.mlr_snet.checkpoint='/no/net' names no file"),
     (['extra_arg'], 'unexpected argument(s) extra_arg: every setting is a '
                     'flag'),
+    # The flag replaces the file's explore_steps_epochs=1, then rounds to
+    # nothing in 132 steps.
+    (['--config=train/configs/default.py:knee',
+      '--config.schedule.explore_steps_of_run=0.001'],
+     'config.schedule.explore_steps_of_run=0.001 is 0.13 of a step in this '
+     'run of 132 steps: give at least 0.00758 (1 step)'),
 ]
 
 
@@ -114,6 +120,18 @@ def test_bad_input_exits_2_in_one_line_and_writes_nothing(tmp_path):
     assert len(messages) == 1 and expected in messages[0], where
     assert not (tmp_path / name).exists(), where
   assert a_file.read_text() == 'not a directory'
+
+
+def test_run_from_inside_train_says_where_to_run_it(tmp_path):
+  done = subprocess.run(
+      [sys.executable, '-m', 'train', f'--workdir={tmp_path / "run"}'],
+      cwd=REPO / 'train', env=_env(), capture_output=True, text=True,
+      timeout=300, check=False)
+  assert done.returncode == 2, done.stderr[-2000:]
+  assert done.stderr.splitlines() == [
+      f'error: run `python -m train` from the folder that holds train/ '
+      f'({REPO}), not from inside train/.']
+  assert not (tmp_path / 'run').exists()
 
 
 def _wait_for(condition, process, what, timeout=240):

@@ -12,6 +12,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from train import durations
 from train import errors
 from train import workdir
 
@@ -74,12 +75,16 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 def loaded_config(name: str = 'config'):
-  """The config flag's value; a config file that fails to load exits 2."""
+  """The config flag's value, each duration set by a flag in place of the
+  file's in another unit (`durations.prefer_overrides`); a config file that
+  fails to load exits 2."""
   config = getattr(flags.FLAGS, name)
   try:
     config.keys()  # A file that failed to load raises on first use.
   except OSError as e:
     _config_load_failed(e, name)
+  durations.prefer_overrides(
+      config, config_flags.get_override_values(flags.FLAGS[name]))
   return config
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import ml_collections
 
+from train import durations
 from train import errors
 from train import mlr_snet_file
 from train.configs import base
@@ -66,6 +67,19 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
         '(each in turn, as the official transfer)'),
 }
 
+_DECAY_RATE = _number(lambda v: 0 <= v < 1, 'must be a number in [0, 1)')
+# optax's arguments whose method defines their range, by name: decay rates
+# (Adam's b1 and b2, and its kin's); schedule-free's b1 interpolates y from z
+# (0: x could not be read back) to x (1).
+_OPTAX_ARGUMENTS = {'b1': _DECAY_RATE, 'b2': _DECAY_RATE,
+                    'momentum': _DECAY_RATE,
+                    'weight_decay': _CHECKS['weight_decay']}
+_SCHEDULE_FREE_ARGUMENTS = {
+    **_OPTAX_ARGUMENTS,
+    'b1': _number(lambda v: 0 < v <= 1, 'must be a number in (0, 1]'),
+    'weight_lr_power': _number(lambda v: math.isfinite(v) and v >= 0,
+                               'must be a finite number >= 0')}
+
 _META_TRAIN_CHECKS: dict[str, Callable[[Any], str | None]] = {
     **{field: _CHECKS[field] for field in (
         'batch_size', 'eval_batch_size', 'num_epochs', 'log_every_steps',
@@ -111,6 +125,15 @@ integer >= 1.
   if 'schedule' not in config or 'name' not in config.schedule:
     raise ConfigError('config.schedule.name is missing: name a schedule, e.g. '
                       '--config.schedule.name=plrs.')
+  durations.check_one_way(config)
+  name = config.optimizer
+  checks = (_SCHEDULE_FREE_ARGUMENTS if 'schedule_free' in name else
+            _OPTAX_ARGUMENTS)
+  for arg, value in config.optimizer_kwargs.items():
+    problem = checks[arg](value) if arg in checks else None
+    if problem:
+      raise ConfigError(f'config.optimizer_kwargs.{arg}={value!r} {problem} '
+                        f'for {name}.')
 
 
 def validate_meta_train(config: ml_collections.ConfigDict) -> None:
@@ -148,6 +171,8 @@ def built(field: str, factory: Callable[..., Any], *args, **kwargs) -> Any:
   """
   try:
     return factory(*args, **kwargs)
+  except ConfigError:
+    raise  # Already names the field the user wrote.
   except (ValueError, TypeError) as e:
     raise ConfigError(f'config.{field}: {e}') from None
 

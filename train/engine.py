@@ -232,6 +232,11 @@ def evaluation_params(state: TrainState) -> Any:
   return optax.contrib.schedule_free_eval_params(free[0], state.params)
 
 
+# Training batches over which BatchNorm's statistics are recomputed at a
+# schedule-free optimizer's average (`recomputed_batch_stats`).
+BN_BATCHES = 50
+
+
 def recomputed_batch_stats(state: TrainState, batches: Any,
                            inputs: Inputs) -> Any:
   """BatchNorm's statistics averaged over `batches` (each an 'image' array)

@@ -12,32 +12,17 @@ import optax
 
 import plrs_jax
 from train import config_validation
+from train import durations
 from train import mlr_snet_file
-
-
-def in_steps(fields: ml_collections.ConfigDict | dict, steps_per_epoch: int,
-             num_steps: int = 0) -> dict[str, Any]:
-  """`fields` as a dict, each `<arg>_epochs` (in epochs) and `<arg>_of_run` (a
-  fraction of the run's `num_steps`) replaced by `<arg>` in steps.
-    >>> in_steps({'value': 0.1, 'boundaries_epochs': [1, 2.5],
-    ...           'explore_steps_of_run': 0.2}, 10, num_steps=30)
-    {'value': 0.1, 'boundaries': [10, 25], 'explore_steps': 6}
-  """
-  kwargs = dict(fields)
-  for suffix, unit in (('_epochs', steps_per_epoch), ('_of_run', num_steps)):
-    for field in [field for field in kwargs if field.endswith(suffix)]:
-      value = kwargs.pop(field)
-      kwargs[field[:-len(suffix)]] = (
-          [int(round(v * unit)) for v in value]
-          if isinstance(value, (list, tuple)) else int(round(value * unit)))
-  return kwargs
 
 
 def create_schedule(schedule_config: ml_collections.ConfigDict | dict, *,
                     key: jax.Array, steps_per_epoch: int,
                     num_steps: int) -> optax.Schedule:
-  """`plrs_jax.create_schedule` of a config section (`in_steps`), given the
-  run's `total_steps` and `key` where it takes them and the config does not.
+  """`plrs_jax.create_schedule` of a config section, its durations in steps
+  (`durations.in_steps`), given the run's `total_steps` and `key` where it
+  takes them and the config does not; a `total_steps` shorter than the run
+  is a ConfigError.
     >>> schedule = create_schedule(
     ...     {'name': 'multistep', 'init_value': 0.1,
     ...      'boundaries_epochs': [2]}, key=jax.random.key(0),
@@ -45,10 +30,19 @@ def create_schedule(schedule_config: ml_collections.ConfigDict | dict, *,
     >>> [round(float(schedule(step)), 6) for step in (19, 20)]
     [0.1, 0.01]
   """
-  kwargs = in_steps(schedule_config, steps_per_epoch, num_steps)
+  kwargs = durations.in_steps(schedule_config, 'schedule',
+                              steps_per_epoch=steps_per_epoch,
+                              num_steps=num_steps)
   name = kwargs.pop('name')
   for field in MOMENTUM_FIELDS:  # The optimizer's, see `create_optimizer`.
     kwargs.pop(field, None)
+  if kwargs.get('total_steps', num_steps) < num_steps:
+    field = next(f for f in schedule_config if f.startswith('total_steps'))
+    raise config_validation.ConfigError(
+        f'config.schedule.{field}={schedule_config[field]!r} ends the '
+        f'schedule after {kwargs["total_steps"]} of the run\'s {num_steps} '
+        'steps, leaving the rest at its final rate: leave it unset, and the '
+        'schedule ends with the run.')
   parameters = inspect.signature(
       plrs_jax.SCHEDULES.get(name, lambda: None)).parameters
   for arg, value in (('total_steps', num_steps), ('key', key)):
@@ -63,8 +57,9 @@ MOMENTUM_FIELDS = ('cycle_momentum', 'base_momentum', 'max_momentum')
 
 def _cyclic_momentum(config: ml_collections.ConfigDict,
                      steps_per_epoch: int) -> optax.Schedule | None:
-  fields = in_steps(config.schedule, steps_per_epoch,
-                    config.num_epochs * steps_per_epoch)
+  fields = durations.in_steps(
+      config.schedule, 'schedule', steps_per_epoch=steps_per_epoch,
+      num_steps=config.num_epochs * steps_per_epoch)
   given = sorted(set(MOMENTUM_FIELDS) & set(fields))
   if given and fields['name'] != 'cyclic_triangular':
     raise ValueError(
@@ -83,9 +78,10 @@ OPTIMIZERS = config_validation.OPTIMIZERS
 
 def _two_regime_kwargs(config: ml_collections.ConfigDict,
                        steps_per_epoch: int) -> dict[str, Any]:
-  return in_steps({k: v for k, v in config.two_regime.items()
-                   if v is not None}, steps_per_epoch,
-                  config.num_epochs * steps_per_epoch)
+  return durations.in_steps(
+      {k: v for k, v in config.two_regime.items() if v is not None},
+      'two_regime', steps_per_epoch=steps_per_epoch,
+      num_steps=config.num_epochs * steps_per_epoch)
 
 
 def _optax_factory(name: str):
@@ -98,6 +94,43 @@ def _optax_factory(name: str):
         "or a function of optax such as 'adam', 'lamb' or "
         "'contrib.reduce_on_plateau'.")
   return factory
+
+
+SCHEDULE_FREE_SGD = 'contrib.schedule_free_sgd'
+
+
+def applied_rate(optimizer: str, schedule: optax.Schedule) -> optax.Schedule:
+  """The rate the optimizer named `optimizer` steps at with `schedule`:
+  `schedule(count + 1)` for `schedule_free_sgd`, else `schedule`."""
+  if optimizer == SCHEDULE_FREE_SGD:
+    return lambda count: schedule(count + 1)
+  return schedule
+
+
+def schedule_free_sgd(schedule: optax.Schedule, b1: float = 0.9,
+                      weight_decay: float | None = None,
+                      weight_lr_power: float = 2.0,
+                      state_dtype: Any = None
+                      ) -> optax.GradientTransformationExtraArgs:
+  """Schedule-free SGD as its authors' `SGDScheduleFree` steps (PyPI
+  `schedulefree` 1.4.1, `r=0`): step k (from 0) moves z at `schedule(k + 1)`
+  and weighs z_{k+1} into the average x by `max(schedule(1..k+1))^power`,
+  with x the evaluation point (`optax.contrib.schedule_free_eval_params`).
+  With a warmup from 0 over W steps, the rate of step k is (k + 1) / W of the
+  peak, as there. `optax.contrib.schedule_free_sgd` reads the schedule at k
+  for its step and at k + 1 for its weight: its first step moves nothing.
+    >>> tx = schedule_free_sgd(optax.linear_schedule(0.0, 1.0, 15))
+    >>> params = jnp.zeros(1)
+    >>> _, state = tx.update(jnp.ones(1), tx.init(params), params)
+    >>> round(float(state.z[0]), 4)  # -(1 / 15) x gradient 1.
+    -0.0667
+  """
+  step = optax.sgd(applied_rate(SCHEDULE_FREE_SGD, schedule))
+  if weight_decay is not None:
+    step = optax.chain(optax.add_decayed_weights(weight_decay), step)
+  return optax.contrib.schedule_free(step, learning_rate=schedule, b1=b1,
+                                     weight_lr_power=weight_lr_power,
+                                     state_dtype=state_dtype)
 
 
 class Reported(NamedTuple):
@@ -189,13 +222,16 @@ def create_optimizer(config: ml_collections.ConfigDict,
   factory = None if name in OPTIMIZERS else _optax_factory(name)
   takes_rate = factory is not None and (
       'learning_rate' in inspect.signature(factory).parameters)
+  rate = applied_rate(name, schedule)
   if takes_rate:
     if momentum or nesterov or cyclic is not None:
       raise ValueError(
           f'momentum and nesterov are the sgd optimizer\'s; for {name!r} set '
           'momentum=0 and nesterov=False, and pass its own arguments in '
           'optimizer_kwargs.')
-    optimizer = factory(learning_rate=schedule, **kwargs)
+    optimizer = (schedule_free_sgd(schedule, **kwargs)
+                 if name == SCHEDULE_FREE_SGD else
+                 factory(learning_rate=schedule, **kwargs))
   elif cyclic is not None:
     optimizer = optax.inject_hyperparams(optax.sgd)(
         learning_rate=schedule, momentum=cyclic, nesterov=nesterov)
@@ -216,9 +252,9 @@ def create_optimizer(config: ml_collections.ConfigDict,
     # factor as `scale`: the update applied the one of the state before.
     scale = _state_field(old, 'scale')
     if scale is None:
-      return {'lr': schedule(count)}
+      return {'lr': rate(count)}
     autodrop = optax.tree.get(new, 'AutoDropState')
-    return {'lr': schedule(count) * scale,
+    return {'lr': rate(count) * scale,
             'optimizer_scale': jnp.asarray(_state_field(new, 'scale'),
                                            jnp.float32),
             **({} if autodrop is None else {
@@ -290,5 +326,5 @@ def planned_rate(config: ml_collections.ConfigDict, schedule: optax.Schedule,
         jnp.float32(kwargs['small_learning_rate']))
   if name == 'sgd' or name not in OPTIMIZERS and 'learning_rate' in (
       inspect.signature(_optax_factory(name)).parameters):
-    return schedule
+    return applied_rate(name, schedule)
   return None

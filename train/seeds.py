@@ -16,10 +16,6 @@ from train import input_pipeline
 from train import optimizers
 
 
-# Training batches that recompute BatchNorm's statistics after the last step.
-BN_BATCHES = 50
-
-
 def _stack(trees: Sequence[Any]) -> Any:
   return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
@@ -36,6 +32,15 @@ class SeedRunner:
     self.steps_per_epoch = input_pipeline.steps_per_epoch(self.dataset,
                                                           config.batch_size)
     self.num_steps = config.num_epochs * self.steps_per_epoch
+    # The schedule's and optimizer's mistakes, before anything trains.
+    schedule = config_validation.built(
+        'schedule', optimizers.create_schedule, config.schedule,
+        key=jax.random.key(0), steps_per_epoch=self.steps_per_epoch,
+        num_steps=self.num_steps)
+    config_validation.built(
+        'optimizer', optimizers.create_optimizer, config, schedule,
+        self.steps_per_epoch, initial_loss=1.0,
+        num_classes=self.dataset.num_classes)
     # Each seed normalises with its own batch: no cross-device axis.
     self.model = config_validation.model(config, self.dataset.num_classes)
     # Padded for evaluation (MLR-SNet's L_0); training reads the real rows.
@@ -170,7 +175,7 @@ class SeedRunner:
     schedule multiplied by its `rate_scales` entry (default 1). With
     `final_test` and a validation split, also (S,) 'final_test_accuracy' and
     'final_test_loss' after the last step, and for a model with BatchNorm
-    'final_test_accuracy_recomputed_bn' (statistics over `BN_BATCHES`
+    'final_test_accuracy_recomputed_bn' (statistics over `engine.BN_BATCHES`
     training batches). `progress(epoch)` runs as each epoch ends."""
     carry, keys = self.init(seeds, rate_scales)
     epochs = []
@@ -185,7 +190,7 @@ class SeedRunner:
     if final_test and self.tuned_on == 'validation':
       final = {f'final_{k}': v for k, v in self.evaluate(carry).items()}
       if jax.tree.leaves(carry['batch_stats']):
-        rows = self.rows(seeds, self.config.num_epochs)[:, :BN_BATCHES]
+        rows = self.rows(seeds, self.config.num_epochs)[:, :engine.BN_BATCHES]
         final['final_test_accuracy_recomputed_bn'] = self.recomputed_test(
             carry, rows)['test_accuracy']
     # One transfer at the end: nothing above waits for the host.

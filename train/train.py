@@ -23,6 +23,12 @@ import numpy as np
 import optax
 import tqdm
 
+if not __package__:  # `python -m train` from inside train/ ran this file.
+  print('error: run `python -m train` from the folder that holds train/ '
+        f'({pathlib.Path(__file__).resolve().parent.parent}), not from inside '
+        'train/.', file=sys.stderr)
+  sys.exit(2)
+
 from train import checkpoints as ckpt
 from train import config_validation
 from train import engine
@@ -204,6 +210,32 @@ def _check_same_run(recorded: dict[str, Any], config: ml_collections.ConfigDict,
   workdirs.refuse_other_run(workdir, refused, notes)
 
 
+def _check_logged_rates(config: ml_collections.ConfigDict,
+                        workdir: pathlib.Path, done_steps: int,
+                        schedule: optax.Schedule,
+                        steps_per_epoch: int) -> None:
+  """Refuses a run whose logged rates this code would not give its config
+  (the code changed how it reads the config since the run started)."""
+  planned = optimizers.planned_rate(config, schedule, steps_per_epoch)
+  path = workdir / 'metrics.jsonl'
+  logged = [(r['step'], r['lr']) for r in (
+      workdirs.read_metrics(path, warn=False) if path.exists() else [])
+            if 'lr' in r and r['step'] <= done_steps]
+  if planned is None or not logged:
+    return
+  steps, rates = np.asarray(logged).T
+  now = np.asarray(jax.jit(jax.vmap(planned))(steps.astype(np.int32) - 1))
+  differ = ~np.isclose(now, rates, rtol=1e-6, atol=0)
+  if differ.any():
+    i = differ.argmax()
+    raise workdirs.WorkdirError(
+        f'{workdir} holds a run that took step {int(steps[i])} at rate '
+        f'{rates[i]:.6g}, where this code steps its config at {now[i]:.6g}; '
+        'resuming would mix two runs. Choose a new --workdir, or finish the '
+        'run with the code that started it (its versions are in '
+        f'{workdir / "run.json"}).')
+
+
 def _target_for(state: TrainState):
   """`ckpt.TargetFor` of today's checkpoints and of those (to afc6ee2) from
   before the state held its totals, watch and report."""
@@ -277,17 +309,37 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   p_eval_step = jax.pmap(functools.partial(eval_step, inputs=inputs),
                          axis_name=AXIS, devices=pmap_devices)
 
-  def evaluate(state, split='test'):
-    return engine.evaluate(
-        lambda batch: _first_replica(p_eval_step(state,
-                                                 _shard(batch, num_devices))),
-        input_pipeline.eval_batches(
-            dataset, batch_size=config.eval_batch_size, split=split,
-            process_index=jax.process_index(),
-            process_count=jax.process_count()), split)
+  p_recompute_bn = jax.pmap(
+      lambda state, images: state.replace(batch_stats=(
+          engine.recomputed_batch_stats(state, images, inputs))),
+      axis_name=AXIS, devices=pmap_devices)
 
-  def evaluate_host(state, split='test'):
-    return evaluate(jax_utils.replicate(state, devices), split)
+  def evaluate(state, splits=('test',), step=None):
+    # Schedule-free is evaluated at its average x, with BatchNorm's statistics
+    # recomputed there over the training batches from `step` on, as its
+    # authors prescribe (train/seeds.py does the same).
+    if step is not None and recomputes_bn:
+      bn_batches = input_pipeline.train_batches(
+          dataset, global_batch_size=config.batch_size, seed=keys.data,
+          start_step=step,
+          num_steps=step + min(engine.BN_BATCHES, steps_per_epoch),
+          process_index=jax.process_index(),
+          process_count=jax.process_count())
+      state = p_recompute_bn(state, np.stack(  # (devices, batches, rows...)
+          [_shard(batch, num_devices)['image'] for batch in bn_batches], 1))
+    metrics = {}
+    for split in splits:
+      metrics.update(engine.evaluate(
+          lambda batch: _first_replica(p_eval_step(
+              state, _shard(batch, num_devices))),
+          input_pipeline.eval_batches(
+              dataset, batch_size=config.eval_batch_size, split=split,
+              process_index=jax.process_index(),
+              process_count=jax.process_count()), split))
+    return metrics
+
+  def evaluate_host(state, split='test', step=None):
+    return evaluate(jax_utils.replicate(state, devices), (split,), step)
 
   def schedule_for_length(length: int) -> optax.Schedule:
     return config_validation.built(
@@ -307,18 +359,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     state = engine.create_train_state(
         keys.init, model, dataset.image_shape, tx, TrainState,
         totals=_zero_totals(), monitor=_new_monitor())
+    recomputes_bn = bool(jax.tree.leaves(state.batch_stats)) and (
+        engine.evaluation_params(state) is not state.params)
     recorded = workdirs.read_record(workdir)
     saved = ckpt.steps(workdir / 'checkpoints')
     if saved and recorded is not None:
       _check_same_run(recorded['config'], config, workdir, saved[-1],
                       schedule_for_length, steps_per_epoch)
+      _check_logged_rates(config, workdir, saved[-1], schedule,
+                          steps_per_epoch)
     start, restored = ckpt.restore_newest(
         workdir, state, target_for=_target_for(state), is_main=is_main)
     state = restored or state
     if start >= num_steps:
       return _finished(workdir, state, start, steps_per_epoch, is_main,
-                       lambda: evaluate_host(state))
+                       lambda: evaluate_host(state, step=start))
     tuned_on = input_pipeline.tuning_split(dataset)
+    splits = ('validation', 'test') if tuned_on == 'validation' else ('test',)
     checkpoints = ckpt.manager(workdir, config.keep_checkpoints,
                                best=f'{tuned_on}_accuracy')
     try:
@@ -368,9 +425,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                 'epoch': step // steps_per_epoch, 'step': step,
                 **{f'train_{k}': float(totals[k]) / float(totals['count'])
                    for k in ('loss', 'accuracy')},
-                **(evaluate(state, 'validation') if tuned_on == 'validation'
-                   else {}),
-                **evaluate(state), **_optimizer_record(host_metrics)}
+                **evaluate(state, splits, step),
+                **_optimizer_record(host_metrics)}
             log.write(**record)
             progress.write(
                 f'epoch {record["epoch"]}: train loss '

@@ -179,9 +179,10 @@ def atomic_write_text(path: pathlib.Path, text: str) -> None:
   os.replace(temporary, path)
 
 
-def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+def read_metrics(path: str | os.PathLike[str],
+                 warn: bool = True) -> list[dict[str, Any]]:
   """A metrics.jsonl's records. A partial last line (a killed run's) is dropped
-  with a warning; a damaged line elsewhere raises WorkdirError.
+  (with a warning if `warn`); a damaged line elsewhere raises WorkdirError.
 
   Example:
     >>> path = pathlib.Path(tempfile.mkdtemp()) / 'metrics.jsonl'
@@ -199,8 +200,9 @@ def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         raise WorkdirError(
             f'{path}, line {number}, is damaged ({e}). Repair or remove that '
             'line, or choose another --workdir.') from None
-      print(f'Warning: dropped the partial last line of {path} (a run was '
-            'stopped while writing it).', file=sys.stderr)
+      if warn:
+        print(f'Warning: dropped the partial last line of {path} (a run was '
+              'stopped while writing it).', file=sys.stderr)
   return records
 
 

@@ -30,7 +30,9 @@ def base_config(**overrides) -> ml_collections.ConfigDict:
       # below) or an optax function (`optimizer_kwargs`): train/optimizers.py.
       optimizer='sgd', optimizer_kwargs={},
       # plrs_jax.two_regime_sgd_adam: plain SGD (momentum 0) at the schedule's
-      # rate, then Adam at small_learning_rate from switch_step(_epochs) on.
+      # rate, then Adam at small_learning_rate from switch_step on. A duration
+      # (here or in `schedule`) is given one way: in steps, `_epochs` or
+      # `_of_run` (train/durations.py).
       two_regime=dict(small_learning_rate=_none(float), switch_step=_none(int),
                       switch_step_epochs=_none(float),
                       switch_step_of_run=_none(float)),

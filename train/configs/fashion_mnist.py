@@ -19,7 +19,8 @@ _PLRS = dict(name='plrs', min_value=0.07, max_value=0.1)
 
 # Each method as config overrides. Durations scale with the run (`_of_run`),
 # as the paper's do with its 500 epochs: knee explores its first 20% (100 of
-# 500 epochs), the cyclic schedule rises over 8,000 of 195,500 steps.
+# 500 epochs), the cyclic schedule rises over 8,000 of 195,500 steps. A flag
+# in another unit replaces one (--config.schedule.explore_steps=100).
 METHODS: dict[str, dict] = {
     'plrs_range_test': {'schedule': _PLRS},
     'plrs': {'schedule': _PLRS},
@@ -51,8 +52,10 @@ METHODS: dict[str, dict] = {
     'cosine': {'schedule': dict(name='cosine', peak_value=0.1, **_WARMUP)},
     'wsd': {'schedule': dict(name='wsd', peak_value=0.1, **_COOLDOWN,
                              **_WARMUP)},
-    # optax's, b1 = 0.9, the same warmup then constant (WSD without decay);
-    # evaluated at its averaged parameters (train/engine.evaluation_params).
+    # b1 = 0.9, the same warmup then constant (WSD without decay), stepped as
+    # its authors' SGDScheduleFree steps (train/optimizers.schedule_free_sgd);
+    # evaluated at its average (train/engine.evaluation_params), BatchNorm's
+    # statistics recomputed there.
     'schedule_free_sgd': {
         'schedule': dict(name='wsd', peak_value=1.0, decay_fraction=0.0,
                          **_WARMUP),
@@ -92,8 +95,10 @@ def get_config(method: str = 'plrs'):
       dataset='fashion_mnist', validation_split=10_000, model='mlp',
       batch_size=128, eval_batch_size=1000, num_epochs=10, log_every_steps=100)
   for field, value in METHODS[method].items():
-    config[field] = (value if field == 'schedule' or not isinstance(
-        value, dict) else {**config[field], **value})
+    if field == 'schedule' or not isinstance(value, dict):
+      config[field] = value
+    else:  # In place: the section's unset fields keep their types.
+      config[field].update(value)
   config.schedule = {k: tuple(v) if isinstance(v, list) else v
                      for k, v in config.schedule.items()}
   return config
