@@ -41,7 +41,7 @@ from plrs_jax.warmup_decay import warmup_cosine_schedule
 from plrs_jax.warmup_decay import warmup_linear_decay_schedule
 from plrs_jax.warmup_decay import warmup_stable_decay_schedule
 
-__version__ = '0.1.0'
+__version__ = '0.2.0'
 
 __all__ = (
     'SCHEDULES',
