@@ -2,8 +2,8 @@
 finite differences."""
 
 import math
+import types
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -375,8 +375,10 @@ def test_snapshots_switch_at_the_right_steps_in_one_trace():
 def test_frozen_dict_and_tuple_of_snapshots():
   net = plrs_jax.mlr_snet_init(0)
   plain = run_transform(plrs_jax.mlr_snet(net, gamma=1.0), LOSSES[:2])
-  frozen = run_transform(
-      plrs_jax.mlr_snet(flax.core.freeze(net), gamma=1.0), LOSSES[:2])
+  # Any read-only Mapping (Flax's FrozenDict is one) is a net, not a tuple.
+  read_only = types.MappingProxyType(
+      {name: types.MappingProxyType(layer) for name, layer in net.items()})
+  frozen = run_transform(plrs_jax.mlr_snet(read_only, gamma=1.0), LOSSES[:2])
   np.testing.assert_array_equal(plain[0], frozen[0])
   one_switch = plrs_jax.mlr_snet((net, net), gamma=1.0, switch_steps=(5,),
                                  num_classes=10)
