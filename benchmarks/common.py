@@ -1,7 +1,10 @@
 """What every benchmark shares: flags, interleaved timing, tables, results.
 
 Results go to OUT/NAME.json, with how they were measured under
-'environment', next to the figure OUT/NAME.png.
+'environment', next to the figure OUT/NAME.png. Each program runs by
+`start`, under the training app's rules: a mistake in its command line or
+data exits 2 in one line before anything trains; Ctrl-C or SIGTERM exits
+128 + N after one line saying what is saved and the command that resumes.
 """
 
 import argparse
@@ -11,6 +14,7 @@ import os
 import pathlib
 import platform
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -22,6 +26,7 @@ import jax
 import matplotlib
 import numpy as np
 
+from train import errors
 from train import workdir as workdirs
 
 matplotlib.use('Agg')
@@ -32,13 +37,42 @@ RESULTS = REPO / 'benchmarks' / 'results'
 PACKAGES = ('jax', 'jaxlib', 'optax', 'flax', 'numpy', 'torch')
 
 
+class UsageError(ValueError):
+  """A mistake in a benchmark's command line, found before it trains."""
+
+
+def _exit(message: str, status: int):
+  print(f'error: {message}', file=sys.stderr, flush=True)
+  sys.exit(status)
+
+
+class _Parser(argparse.ArgumentParser):
+  """argparse's, with a mistake said in one line."""
+
+  def error(self, message):
+    _exit(f'{message} (see --help)', 2)
+
+
+def integer(minimum: int) -> Callable[[str], int]:
+  """A flag's `type`: an integer of at least `minimum`."""
+  def parse(text: str) -> int:
+    value = int(text)  # argparse reports a ValueError as an invalid value.
+    if value < minimum:
+      raise argparse.ArgumentTypeError(
+          f'must be an integer >= {minimum}, got {value}')
+    return value
+  parse.__name__ = 'integer'
+  return parse
+
+
 def parse_args(doc: str, **flags: dict[str, Any]) -> argparse.Namespace:
   """`--quick`, `--out DIR` and `--NAME` for each of `flags` (NAME: kwargs).
 
   Without `--out`, a `--quick` run writes to a fresh temporary directory,
-  so a smoke run never replaces benchmarks/results/.
+  so a smoke run never replaces benchmarks/results/ (`resume_command` then
+  names it).
   """
-  parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+  parser = _Parser(description=doc.strip().splitlines()[0])
   parser.add_argument('--quick', action='store_true',
                       help='tiny sizes: checks that the benchmark runs')
   parser.add_argument('--out', type=pathlib.Path, default=None,
@@ -47,10 +81,81 @@ def parse_args(doc: str, **flags: dict[str, Any]) -> argparse.Namespace:
   for name, kwargs in flags.items():
     parser.add_argument(f'--{name}', **kwargs)
   args = parser.parse_args()
+  if args.out is not None and args.out.exists() and not args.out.is_dir():
+    parser.error(f'--out {args.out} is a file; give a directory (it is '
+                 'created if missing)')
+  args.out_chosen = args.out is None and args.quick
   if args.out is None:  # created only when something is written there
     args.out = (pathlib.Path(tempfile.gettempdir()) / time.strftime(
         f'plrs_bench_%Y%m%d-%H%M%S_{os.getpid()}') if args.quick else RESULTS)
   return args
+
+
+def resume_command(args: argparse.Namespace) -> str:
+  """The command that resumes this run: this one, with `--out` where
+  `parse_args` chose a temporary directory."""
+  command = command_line()
+  if args.out_chosen:
+    command += f' --out {shlex.quote(str(args.out))}'
+  return command
+
+
+class Stopped(KeyboardInterrupt):
+  """SIGTERM (or a run that stopped on a signal): stop as Ctrl-C does."""
+
+  def __init__(self, signum: int):
+    super().__init__(signum)
+    self.signum = signum
+
+
+_signals = []  # Those received, in order.
+
+
+def _stopped(signum, frame):
+  del frame
+  _signals.append(signum)
+  raise Stopped(signum)
+
+
+def check_stopped() -> None:
+  """Raises Stopped where a signal came and its exception was lost (one
+  raised inside a garbage collector's callback is ignored): call it where
+  work is saved, e.g. as each epoch ends."""
+  if _signals:
+    raise Stopped(_signals[0])
+
+
+# What a stopped benchmark says it kept (`on_stop`).
+_saved = [lambda: 'nothing is saved; the benchmark runs again from the start.']
+
+
+def on_stop(saved: Callable[[], str]) -> None:
+  """`saved()` says, once the program is stopped, what is saved and the
+  command that resumes (`resume_command`)."""
+  _saved[0] = saved
+
+
+def start(main: Callable[[], Any]) -> None:
+  """Runs a benchmark's `main()`: a UsageError or a config or dataset error
+  exits 2 in a line; Ctrl-C or SIGTERM exits 128 + N in a line (`on_stop`).
+  """
+  signal.signal(signal.SIGTERM, _stopped)
+  if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _stopped)
+  try:
+    main()
+  except KeyboardInterrupt as e:
+    signum = getattr(e, 'signum', signal.SIGINT)
+    # A line of its own, after a progress bar's.
+    print(f'\nStopped by {signal.Signals(signum).name}: {_saved[0]()}',
+          file=sys.stderr, flush=True)
+    sys.exit(128 + signum)
+  except Exception as e:  # pylint: disable=broad-except
+    status = 2 if isinstance(e, UsageError) else errors.exit_status(e)
+    if status is None:
+      raise  # A bug: keep the trace.
+    # The app's --config.data_dir is a benchmark's --data_dir.
+    _exit(str(e).replace('--config.data_dir=', '--data_dir='), status)
 
 
 def _cpu_model() -> str:

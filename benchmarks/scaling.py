@@ -68,12 +68,15 @@ def run_children(counts: list[int], quick: bool) -> list[dict[str, Any]]:
       f for f in env.get('XLA_FLAGS', '').split()
       if not f.startswith('--xla_force_host_platform_device_count'))
 
+  children = []
+
   def start(devices):
     print(f'{devices} device(s) ...', flush=True)
-    return subprocess.Popen(
+    children.append(subprocess.Popen(
         [sys.executable, '-m', 'benchmarks.scaling', '--devices',
          str(devices)] + ['--quick'] * quick, env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    return children[-1]
 
   def finish(devices, child):
     stdout, stderr = child.communicate()
@@ -83,10 +86,16 @@ def run_children(counts: list[int], quick: bool) -> list[dict[str, Any]]:
     raise RuntimeError(f'the child with {devices} devices failed (exit '
                        f'{child.returncode}):\n{stderr[-4000:]}')
 
-  if quick:
-    children = [start(n) for n in counts]
-    return [finish(n, child) for n, child in zip(counts, children)]
-  return [finish(n, start(n)) for n in counts]
+  try:
+    if quick:
+      started = [start(n) for n in counts]
+      return [finish(n, child) for n, child in zip(counts, started)]
+    return [finish(n, start(n)) for n in counts]
+  finally:  # Stopped (Ctrl-C, SIGTERM): no child outlives the program.
+    for child in children:
+      if child.poll() is None:
+        child.kill()
+        child.wait()
 
 
 def plot(series: list[dict[str, Any]]):
@@ -110,7 +119,7 @@ def plot(series: list[dict[str, Any]]):
 
 
 def main() -> None:
-  args = common.parse_args(__doc__, devices=dict(type=int,
+  args = common.parse_args(__doc__, devices=dict(type=common.integer(1),
                                                  help=argparse.SUPPRESS))
   if args.devices:  # a child
     print(RESULT_PREFIX + json.dumps(measure(args.devices, args.quick),
@@ -147,4 +156,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-  main()
+  common.start(main)

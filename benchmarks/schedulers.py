@@ -4,10 +4,11 @@ Without --config, every method of `methods` trains S seeds in one vmapped
 program (train/seeds.py): seed s starts from the same parameters and reads
 the same batches under every method; PLRS's bounds come from the LR range
 test on this model and data. Resumable: an interrupted run keeps the methods
-it finished (OUT/NAME.partial.json). With --config, every schedule of that
-train/configs file and every seed is one `train.train_and_evaluate` run (the
-paper's Tables 1-3, given a GPU and the TFDS dataset), resumed from
---workdir. Prints mean (SD) over seeds and PLRS's paired differences.
+it finished (OUT/NAME.partial.json) and says the command that resumes it.
+With --config, every schedule of that train/configs file and every seed is
+one `train.train_and_evaluate` run (the paper's Tables 1-3, given a GPU and
+the TFDS dataset), resumed from --workdir. Prints mean (SD) over seeds and
+PLRS's paired differences.
 
     python -m benchmarks.schedulers [--dataset=digits|fashion_mnist] [--quick]
         [--out DIR] [--num_epochs N] [--num_seeds S] [--schedules a,b]
@@ -29,6 +30,7 @@ import tqdm
 from benchmarks import common
 from benchmarks.common import plt
 from plrs_jax import curvature
+from train import config_validation
 from train import input_pipeline
 from train import plots
 from train import range_test
@@ -61,13 +63,17 @@ AUTODROP_RECIPE = dict(momentum=0.9, weight_decay=5e-4)
 FLAGS = dict(
     dataset=dict(default='digits', choices=list(DATASETS)),
     data_dir=dict(help="where the dataset's files are"),
-    batch_size=dict(type=int, help="batch size (default: the dataset's)"),
-    train_subset=dict(type=int, help='training images (0: all)'),
+    batch_size=dict(type=common.integer(1),
+                    help="batch size (default: the dataset's)"),
+    train_subset=dict(type=common.integer(0),
+                      help='training images (0: all)'),
     config=dict(type=pathlib.Path, help='a train/configs file: run its '
                 'SCHEDULES through train.train_and_evaluate, seed by seed'),
-    num_epochs=dict(type=int, help='epochs (digits: 30; --config: its own)'),
-    num_seeds=dict(type=int, help='seeds per method (digits: 5; --config: 3)'),
-    seed=dict(type=int, default=0, help='first seed'),
+    num_epochs=dict(type=common.integer(1),
+                    help='epochs (digits: 30; --config: its own)'),
+    num_seeds=dict(type=common.integer(1),
+                   help='seeds per method (digits: 5; --config: 3)'),
+    seed=dict(type=common.integer(0), default=0, help='first seed'),
     schedules=dict(help='comma-separated subset of the schedules'),
     model=dict(help="a train/models.py model (default: the dataset's; "
                '--quick: mlp)'),
@@ -161,10 +167,18 @@ def run_vmapped(args) -> tuple[dict, dict]:
   seed_list = list(range(args.seed, args.seed + args.num_seeds))
   reference = run_config_for(args, {'schedule': default.SCHEDULES['plrs']})
   dataset = input_pipeline.dataset_from_config(reference)
+  # The chosen methods' configs checked before the range test trains (the
+  # bounds it sets are valid ones).
+  candidates = methods(args.num_epochs, (0.07, 0.1))
+  names = list(_select(candidates, args.schedules))
+  for name in names:
+    seeds.checked_steps_per_epoch(run_config_for(args, candidates[name]),
+                                  dataset)
   key = {field: getattr(args, field) for field in (
       'dataset', 'model', 'num_epochs', 'batch_size', 'train_subset',
       'num_seeds', 'seed', 'quick')}
   done = _resumed(args, key)
+  common.on_stop(lambda: _saved(args))
   if 'range_test' not in done:
     bounds, _ = range_test.measure(
         reference, min_lr=1e-4, max_lr=10.0, num_steps=args.range_steps,
@@ -179,21 +193,20 @@ def run_vmapped(args) -> tuple[dict, dict]:
         flush=True)
   every = methods(args.num_epochs, (bounds['suggested_min'],
                                     bounds['suggested_max']))
-  for name, overrides in _select(every, args.schedules).items():
+  for name in names:
     if name in results:
       continue
     start = time.perf_counter()
-    runner = seeds.SeedRunner(run_config_for(args, overrides),
+    runner = seeds.SeedRunner(run_config_for(args, every[name]),
                               dataset=dataset)
     with tqdm.tqdm(total=args.num_epochs, desc=name, unit='epoch',
                    file=sys.stderr, dynamic_ncols=True) as bar:
-      out = runner.run(seed_list, progress=lambda epoch: bar.update())
+      out = runner.run(seed_list, progress=lambda epoch: (
+          bar.update(), common.check_stopped()))
     # Seed 0's rates, to draw the schedule, and each seed's training loss
     # averaged over blocks of steps, to draw it by step.
-    r = results[name] = {**_summarize(out),
-                         'learning_rate_seed0': out['lr'][0].tolist(),
-                         **_loss_blocks(out['step_loss'],
-                                        runner.steps_per_epoch)}
+    r = {**_summarize(out), 'learning_rate_seed0': out['lr'][0].tolist(),
+         **_loss_blocks(out['step_loss'], runner.steps_per_epoch)}
     if name == 'plrs':
       end = jax.tree.map(lambda x: x[0], runner.final)
       r['beta_at_end_seed0'] = range_test.top_eigenvalue(
@@ -204,7 +217,10 @@ def run_vmapped(args) -> tuple[dict, dict]:
     print(f'{name}: {r["seconds"]:.1f} s, final test accuracy '
           f'{100 * np.mean(r["test_accuracy"]):.2f}%', flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    workdirs.atomic_write_text(_partial_path(args), json.dumps(done))
+    # Saved, then counted: a stop in between says one method too few.
+    workdirs.atomic_write_text(_partial_path(args), json.dumps(
+        {**done, 'results': {**results, name: r}}))
+    results[name] = r
   return results, {
       'mode': 'seeds vmapped (train/seeds.py), paired: seed s starts from '
               'the same parameters and reads the same batches in every '
@@ -223,17 +239,27 @@ def run_vmapped(args) -> tuple[dict, dict]:
       'methods': {name: every[name] for name in results}, 'key': key}
 
 
+def _saved(args) -> str:
+  """What an interrupted vmapped run kept (`common.on_stop`)."""
+  path = _partial_path(args)
+  saved = json.loads(path.read_text())['results'] if path.exists() else {}
+  if not saved:
+    return 'no method had finished: nothing is saved.'
+  return (f'the results of {", ".join(saved)} are saved in {path}; '
+          f'`{common.resume_command(args)}` resumes from them.')
+
+
 def load_config_module(path: pathlib.Path):
   """Imports a train/configs file (it must define SCHEDULES, get_config)."""
   spec = importlib.util.spec_from_file_location(
       f'_schedulers_config_{path.stem}', path)
-  if spec is None or not path.exists():
-    raise SystemExit(f'error: no config file {path}')
+  if spec is None or not path.is_file():
+    raise common.UsageError(f'--config {path}: no such config file.')
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   for attr in ('SCHEDULES', 'get_config'):
     if not hasattr(module, attr):
-      raise SystemExit(f'error: {path} defines no {attr}.')
+      raise common.UsageError(f'--config {path} defines no {attr}.')
   return module
 
 
@@ -243,22 +269,33 @@ def run_config(args) -> tuple[dict, dict]:
   names = list(_select(module.SCHEDULES, args.schedules))
   seed_list = list(range(args.seed, args.seed + (args.num_seeds or 3)))
   workdir = args.workdir or args.out / f'{NAME}_runs_{args.config.stem}'
+
+  def config_of(name, seed):
+    config = module.get_config(name)
+    config.seed = seed
+    if args.num_epochs:
+      config.num_epochs = args.num_epochs
+    return config
+
+  for name in names:
+    config_validation.validate(config_of(name, args.seed))
+  common.on_stop(lambda: (
+      f'the runs are in {workdir}, each with its checkpoints; '
+      f'`{common.resume_command(args)}` resumes them.'))
   results, errors = {}, {}
   for name in names:
     curves = []
     for seed in seed_list:
-      config = module.get_config(name)
-      config.seed = seed
-      if args.num_epochs:
-        config.num_epochs = args.num_epochs
       run_dir = workdir / name / f'seed_{seed}'
       print(f'{name}, seed {seed}: {run_dir}', flush=True)
       try:
-        train.train_and_evaluate(config, str(run_dir))
+        result = train.train_and_evaluate(config_of(name, seed), str(run_dir))
       except train.TrainingDiverged as e:
         errors.setdefault(name, []).append(f'seed {seed}: {e}')
         print(f'  diverged: {e}', flush=True)
         continue
+      if result.metrics['signal']:
+        raise common.Stopped(result.metrics['signal'])
       steps, epochs = plots.read_metrics(run_dir / 'metrics.jsonl')
       curves.append({key: [r[key] for r in epochs] for key in (
           'train_loss', 'test_accuracy', 'test_loss')})
@@ -286,8 +323,8 @@ def _select(schedules: dict, subset: str | None) -> dict:
   names = [n.strip() for n in (subset or '').split(',') if n.strip()]
   unknown = [n for n in names if n not in schedules]
   if unknown:
-    raise SystemExit(f'error: unknown schedules {unknown}; choose from '
-                     f'{", ".join(schedules)}.')
+    raise common.UsageError(f'unknown schedules {unknown}; choose from '
+                            f'{", ".join(schedules)}.')
   return {n: schedules[n] for n in names or schedules}
 
 
@@ -455,4 +492,4 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  common.start(main)

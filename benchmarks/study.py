@@ -7,7 +7,7 @@ chosen value is then rerun with fresh test seeds (seed s starts from the same
 parameters and reads the same batches under every method) and evaluated once
 on the test set after the last step. The runs of one grid, or of one final,
 are one vmapped program (train/seeds.py). Resumable cell by cell
-(OUT/NAME.partial.json).
+(OUT/NAME.partial.json): a stopped study says the command that resumes it.
 
     python -m benchmarks.study [--tier=mlp|resnet20] [--quick] [--out DIR]
         [--data_dir DIR] [--methods a,b]
@@ -125,6 +125,10 @@ class Study:
     self.dataset = input_pipeline.dataset_from_config(reference)
     self.steps_per_epoch = input_pipeline.steps_per_epoch(
         self.dataset, reference.batch_size)
+    for method in args.methods_list:  # Checked before the first cell trains.
+      for epochs in tier['budgets']:
+        seeds.checked_steps_per_epoch(config_for(tier, method, epochs, {}),
+                                      self.dataset)
     # The whole study in runs x epochs (grid extensions come on top), for
     # one progress bar with the time left.
     grid = len(tier.get('grid_steps', GRID_STEPS)) * len(tier['tuning_seeds'])
@@ -139,11 +143,22 @@ class Study:
   def cell(self, name: str, compute):
     """The saved cell `name`, or `compute()`'s, saved."""
     if name not in self.cells:
-      self.cells[name] = compute()
+      # Saved, then counted: a stop in between says one cell too few.
+      cells = {**self.cells, name: compute()}
       self.args.out.mkdir(parents=True, exist_ok=True)
       workdirs.atomic_write_text(self.partial, json.dumps(
-          {'key': self.key, 'cells': self.cells}))
+          {'key': self.key, 'cells': cells}))
+      self.cells = cells
     return self.cells[name]
+
+  def saved(self) -> str:
+    """What is saved, and the command that resumes (`common.on_stop`)."""
+    if not self.cells:
+      return 'no cell had finished: nothing is saved.'
+    count = len(self.cells)
+    return (('1 cell is' if count == 1 else f'{count} cells are')
+            + f' saved in {self.partial}; '
+            f'`{common.resume_command(self.args)}` resumes from them.')
 
   def train(self, method: str, epochs: int, seed_list, scales,
             final_test: bool = False, unit: dict | None = None) -> dict:
@@ -158,8 +173,8 @@ class Study:
     with tqdm.tqdm(total=epochs, desc=desc, unit='epoch', file=sys.stderr,
                    dynamic_ncols=True, leave=False) as bar:
       out = runner.run(list(seed_list), rate_scales=list(scales),
-                       final_test=final_test,
-                       progress=lambda epoch: bar.update())
+                       final_test=final_test, progress=lambda epoch: (
+                           bar.update(), common.check_stopped()))
     self.bar.update(epochs * len(seed_list))
     return out
 
@@ -459,11 +474,14 @@ def main():
   methods = METHODS
   if args.methods:
     methods = [m.strip() for m in args.methods.split(',') if m.strip()]
-    if unknown := [m for m in methods if m not in METHODS]:
-      sys.exit(f'error: unknown methods {unknown}; choose from '
-               f'{", ".join(METHODS)}.')
+    if not methods or (unknown := [m for m in methods if m not in METHODS]):
+      raise common.UsageError(
+          f'--methods={args.methods} names ' + (
+              f'unknown methods {unknown}' if methods else 'no method')
+          + f'; choose from {", ".join(METHODS)}.')
   args.methods_list = methods
   study = Study(args, tier)
+  common.on_stop(study.saved)
   size = len(study.dataset.train)
   print(f'{tier["model"]} on {tier["dataset"]}: {size} training, '
         f'{len(study.dataset.validation)} validation, '
@@ -514,4 +532,4 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  common.start(main)

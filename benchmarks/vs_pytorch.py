@@ -245,9 +245,19 @@ def main():
   resnet, batch_size, rounds = (('resnet8', 8, 2) if args.quick
                                 else ('resnet20', 128, 5))
   started = time.perf_counter()
-  torch = _torch_modules()[0]
+  try:
+    torch = _torch_modules()[0]
+  except ModuleNotFoundError as e:
+    if e.name != 'torch':
+      raise
+    raise common.UsageError("this benchmark runs PyTorch: pip install -e "
+                            "'.[torch]'") from None
   np.random.seed(None)  # the authors' unseeded global generator
   tuned = parse_xla_flags(args.xla_flags)
+  try:  # A flag XLA does not know fails here, not after the first runs.
+    jax.jit(lambda x: x + 1).lower(1.0).compile(tuned)
+  except jax.errors.JaxRuntimeError as e:
+    raise common.UsageError(f'--xla_flags={args.xla_flags}: {e}') from None
   comparisons = [
       compare(workloads.workload(resnet, batch_size=batch_size), tuned,
               rounds, calls_per_round=1),
@@ -277,4 +287,4 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  common.start(main)

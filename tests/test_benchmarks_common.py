@@ -1,7 +1,10 @@
-"""Tests of benchmarks/common.py: what every result file records."""
+"""Tests of benchmarks/common.py: what every result file records, and how
+every benchmark program ends: a mistake or a signal in one line."""
 
+import concurrent.futures
 import importlib.machinery
 import json
+import os
 import pathlib
 import shlex
 import shutil
@@ -13,6 +16,7 @@ import jax
 import pytest
 
 from benchmarks import common
+from train import errors
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -99,3 +103,91 @@ def test_print_table_is_markdown_after_its_title(capsys):
   assert capsys.readouterr().out == (
       '\nRatios.\n\n| name | ratio |\n|---|---|\n| plrs | 1.235 |\n'
       '| constant | 1 |\n')
+
+
+def test_resume_command_names_the_temporary_directory_it_chose(monkeypatch):
+  monkeypatch.setattr(sys, 'argv', ['benchmark', '--quick'])
+  args = common.parse_args('A benchmark.')
+  assert common.resume_command(args).endswith(
+      f'--quick --out {shlex.quote(str(args.out))}')
+  monkeypatch.setattr(sys, 'argv', ['benchmark', '--out', '/tmp/o'])
+  args = common.parse_args('A benchmark.')
+  assert common.resume_command(args).endswith(' --out /tmp/o')
+
+
+@pytest.mark.parametrize('error, status, line', [
+    (common.UsageError('unknown methods'), 2, 'error: unknown methods'),
+    (errors.DatasetError('pass --config.data_dir=DIR'), 2,
+     'error: pass --data_dir=DIR'),
+    (errors.TrainingDiverged('diverged'), 1, 'error: diverged'),
+    (KeyboardInterrupt(), 130, 'Stopped by SIGINT: nothing is saved'),
+    (common.Stopped(15), 143, 'Stopped by SIGTERM: nothing is saved'),
+])
+def test_a_benchmark_ends_in_one_line(error, status, line, capsys):
+  def main():
+    raise error
+  with pytest.raises(SystemExit) as stopped:
+    common.start(main)
+  assert stopped.value.code == status
+  assert [l for l in capsys.readouterr().err.splitlines() if l] == [
+      line + ('' if line.startswith('error') else
+              '; the benchmark runs again from the start.')]
+
+
+def test_a_bug_keeps_its_trace():
+  with pytest.raises(ZeroDivisionError):
+    common.start(lambda: 1 / 0)
+
+
+@pytest.mark.parametrize('argv, line', [
+    (['--out', __file__], f'error: --out {__file__} is a file'),
+    (['--seeds', '0'], 'error: argument --seeds: must be an integer >= 1, '
+                       'got 0 (see --help)'),
+    (['--seeds', 'x'], "error: argument --seeds: invalid integer value: 'x'"),
+    (['--bogus'], 'error: unrecognized arguments: --bogus (see --help)'),
+])
+def test_a_bad_command_line_exits_2_in_one_line(argv, line, monkeypatch,
+                                                capsys):
+  monkeypatch.setattr(sys, 'argv', ['benchmark', *argv])
+  with pytest.raises(SystemExit) as stopped:
+    common.parse_args('A benchmark.', seeds=dict(type=common.integer(1)))
+  assert stopped.value.code == 2
+  (printed,) = capsys.readouterr().err.splitlines()
+  assert printed.startswith(line)
+
+
+# (program and flags, what its one line says), as the programs find them:
+# each exits 2 before anything trains.
+BAD = [
+    (['study', '--data_dir=/nonexistent'],
+     'Fashion-MNIST cannot be read: none of its four IDX files is in '
+     '/nonexistent'),
+    (['study', '--methods=nope'], "names unknown methods ['nope']"),
+    (['schedulers', '--quick', '--schedules=nope', '--out={out}'],
+     "unknown schedules ['nope']"),
+    (['schedulers', '--config=/no/config.py'],
+     '--config /no/config.py: no such config file.'),
+    # Without PyTorch it says how to install it.
+    (['vs_pytorch', '--xla_flags=--no_such_flag=1'], ''),
+]
+
+
+@pytest.mark.slow
+def test_bad_benchmark_command_lines_exit_2_in_one_line(tmp_path):
+  out = tmp_path / 'out'
+
+  def run(case):
+    flags = [f.format(out=out) for f in case[0][1:]]
+    return subprocess.run(
+        [sys.executable, '-m', f'benchmarks.{case[0][0]}', *flags], cwd=REPO,
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+
+  with concurrent.futures.ThreadPoolExecutor(4) as pool:
+    results = list(pool.map(run, BAD))
+  for (argv, expected), done in zip(BAD, results):
+    where = f'{argv}: {done.stderr[-2000:]}'
+    assert done.returncode == 2 and 'Traceback' not in done.stderr, where
+    (line,) = done.stderr.splitlines()
+    assert line.startswith('error: ') and expected in line, where
+  assert not out.exists()

@@ -5,8 +5,10 @@ import json
 import os
 import pathlib
 import shlex
+import signal
 import subprocess
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -103,14 +105,33 @@ QUICK_METHODS = 'plrs_range_test,plrs,schedule_free_sgd,mlr_snet'
 
 
 @pytest.mark.slow
-def test_quick_study_writes_every_cell_to_a_temporary_directory(tmp_path):
+def test_quick_study_stopped_resumes_and_writes_every_cell(tmp_path):
   before = sorted((REPO / 'benchmarks' / 'results').iterdir())
-  done = subprocess.run(
-      [sys.executable, '-m', 'benchmarks.study', '--quick',
-       f'--methods={QUICK_METHODS}', f'--out={tmp_path}'], cwd=REPO,
-      capture_output=True, text=True, env={**os.environ,
-                                           'JAX_PLATFORMS': 'cpu'})
+  command = [sys.executable, '-m', 'benchmarks.study', '--quick',
+             f'--methods={QUICK_METHODS}', f'--out={tmp_path}']
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
+  # Ctrl-C once 3 cells are saved: one line says so and how to resume.
+  first = subprocess.Popen(command, cwd=REPO, env=env, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  partial = tmp_path / f'{study.NAME}.partial.json'
+  deadline = time.monotonic() + 300
+  while not (partial.exists()
+             and len(json.loads(partial.read_text())['cells']) >= 3):
+    assert first.poll() is None and time.monotonic() < deadline
+    time.sleep(0.1)
+  first.send_signal(signal.SIGINT)
+  _, err = first.communicate(timeout=120)
+  assert first.returncode == 130 and 'Traceback' not in err, err[-3000:]
+  (line,) = [line for line in err.splitlines() if 'Stopped' in line]
+  saved = len(json.loads(partial.read_text())['cells'])
+  assert line.startswith(f'Stopped by SIGINT: {saved} cells are saved in '
+                         f'{partial}; `')
+  assert line.endswith(' '.join(command[1:]) + '` resumes from them.')
+
+  done = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
+                        env=env)
   assert done.returncode == 0, done.stderr[-3000:]
+  assert f'Resuming: {saved} cells done' in done.stdout
   assert sorted((REPO / 'benchmarks' / 'results').iterdir()) == before
   saved = json.loads((tmp_path / f'{study.NAME}_quick.json').read_text())
   assert (tmp_path / f'{study.NAME}_quick.png').stat().st_size > 10_000

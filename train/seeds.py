@@ -20,27 +20,34 @@ def _stack(trees: Sequence[Any]) -> Any:
   return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
 
+def checked_steps_per_epoch(config: ml_collections.ConfigDict,
+                            dataset: input_pipeline.Dataset) -> int:
+  """The steps of an epoch of `config` on `dataset`, once the config, its
+  model, schedule and optimizer are checked: a mistake is a ConfigError
+  naming the field, before anything trains."""
+  config_validation.validate(config)
+  config_validation.model(config, dataset.num_classes)
+  steps_per_epoch = input_pipeline.steps_per_epoch(dataset, config.batch_size)
+  schedule = config_validation.built(
+      'schedule', optimizers.create_schedule, config.schedule,
+      key=jax.random.key(0), steps_per_epoch=steps_per_epoch,
+      num_steps=config.num_epochs * steps_per_epoch)
+  config_validation.built(
+      'optimizer', optimizers.create_optimizer, config, schedule,
+      steps_per_epoch, initial_loss=1.0, num_classes=dataset.num_classes)
+  return steps_per_epoch
+
+
 class SeedRunner:
   """Trains seeds of one config, vmapped: `train_epoch(carry, keys, rows)`
   (jitted, the carry donated) an epoch of `rows` (S, steps, batch) indices."""
 
   def __init__(self, config: ml_collections.ConfigDict, *,
                dataset: input_pipeline.Dataset | None = None):
-    config_validation.validate(config)
     self.config = config
     self.dataset = dataset or input_pipeline.dataset_from_config(config)
-    self.steps_per_epoch = input_pipeline.steps_per_epoch(self.dataset,
-                                                          config.batch_size)
+    self.steps_per_epoch = checked_steps_per_epoch(config, self.dataset)
     self.num_steps = config.num_epochs * self.steps_per_epoch
-    # The schedule's and optimizer's mistakes, before anything trains.
-    schedule = config_validation.built(
-        'schedule', optimizers.create_schedule, config.schedule,
-        key=jax.random.key(0), steps_per_epoch=self.steps_per_epoch,
-        num_steps=self.num_steps)
-    config_validation.built(
-        'optimizer', optimizers.create_optimizer, config, schedule,
-        self.steps_per_epoch, initial_loss=1.0,
-        num_classes=self.dataset.num_classes)
     # Each seed normalises with its own batch: no cross-device axis.
     self.model = config_validation.model(config, self.dataset.num_classes)
     # Padded for evaluation (MLR-SNet's L_0); training reads the real rows.
