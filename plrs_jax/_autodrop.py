@@ -80,8 +80,8 @@ def scale_by_autodrop(
 
   1. x_e is the parameters after the epoch's first update.
   2. After the second update: s_e = x_e - x_{e-1} and the angular velocity
-     w_e = degrees(arccos(clip(<s_e, s_{e-1}> / (|s_e| |s_{e-1}| + 1e-8),
-     -1, 1))); the first w exists in epoch 3. From epoch 4,
+     ``w_e = degrees(arccos(clip(<s_e, s_{e-1}> / (|s_e| |s_{e-1}| + 1e-8),
+     -1, 1)))``; the first w exists in epoch 3. From epoch 4,
      ``saturated |= |w_e - w_{e-1}| < threshold`` (strict; it latches).
   3. While saturated: k += 1 and a running sum adds k * x, x the parameters
      after this second update. When k == ``window_epochs`` (K): threshold <-
@@ -153,24 +153,19 @@ def scale_by_autodrop(
     Automatic Learning Rate Drop, 2021. https://arxiv.org/abs/2111.15317
   """
   fn = 'scale_by_autodrop'
-  steps_per_epoch = _validation.check_steps(fn, 'steps_per_epoch',
-                                            steps_per_epoch, minimum=2)
-  drop = _validation.check_value(fn, 'drop_factor', drop_factor, positive=True)
-  if drop is not None and drop >= 1:
+  steps_per_epoch = _validation.check_int(fn, 'steps_per_epoch',
+                                          steps_per_epoch, minimum=2)
+  if not 0 < drop_factor < 1:
     raise ValueError(f'{fn}: `drop_factor` must be in (0, 1), got '
                      f'{drop_factor!r}.')
   low = _validation.check_value(fn, 'threshold', threshold, positive=True)
   high = _validation.check_value(fn, 'max_threshold', max_threshold,
                                  positive=True)
   _validation.check_order(fn, 'threshold', low, 'max_threshold', high)
-  floor = _validation.check_value(fn, 'min_scale', min_scale)
-  if floor is not None and floor > 1:
+  if not 0 <= min_scale <= 1:
     raise ValueError(f'{fn}: `min_scale` must be in [0, 1], got '
                      f'{min_scale!r}.')
   window = _validation.check_int(fn, 'window_epochs', window_epochs, minimum=1)
-  if not isinstance(average_weights, bool):
-    raise TypeError(f'{fn}: `average_weights` must be a bool, got '
-                    f'{average_weights!r}.')
   denominator = window * (window + 1) / 2
 
   def init_fn(params: optax.Params) -> AutoDropState:
@@ -300,14 +295,11 @@ def autodrop_sgd(
   fn = 'autodrop_sgd'
   rate = _validation.check_value(fn, 'learning_rate', learning_rate,
                                  positive=True)
-  _validation.check_value(fn, 'momentum', momentum)
   if not 0 <= momentum < 1:
     raise ValueError(f'{fn}: `momentum` must be in [0, 1), got {momentum!r}.')
   _validation.check_value(fn, 'weight_decay', weight_decay)
   floor = _validation.check_value(fn, 'min_learning_rate', min_learning_rate)
   _validation.check_order(fn, 'min_learning_rate', floor, 'learning_rate', rate)
-  if 'min_scale' in autodrop_kwargs:
-    raise TypeError(f'{fn}: set `min_learning_rate`, not `min_scale`.')
   autodrop = scale_by_autodrop(steps_per_epoch,
                                min_scale=min_learning_rate / learning_rate,
                                **autodrop_kwargs)

@@ -245,30 +245,10 @@ class MLRSNetState(NamedTuple):
 
 
 def _as_dict(tree: Any) -> Any:
-  """Nested mappings (a Flax ``FrozenDict``, say) as nested plain dicts."""
+  """Nested mappings (a Flax ``FrozenDict``, say) as nested plain dicts,
+  which JAX flattens whatever their type."""
   if isinstance(tree, Mapping):
     return {key: _as_dict(value) for key, value in tree.items()}
-  return tree
-
-
-def _check_net_params(fn: str, name: str, tree: Any) -> Any:
-  """Returns ``tree`` as a plain dict after checking it is MLR-SNet's."""
-  def shapes(t: Any) -> dict[str, tuple[int, ...]]:
-    return {jax.tree_util.keystr(path): jnp.shape(leaf)
-            for path, leaf in jax.tree_util.tree_leaves_with_path(t)}
-  tree = _as_dict(tree)
-  expected = jax.eval_shape(_init_params, jax.random.key(0))
-  # Any: jaxlib ships no stubs, and mypy cannot compare an unknown PyTreeDef.
-  structure: Any = jax.tree.structure(tree)
-  if (not isinstance(tree, dict)
-      or structure != jax.tree.structure(expected)
-      or shapes(tree) != shapes(expected)):
-    raise ValueError(
-        f'{fn}: `{name}` must be MLR-SNet parameters as mlr_snet_init returns '
-        f'them, {shapes(expected)}; got {shapes(tree)}.')
-  if not all(jnp.issubdtype(leaf.dtype, jnp.floating)
-             for leaf in jax.tree.leaves(tree)):
-    raise TypeError(f'{fn}: `{name}` must hold floating-point arrays.')
   return tree
 
 
@@ -282,13 +262,12 @@ def _step(net_params: _Params, h: jax.Array, c: jax.Array, loss: jax.Array,
 
 
 def _scalar_loss(fn: str, loss: Any) -> jax.Array:
-  if loss is None:
-    raise ValueError(f'{fn}: needs `loss=`, the mini-batch training loss '
-                     'before this update.')
-  loss = jnp.asarray(loss)
-  if loss.shape != ():
-    raise ValueError(f'{fn}: `loss` must be a scalar, got shape {loss.shape}.')
-  return loss
+  # A batch of per-example losses would give a batch of rates, which
+  # broadcast silently against parameters of the same shape.
+  if loss is None or jnp.shape(loss) != ():
+    raise ValueError(f'{fn}: needs `loss=`, the scalar mini-batch training '
+                     f'loss before this update, got {loss!r}.')
+  return jnp.asarray(loss)
 
 
 def mlr_snet(
@@ -364,30 +343,27 @@ def mlr_snet(
   """
   fn = 'mlr_snet'
   _validation.check_value(fn, 'gamma', gamma, positive=True)
+  if (switch_steps is None) != (num_classes is None):
+    raise ValueError(
+        f'{fn}: give `num_classes` exactly when `switch_steps` is given: gamma '
+        f'is recomputed from the loss at each switch; got {num_classes=}.')
   if switch_steps is None:
-    if num_classes is not None:
-      raise ValueError(f'{fn}: `num_classes` only serves gamma at the '
-                       'switches; give `switch_steps` too, or leave it out.')
-    stacked = _check_net_params(fn, 'net_params', net_params)
+    stacked = _as_dict(net_params)
     switching = None
   else:
-    steps = [_validation.check_steps(fn, 'switch_steps', step, minimum=1)
+    steps = [_validation.check_int(fn, 'switch_steps', step, minimum=1)
              for step in switch_steps]
     if any(a >= b for a, b in itertools.pairwise(steps)):
       raise ValueError(f'{fn}: `switch_steps` must be strictly increasing, '
                        f'got {switch_steps!r}.')
-    if (isinstance(net_params, Mapping)
-        or not isinstance(net_params, Sequence)
-        or len(net_params) != len(steps) + 1):
+    trees = cast(Sequence[_Params], net_params)
+    # A tree too many would never be used; one too few, the last reused.
+    if len(trees) != len(steps) + 1:
       raise ValueError(
           f'{fn}: with {len(steps)} `switch_steps`, `net_params` must be a '
           f'sequence of {len(steps) + 1} parameter trees, one per period.')
-    trees = [_check_net_params(fn, f'net_params[{j}]', tree)
-             for j, tree in enumerate(net_params)]
-    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
-    if num_classes is None:
-      raise ValueError(f'{fn}: give `num_classes` with `switch_steps`: gamma '
-                       'is recomputed from the loss at each switch.')
+    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves),
+                           *map(_as_dict, trees))
     switching = (np.asarray(steps, np.int32),
                  _validation.check_int(fn, 'num_classes', num_classes,
                                        minimum=2))
@@ -510,7 +486,6 @@ def mlr_snet_meta_loss(
   """
   fn = 'mlr_snet_meta_loss'
   _validation.check_value(fn, 'weight_decay', weight_decay)
-  _check_net_params(fn, 'net_params', net_params)
   loss = jax.lax.stop_gradient(_scalar_loss(fn, loss))
   rate, _, _ = _step(net_params, state.h, state.c, loss, state.gamma)
   grads = jax.lax.stop_gradient(grads)

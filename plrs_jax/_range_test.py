@@ -63,11 +63,10 @@ class RangeTestResult(NamedTuple):
 
 
 def _check_fraction(fn: str, name: str, value: Any) -> float:
-  number = _validation.check_value(fn, name, value, positive=True)
-  if number is None or number > 1:
-    raise ValueError(
-        f'{fn}: `{name}` must be a concrete number in (0, 1], got {value!r}.')
-  return number
+  if not 0 < value <= 1:  # NaN fails too
+    raise ValueError(f'{fn}: `{name}` must be a number in (0, 1], got '
+                     f'{value!r}.')
+  return float(value)
 
 
 def suggest_bounds(
@@ -282,29 +281,16 @@ def lr_range_test(
     2024.
   """
   fn = 'lr_range_test'
-  if not callable(loss_fn):
-    raise TypeError(
-        f'{fn}: `loss_fn` must be a callable loss_fn(params, batch) -> scalar, '
-        f'got {loss_fn!r} of type {type(loss_fn).__name__}.')
-  low = _validation.check_value(fn, 'min_lr', min_lr, positive=True)
-  high = _validation.check_value(fn, 'max_lr', max_lr, positive=True)
-  if low is None or high is None:
-    raise TypeError(
-        f'{fn}: `min_lr` and `max_lr` must be concrete numbers, not traced; '
-        'call lr_range_test eagerly, outside jit.')
-  if not high > low:
+  if not 0 < min_lr < max_lr < math.inf:
     raise ValueError(
-        f'{fn}: `max_lr` must be > `min_lr`, got min_lr={min_lr!r} and '
-        f'max_lr={max_lr!r}.')
+        f'{fn}: `min_lr` and `max_lr` must be finite numbers with 0 < min_lr '
+        f'< max_lr, got {min_lr=} and {max_lr=}.')
+  low, high = float(min_lr), float(max_lr)
   num_steps = _validation.check_int(fn, 'num_steps', num_steps, minimum=10)
-  smooth = _validation.check_value(fn, 'smoothing', smoothing, positive=True)
-  if smooth is None or smooth >= 1:
+  if not 0 < smoothing < 1:
     raise ValueError(
-        f'{fn}: `smoothing` must be a concrete number in (0, 1), got '
-        f'{smoothing!r}.')
-  factor = _validation.check_value(
-      fn, 'divergence_factor', divergence_factor, positive=True)
-  if factor is None or factor <= 1:
+        f'{fn}: `smoothing` must be a number in (0, 1), got {smoothing!r}.')
+  if not 1 < divergence_factor < math.inf:
     raise ValueError(
         f'{fn}: `divergence_factor` must be a finite number > 1, got '
         f'{divergence_factor!r}.')
@@ -312,11 +298,6 @@ def lr_range_test(
   min_fraction = _check_fraction(fn, 'min_fraction', min_fraction)
   if optimizer is None:
     optimizer = optax.sgd
-  elif not callable(optimizer):
-    raise TypeError(
-        f'{fn}: `optimizer` must be a factory optimizer(learning_rate) -> '
-        f'optax.GradientTransformation such as optax.sgd, got {optimizer!r} '
-        f'of type {type(optimizer).__name__}.')
 
   tx = optax.inject_hyperparams(optimizer)(learning_rate=low)
   opt_state = cast(optax.InjectStatefulHyperparamsState, tx.init(params))
@@ -340,7 +321,7 @@ def lr_range_test(
   # step as a scalar of the optimizer's rate dtype, the same abstract value
   # every step.
   rates = low * (high / low) ** (np.arange(num_steps) / (num_steps - 1))
-  beta = 1.0 - smooth
+  beta = 1.0 - smoothing
   raw_losses, smoothed, average, best = [], [], 0.0, math.inf
   diverged_step = None
   batch_iter = iter(batches)
@@ -360,18 +341,15 @@ def lr_range_test(
     average = beta * average + (1.0 - beta) * loss
     value = average / (1.0 - beta ** (i + 1))
     smoothed.append(value)
-    if value > factor * best:
+    if value > divergence_factor * best:
       diverged_step = i
       break
     best = min(best, value)
-  if not raw_losses:
+  if not raw_losses or not math.isfinite(raw_losses[0]):
     raise ValueError(
-        f'{fn}: `batches` must yield at least one batch, got none.')
-  if not math.isfinite(raw_losses[0]):
-    raise ValueError(
-        f'{fn}: the loss at the starting parameters (step 0, before any '
-        f'update) is {raw_losses[0]}; the range test needs a finite starting '
-        'loss. Check loss_fn, params and the first batch.')
+        f'{fn}: the range test needs a first batch from `batches` and a finite '
+        'loss at the starting parameters (step 0, before any update), got '
+        f'the losses {raw_losses}. Check loss_fn, params and the first batch.')
   if diverged_step is None and len(raw_losses) < num_steps:
     warnings.warn(
         f'{fn}: `batches` ran out after {len(raw_losses)} of '

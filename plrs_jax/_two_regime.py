@@ -93,13 +93,8 @@ def two_regime(
     https://arxiv.org/abs/2002.10376
   """
   fn = 'two_regime'
-  for name, tx in (('large_step', large_step), ('small_step', small_step)):
-    if not isinstance(tx, optax.GradientTransformation):
-      raise TypeError(
-          f'{fn}: `{name}` must be an optax GradientTransformation, got '
-          f'{tx!r} of type {type(tx).__name__}.')
-  switch_step = _validation.check_steps(fn, 'switch_step', switch_step,
-                                        minimum=0)
+  switch_step = _validation.check_int(fn, 'switch_step', switch_step,
+                                      minimum=0)
   large_step = optax.with_extra_args_support(large_step)
   small_step = optax.with_extra_args_support(small_step)
 

@@ -18,7 +18,8 @@ starts from), ``peak_value``, ``end_value``, and durations as ``*_steps``
 (``constant_schedule`` keeps ``value``, the name of optax's own constant).
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -27,8 +28,8 @@ import optax
 
 from plrs_jax._validation import check_int
 from plrs_jax._validation import check_order
-from plrs_jax._validation import check_steps
 from plrs_jax._validation import check_value
+from plrs_jax._validation import FLOAT32_MAX
 from plrs_jax._validation import MAX_STEP
 
 __all__ = (
@@ -115,35 +116,21 @@ def multistep_schedule(
   fn = 'multistep_schedule'
   init = check_value(fn, 'init_value', init_value)
   scale = check_value(fn, 'factor', factor)
-  if isinstance(boundaries, (str, bytes, Mapping)) or not isinstance(
-      boundaries, Iterable
-  ):
-    raise TypeError(
-        f'{fn}: `boundaries` must be a sequence of ints >= 1, strictly '
-        f'increasing, got {boundaries!r} of type {type(boundaries).__name__}.'
-    )
-  boundaries = list(boundaries)
-  steps = [
-      check_steps(fn, f'boundaries[{i}]', b, minimum=1)
-      for i, b in enumerate(boundaries)
-  ]
-  for i in range(1, len(steps)):
-    if steps[i] <= steps[i - 1]:
-      raise ValueError(
-          f'{fn}: `boundaries` must be strictly increasing, got {steps} '
-          f'(boundaries[{i}]={steps[i]} <= boundaries[{i - 1}]='
-          f'{steps[i - 1]}).'
-      )
+  steps = [check_int(fn, f'boundaries[{i}]', b, minimum=1)
+           for i, b in enumerate(boundaries)]
+  # A repeated boundary would be one drop, not two.
+  if any(a >= b for a, b in itertools.pairwise(steps)):
+    raise ValueError(
+        f'{fn}: `boundaries` must be strictly increasing, got {steps}.')
   if init is not None and scale is not None:
     # optax evaluates every scaled value at every step (masked, not skipped):
     # one that overflows float32 turns the whole schedule into NaN.
-    largest = float(np.finfo(np.float32).max)
     for k in range(1, len(steps) + 1):
-      if init * scale**k > largest:
+      if init * scale**k > FLOAT32_MAX:
         raise ValueError(
             f'{fn}: `factor`={factor} takes the rate to init_value * factor**'
             f'{k} = {init * scale**k:.3g}, beyond float32\'s largest value '
-            f'{largest:.3g}; use a smaller factor or fewer boundaries.'
+            f'{FLOAT32_MAX:.3g}; use a smaller factor or fewer boundaries.'
         )
   boundaries_and_scales = dict.fromkeys(steps, factor) or None
   return _as_rate_schedule(
@@ -206,7 +193,7 @@ def cosine_warm_restarts_schedule(
   init = check_value(fn, 'init_value', init_value)
   low = check_value(fn, 'end_value', end_value)
   check_order(fn, 'end_value', low, 'init_value', init)
-  decay_steps = check_steps(fn, 'decay_steps', decay_steps, minimum=1)
+  decay_steps = check_int(fn, 'decay_steps', decay_steps, minimum=1)
   period_multiplier = check_int(
       fn, 'period_multiplier', period_multiplier, minimum=1
   )
@@ -305,9 +292,9 @@ def knee_schedule(
   """
   fn = 'knee_schedule'
   check_value(fn, 'peak_value', peak_value)
-  warmup_steps = check_steps(fn, 'warmup_steps', warmup_steps, minimum=0)
-  explore_steps = check_steps(fn, 'explore_steps', explore_steps, minimum=0)
-  total_steps = check_steps(fn, 'total_steps', total_steps, minimum=1)
+  warmup_steps = check_int(fn, 'warmup_steps', warmup_steps, minimum=0)
+  explore_steps = check_int(fn, 'explore_steps', explore_steps, minimum=0)
+  total_steps = check_int(fn, 'total_steps', total_steps, minimum=1)
   if warmup_steps + explore_steps > total_steps:
     raise ValueError(
         f'{fn}: `warmup_steps` + `explore_steps` must be <= `total_steps`, got '
@@ -367,8 +354,9 @@ def one_cycle_schedule(
   Args:
     peak_value: the peak rate, a finite number > 0.
     total_steps: the length of the cycle in steps, an int >= 2 (and < 2**31).
-    pct_start: the fraction of ``total_steps`` spent increasing the rate, a
-      number in (0, 0.5) (the decrease takes as long, then the final phase).
+    pct_start: the fraction of ``total_steps`` spent increasing the rate (the
+      decrease takes as long, then the final phase); every phase must have
+      positive length, which ``1 / total_steps < pct_start <= 0.5`` ensures.
     div_factor: ``peak_value / div_factor`` is the initial rate, a finite
       number > 0.
     final_div_factor: the initial rate divided by ``final_div_factor`` is the
@@ -395,35 +383,24 @@ def one_cycle_schedule(
   """
   fn = 'one_cycle_schedule'
   check_value(fn, 'peak_value', peak_value, positive=True)
-  total_steps = check_steps(fn, 'total_steps', total_steps, minimum=2)
-  pct = check_value(fn, 'pct_start', pct_start, positive=True)
-  if pct is None:
-    raise TypeError(
-        f'{fn}: `pct_start` must be a concrete number in (0, 0.5): it sets the '
-        'phase boundaries, got a traced value.'
-    )
-  if pct >= 0.5:
-    raise ValueError(
-        f'{fn}: `pct_start` must be a number in (0, 0.5) for the three-phase '
-        f'schedule (the rise and the fall take 2 * pct_start of the steps), '
-        f'got {pct_start!r}.'
-    )
+  total_steps = check_int(fn, 'total_steps', total_steps, minimum=2)
   check_value(fn, 'div_factor', div_factor, positive=True)
   check_value(fn, 'final_div_factor', final_div_factor, positive=True)
   # PyTorch's phase ends, in float64 as PyTorch computes them.
   ends = (
-      float(pct * total_steps) - 1,
-      float(2 * pct * total_steps) - 2,
+      float(pct_start * total_steps) - 1,
+      float(2 * pct_start * total_steps) - 2,
       float(total_steps - 1),
   )
+  # Also refuses a pct_start that is not a number, or so far above 0.5 that
+  # the fall would end after the run.
   if not 0 < ends[0] < ends[1] < ends[2]:
     raise ValueError(
         f'{fn}: the phases must have positive length, but with '
-        f'total_steps={total_steps} and pct_start={pct_start!r} they end at '
-        f'steps {ends[0]}, {ends[1]} and {ends[2]} (pct_start * total_steps - '
-        '1, 2 * pct_start * total_steps - 2, total_steps - 1). Use more '
-        '`total_steps` or a larger `pct_start`, so that pct_start * '
-        'total_steps > 1.'
+        f'{total_steps=} and {pct_start=} they end at steps {ends[0]}, '
+        f'{ends[1]} and {ends[2]} (pct_start * total_steps - 1, 2 * pct_start '
+        '* total_steps - 2, total_steps - 1). Use a `pct_start` below 0.5 and '
+        'above 1 / `total_steps`.'
     )
 
   def schedule(count: jax.typing.ArrayLike) -> jax.Array:
@@ -490,11 +467,11 @@ def cyclic_triangular_schedule(
   low = check_value(fn, 'init_value', init_value)
   high = check_value(fn, 'peak_value', peak_value)
   check_order(fn, 'init_value', low, 'peak_value', high)
-  up = check_steps(fn, 'up_steps', up_steps, minimum=1)
+  up = check_int(fn, 'up_steps', up_steps, minimum=1)
   if down_steps is None:
     down = up
   else:
-    down = check_steps(fn, 'down_steps', down_steps, minimum=1)
+    down = check_int(fn, 'down_steps', down_steps, minimum=1)
   period = up + down
 
   def schedule(count: jax.typing.ArrayLike) -> jax.Array:

@@ -188,37 +188,27 @@ def top_hessian_eigenvalue(
     the lens of the Hessian <https://arxiv.org/abs/1912.07145>`_, 2020.
   """
   fn = 'top_hessian_eigenvalue'
-  if not callable(loss_fn):
-    raise TypeError(
-        f'{fn}: `loss_fn` must be a callable loss_fn(params) -> scalar, got '
-        f'{loss_fn!r} of type {type(loss_fn).__name__}.')
   key = _validation.canonicalize_key(fn, key)
   num_iterations = _validation.check_int(
       fn, 'num_iterations', num_iterations, minimum=1)
-  tol = _validation.check_value(fn, 'tolerance', tolerance, positive=True)
-  if tol is None:
-    raise TypeError(
-        f'{fn}: `tolerance` must be a concrete number, not traced; call '
-        f'{fn} eagerly, outside jit.')
+  if not 0 < tolerance < math.inf:
+    raise ValueError(
+        f'{fn}: `tolerance` must be a finite number > 0, got {tolerance!r}.')
   if which not in ('largest', 'magnitude'):
     raise ValueError(
         f"{fn}: `which` must be 'largest' or 'magnitude', got {which!r}.")
-  flat, _ = flatten_util.ravel_pytree(params)
-  if flat.size == 0:
+  # No numbers would give the estimate 0 as if converged.
+  if flatten_util.ravel_pytree(params)[0].size == 0:
     raise ValueError(f'{fn}: `params` must hold at least one number, got '
                      f'{params!r}.')
-  if not jnp.issubdtype(flat.dtype, jnp.floating):
-    raise TypeError(
-        f'{fn}: `params` must be a pytree of float arrays, got leaves of '
-        f'dtype {flat.dtype}.')
-  state = _power_iteration(loss_fn, params, key, num_iterations, tol,
-                           jnp.float32(0))
+  state = _power_iteration(loss_fn, params, key, num_iterations,
+                           float(tolerance), jnp.float32(0))
   iterations = int(state.iteration)
   if which == 'largest' and float(state.eigenvalue) < 0:
     # Every eigenvalue of H - lambda_m I is >= 0; the top one is
     # lambda_max - lambda_m, and its eigenvector is lambda_max's.
-    state = _power_iteration(loss_fn, params, key, num_iterations, tol,
-                             state.eigenvalue)
+    state = _power_iteration(loss_fn, params, key, num_iterations,
+                             float(tolerance), state.eigenvalue)
     iterations += int(state.iteration)
   return EigenvalueResult(
       eigenvalue=float(state.eigenvalue),
@@ -293,20 +283,17 @@ def check_bounds(max_value: float, beta: float) -> BoundsCheck:
     False
   """
   fn = 'check_bounds'
-  high = _validation.check_value(fn, 'max_value', max_value)
-  try:
-    curvature = _validation.check_value(fn, 'beta', beta, positive=True)
-  except ValueError as error:
-    if math.isfinite(float(beta)):  # finite but <= 0: say what that means
-      raise ValueError(
-          f'{error} A top Hessian eigenvalue <= 0 means no positive '
-          'curvature there (or a negative largest-magnitude eigenvalue was '
-          "passed: use top_hessian_eigenvalue(..., which='largest')): 1/beta "
-          'and 2/beta are undefined.') from None
-    raise
-  if high is None or curvature is None:
-    raise TypeError(
-        f'{fn}: `max_value` and `beta` must be concrete numbers, not traced.')
+  if not 0 <= max_value < math.inf:
+    raise ValueError(
+        f'{fn}: `max_value` must be a finite number >= 0, got {max_value!r}.')
+  if not 0 < beta < math.inf:
+    raise ValueError(
+        f'{fn}: `beta` must be a finite number > 0, got {beta!r}. A top '
+        'Hessian eigenvalue <= 0 means no positive curvature there (or a '
+        'negative largest-magnitude eigenvalue was passed: use '
+        "top_hessian_eigenvalue(..., which='largest')): 1/beta and 2/beta are "
+        'undefined.')
+  high, curvature = float(max_value), float(beta)
   theorem, edge = 1 / curvature, 2 / curvature
   below_theorem = high < theorem
   below_edge = high < edge

@@ -1,12 +1,10 @@
 """PLRS: the probabilistic learning-rate schedule of arXiv 2407.07613."""
 
-from collections.abc import Iterable
 import dataclasses
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from plrs_jax import _validation
@@ -15,18 +13,14 @@ ScalarOrSchedule = optax.ScalarOrSchedule
 
 
 _FN = 'plrs_schedule'
-_FLOAT32 = np.finfo(np.float32)
 
 
-def _check_float32(name: str, value: float | None) -> None:
-  """Refuses a bound that float32 cannot hold as a normal number (or zero)."""
-  if value is None or value == 0:
-    return
-  if not float(_FLOAT32.smallest_normal) <= value <= float(_FLOAT32.max):
-    raise ValueError(
-        f'{_FN}: `{name}` must be 0 or a float32 normal number, in '
-        f'[{_FLOAT32.smallest_normal:.4g}, {_FLOAT32.max:.4g}], got {value!r}: '
-        'rates are float32, and XLA flushes subnormal numbers to zero.')
+def _static(value: Any) -> Any:
+  """A concrete number as a Python float, which hashes and compares by value
+  (the static fields of a schedule key jit's cache); anything else as is."""
+  if value is None or callable(value) or not _validation.is_concrete(value):
+    return value
+  return float(value)
 
 
 def interpolate(start: jax.typing.ArrayLike, end: jax.typing.ArrayLike,
@@ -77,8 +71,8 @@ class PLRSSchedule:
 
   Built by :func:`plrs_schedule` (whose docstring gives the contract); an
   ordinary optax schedule (a callable ``count -> rate``) that also exposes the
-  quantities of the paper's analysis. The constructor validates its arguments,
-  so ``dataclasses.replace(schedule, hold_steps=0)`` raises like
+  quantities of the paper's analysis. The constructor checks the bounds and
+  step counts, so ``dataclasses.replace(schedule, hold_steps=0)`` raises like
   ``plrs_schedule`` does.
 
   It is a pytree: ``key`` is its one leaf, the other fields are static. A
@@ -104,37 +98,20 @@ class PLRSSchedule:
   center: ScalarOrSchedule | None = None
 
   def __post_init__(self) -> None:
-    key = _validation.canonicalize_key(_FN, self.key)
+    # JAX rebuilds the schedule through this constructor with a tracer or a
+    # placeholder as the key, so only the static fields are checked here.
     low = _validation.check_value(_FN, 'min_value', self.min_value,
                                   allow_schedule=True)
     high = _validation.check_value(_FN, 'max_value', self.max_value,
                                    allow_schedule=True)
-    _check_float32('min_value', low)
-    _check_float32('max_value', high)
     _validation.check_order(_FN, 'min_value', low, 'max_value', high)
-    hold_steps = _validation.check_steps(_FN, 'hold_steps', self.hold_steps,
-                                         minimum=1)
-    warmup_steps = _validation.check_steps(_FN, 'warmup_steps',
-                                           self.warmup_steps, minimum=0)
-    mid = None
+    _validation.check_int(_FN, 'hold_steps', self.hold_steps, minimum=1)
+    _validation.check_int(_FN, 'warmup_steps', self.warmup_steps, minimum=0)
     if self.center is not None:
       mid = _validation.check_value(_FN, 'center', self.center,
                                     allow_schedule=True)
-      if mid is not None and low is not None and high is not None and not (
-          low <= mid <= high):
-        raise ValueError(
-            f'{_FN}: `center` must lie in [min_value, max_value] = [{low}, '
-            f'{high}], got {self.center!r}. Leave it unset for the midpoint.')
-    # Static fields must hash and compare by value (they key jit's cache):
-    # concrete numbers become Python floats; schedules stay as they are.
-    object.__setattr__(self, 'key', key)
-    object.__setattr__(self, 'min_value',
-                       self.min_value if low is None else low)
-    object.__setattr__(self, 'max_value',
-                       self.max_value if high is None else high)
-    object.__setattr__(self, 'hold_steps', hold_steps)
-    object.__setattr__(self, 'warmup_steps', warmup_steps)
-    object.__setattr__(self, 'center', self.center if mid is None else mid)
+      _validation.check_order(_FN, 'min_value', low, 'center', mid)
+      _validation.check_order(_FN, 'center', mid, 'max_value', high)
 
   def __call__(self, count: jax.typing.ArrayLike) -> jax.Array:
     """Returns the float32 learning rate at step ``count``."""
@@ -183,35 +160,11 @@ class PLRSSchedule:
                            jnp.float32)
     return self(count) - center
 
-  def _flatten(self) -> tuple[tuple[jax.Array], tuple[Any, ...]]:
-    static = (self.min_value, self.max_value, self.hold_steps,
-              self.warmup_steps, self.center)
-    return (self.key,), static
 
-  def _flatten_with_keys(
-      self) -> tuple[tuple[tuple[Any, jax.Array]], tuple[Any, ...]]:
-    children, static = self._flatten()
-    return ((jax.tree_util.GetAttrKey('key'), children[0]),), static
-
-  @classmethod
-  def _unflatten(cls, static: tuple[Any, ...],
-                 children: Iterable[Any]) -> 'PLRSSchedule':
-    # No validation: the static fields were checked when the schedule was
-    # built, and jax unflattens with tracers or placeholders as the key.
-    schedule = object.__new__(cls)
-    names = ('min_value', 'max_value', 'hold_steps', 'warmup_steps', 'center')
-    # The fields of a frozen dataclass are set as __post_init__ sets them:
-    # setattr would raise.
-    for name, value in zip(names, static):
-      object.__setattr__(schedule, name, value)  # noqa: PLC2801
-    (key,) = children
-    object.__setattr__(schedule, 'key', key)  # noqa: PLC2801
-    return schedule
-
-
-jax.tree_util.register_pytree_with_keys(
-    PLRSSchedule, PLRSSchedule._flatten_with_keys,  # pylint: disable=protected-access
-    PLRSSchedule._unflatten, PLRSSchedule._flatten)  # pylint: disable=protected-access
+jax.tree_util.register_dataclass(
+    PLRSSchedule, data_fields=['key'],
+    meta_fields=['min_value', 'max_value', 'hold_steps', 'warmup_steps',
+                 'center'])
 
 
 def plrs_schedule(
@@ -280,9 +233,8 @@ def plrs_schedule(
     key: a typed key (``jax.random.key(seed)``), a legacy uint32 key
       (``jax.random.PRNGKey(seed)``) or an int seed in [0, 2**32 - 1] (the
       seeds whose key is the same with and without ``jax_enable_x64``).
-    min_value: L_min, 0 or a float in float32's normal range, [1.18e-38,
-      3.4e38] (XLA flushes smaller ones to 0), or an optax schedule (to
-      anneal it).
+    min_value: L_min, a finite float >= 0 or an optax schedule (to anneal
+      it).
     max_value: L_max, a finite float >= ``min_value`` or an optax schedule.
       ``min_value == max_value`` gives a constant rate.
     hold_steps: draw a new rate every ``hold_steps`` steps, an int in
@@ -316,10 +268,10 @@ def plrs_schedule(
     2024.
   """
   return PLRSSchedule(
-      key=key,
-      min_value=min_value,
-      max_value=max_value,
+      key=_validation.canonicalize_key(_FN, key),
+      min_value=_static(min_value),
+      max_value=_static(max_value),
       hold_steps=hold_steps,
       warmup_steps=warmup_steps,
-      center=center,
+      center=_static(center),
   )

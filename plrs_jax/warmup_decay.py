@@ -46,8 +46,8 @@ import jax.numpy as jnp
 import optax
 
 from plrs_jax import plrs
+from plrs_jax._validation import check_int
 from plrs_jax._validation import check_order
-from plrs_jax._validation import check_steps
 from plrs_jax._validation import check_value
 
 __all__ = (
@@ -80,7 +80,7 @@ def _duration(fn: str, total_steps: int, fraction: float | None,
         f'{fn}: give the {name} as `{name}_fraction` or as `{name}_steps`, '
         f'not both: got {name}_fraction={fraction} and {name}_steps={steps}.')
   if steps is not None:
-    steps = check_steps(fn, f'{name}_steps', steps, minimum=0)
+    steps = check_int(fn, f'{name}_steps', steps, minimum=0)
     return steps, None, f'{name}_steps={steps}'
   if fraction is None:
     fraction = default
@@ -91,11 +91,10 @@ def _duration(fn: str, total_steps: int, fraction: float | None,
 def _share(fn: str, name: str, value: Any) -> float:
   """Checks a fraction: a number in [0, 1], known when the schedule is
   built (durations are rounded to whole steps then)."""
-  share = check_value(fn, name, value)
-  if share is None or not 0 <= share <= 1:
+  if not 0 <= value <= 1:  # NaN fails too
     raise ValueError(f'{fn}: `{name}` must be a number in [0, 1], got '
                      f'{value!r}.')
-  return share
+  return float(value)
 
 
 def _phases(fn: str, peak_value: float, total_steps: int,
@@ -116,7 +115,7 @@ def _phases(fn: str, peak_value: float, total_steps: int,
     raise ValueError(
         f'{fn}: `decay_shape` must be one of {", ".join(_DECAY_SHAPES)}, got '
         f'{decay_shape!r}.')
-  check_steps(fn, 'total_steps', total_steps, minimum=1)
+  check_int(fn, 'total_steps', total_steps, minimum=1)
   warmup, warmup_share, warmup_arg = _duration(
       fn, total_steps, warmup_fraction, warmup_steps, 'warmup',
       _WARMUP_FRACTION)

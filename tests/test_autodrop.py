@@ -264,8 +264,7 @@ def test_min_scale_floors_the_scale():
     (dict(threshold=-1.0), '`threshold` must be'),
     (dict(threshold=2.0), '`threshold` must be <= `max_threshold`'),
     (dict(min_scale=1.5), '`min_scale` must be in'),
-    (dict(window_epochs=0), '`window_epochs` must be an int >= 1'),
-    (dict(average_weights='yes'), '`average_weights` must be a bool'),
+    (dict(window_epochs=0), r'`window_epochs` must be an int in \[1,'),
 ])
 def test_bad_arguments(kwargs, message):
   with pytest.raises((TypeError, ValueError), match=message):
@@ -276,7 +275,6 @@ def test_bad_arguments(kwargs, message):
     (dict(learning_rate=0.0), '`learning_rate` must be'),
     (dict(momentum=1.0), '`momentum` must be in'),
     (dict(min_learning_rate=0.5), '`min_learning_rate` must be <='),
-    (dict(min_scale=0.1), 'set `min_learning_rate`'),
 ])
 def test_recipe_bad_arguments(kwargs, message):
   with pytest.raises((TypeError, ValueError), match=message):

@@ -188,17 +188,14 @@ def test_half_precision_params():
 @pytest.mark.parametrize(
     'kwargs, error, pattern',
     [
-        (dict(num_iterations=0), ValueError, '`num_iterations`.*>= 1.*got 0'),
-        (dict(num_iterations=10.0), TypeError, '`num_iterations`.*10.0'),
+        (dict(num_iterations=0), ValueError, r'`num_iterations`.*\[1,.*got 0'),
+        (dict(num_iterations=10.0), ValueError, '`num_iterations`.*10.0'),
         (dict(tolerance=0.0), ValueError, '`tolerance`.*> 0.*got 0.0'),
         (dict(tolerance=-1e-3), ValueError, '`tolerance`.*-0.001'),
         (dict(tolerance=float('nan')), ValueError, '`tolerance`.*nan'),
-        (dict(key='seed'), TypeError, '`key`.*seed'),
         (dict(key=jax.random.split(jax.random.key(0), 2)), ValueError,
          '`key`.*batch of keys'),
-        (dict(params=jnp.arange(3)), TypeError, '`params`.*float.*int32'),
         (dict(params={}), ValueError, '`params`.*at least one'),
-        (dict(loss_fn=3.0), TypeError, '`loss_fn`.*callable'),
     ],
 )
 def test_top_hessian_eigenvalue_rejects_bad_arguments(kwargs, error, pattern):
@@ -252,10 +249,8 @@ def test_check_bounds_with_a_measured_beta():
         (0.1, -2.0, ValueError, '`beta`.*got -2.0.*no positive curvature'),
         (0.1, float('nan'), ValueError, '`beta`.*got nan'),
         (0.1, float('inf'), ValueError, '`beta`.*got inf'),
-        (0.1, '1', TypeError, '`beta`.*str'),
         (-0.1, 1.0, ValueError, '`max_value`.*>= 0.*got -0.1'),
         (float('inf'), 1.0, ValueError, '`max_value`.*got inf'),
-        (True, 1.0, TypeError, '`max_value`.*bool'),
     ],
 )
 def test_check_bounds_rejects_bad_arguments(max_value, beta, error, pattern):

@@ -67,10 +67,10 @@ def test_unknown_name_lists_the_known_ones():
     plrs_jax.create_schedule('cosine_annealing', init_value=0.1)
 
 
-def test_wrong_arguments_name_the_schedule_and_its_signature():
-  with pytest.raises(TypeError, match="'plrs'.*max_value"):
+def test_wrong_arguments_name_the_factory_and_the_argument():
+  with pytest.raises(TypeError, match='plrs_schedule.*maximum'):
     plrs_jax.create_schedule('plrs', key=0, min_value=0.1, maximum=0.2)
-  with pytest.raises(TypeError, match="'knee'.*total_steps"):
+  with pytest.raises(TypeError, match='knee_schedule.*total_steps'):
     plrs_jax.create_schedule('knee', peak_value=0.1)
 
 

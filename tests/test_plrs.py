@@ -313,24 +313,18 @@ BAD_CALLS = [
     (dict(min_value=0.2, max_value=0.1), ValueError, 'min_value.*max_value'),
     (dict(min_value=-0.1, max_value=0.1), ValueError, 'min_value'),
     (dict(min_value=0.0, max_value=float('inf')), ValueError, 'max_value'),
+    (dict(min_value=0.0, max_value=1e300), ValueError, 'max_value'),
     (dict(min_value=float('nan'), max_value=0.1), ValueError, 'min_value'),
-    (dict(min_value='0.1', max_value=0.2), TypeError, 'min_value'),
-    (dict(min_value=0.1, max_value=None), TypeError, 'max_value'),
-    (dict(min_value=0.1, max_value=jnp.ones(3)), ValueError, 'max_value'),
-    (dict(min_value=True, max_value=0.2), TypeError, 'min_value'),
     (dict(min_value=0.1, max_value=0.2, hold_steps=0), ValueError, 'hold_steps'),
-    (dict(min_value=0.1, max_value=0.2, hold_steps=2.0), TypeError,
-     'hold_steps'),
     (dict(min_value=0.1, max_value=0.2, warmup_steps=-1), ValueError,
      'warmup_steps'),
-    (dict(min_value=0.1, max_value=0.2, warmup_steps=1.5), TypeError,
+    # JAX would take a float count and truncate it.
+    (dict(min_value=0.1, max_value=0.2, hold_steps=2.5), ValueError,
+     'hold_steps'),
+    (dict(min_value=0.1, max_value=0.2, warmup_steps=1.5), ValueError,
      'warmup_steps'),
     (dict(min_value=0.1, max_value=0.2, center=0.3), ValueError, 'center'),
-    (dict(min_value=0.1, max_value=0.2, center='mid'), TypeError, 'center'),
-    (dict(key=1.5, min_value=0.1, max_value=0.2), TypeError, 'key'),
-    (dict(key='seed', min_value=0.1, max_value=0.2), TypeError, 'key'),
-    (dict(key=jnp.zeros(3, jnp.uint32), min_value=0.1, max_value=0.2),
-     TypeError, 'key'),
+    (dict(min_value=0.1, max_value=0.2, center=0.05), ValueError, 'center'),
     (dict(key=jax.random.split(jax.random.key(0), 4), min_value=0.1,
           max_value=0.2), ValueError, 'key.*vmap'),
 ]
@@ -441,13 +435,6 @@ def test_top_draw_reaches_max_value_under_jit(every_u):
   top = jax.jit(lambda u: plrs_jax.plrs.interpolate(L_MIN, L_MAX, u))(
       every_u[-1:])
   assert top[0] == np.float32(L_MAX)
-
-
-@pytest.mark.parametrize('low,high', [(0.0, 1e-39), (1e-45, 0.1), (0.0, 1e300)])
-def test_bounds_float32_cannot_hold_are_refused(low, high):
-  name = 'min_value' if low else 'max_value'
-  with pytest.raises(ValueError, match=f'{name}.*float32'):
-    plrs_jax.plrs_schedule(0, low, high)
 
 
 # --- schedule-valued bounds that cross or go negative ---------------------------

@@ -214,7 +214,7 @@ def test_nan_loss_stops_the_test_and_stays_out_of_the_suggestion():
 
 
 def test_non_finite_starting_loss_raises():
-  with pytest.raises(ValueError, match='lr_range_test: the loss at the '
+  with pytest.raises(ValueError, match='lr_range_test: .*finite loss at the '
                      'starting parameters.*nan'):
     lr_range_test(lambda w, b: jnp.sum(w) * jnp.nan, jnp.ones(2),
                   itertools.repeat(None))
@@ -237,7 +237,8 @@ def test_a_short_iterator_stops_early_and_says_so(problem):
 
 
 def test_no_batches_raises():
-  with pytest.raises(ValueError, match='lr_range_test: `batches`.*none'):
+  with pytest.raises(ValueError,
+                     match=r'lr_range_test: .*`batches`.*losses \[\]'):
     lr_range_test(_loss_fn, jnp.zeros(D), iter([]))
 
 
@@ -284,8 +285,6 @@ def test_suggest_bounds_minimum_at_the_last_point():
          r'`max_fraction`.*\(0, 1\].*1.5'),
         ([0.1, 1.0], [1.0, 2.0], dict(min_fraction=-0.7), ValueError,
          '`min_fraction`.*-0.7'),
-        ([0.1, 1.0], [1.0, 2.0], dict(min_fraction='0.7'), TypeError,
-         '`min_fraction`.*str'),
     ],
 )
 def test_suggest_bounds_rejects_bad_arguments(rates, losses, kwargs, error,
@@ -300,24 +299,24 @@ def test_suggest_bounds_rejects_bad_arguments(rates, losses, kwargs, error,
 @pytest.mark.parametrize(
     'kwargs, error, pattern',
     [
-        (dict(min_lr=0.0), ValueError, '`min_lr`.*> 0.*got 0.0'),
+        (dict(min_lr=0.0), ValueError, '`min_lr`.*min_lr=0.0'),
         (dict(min_lr=-1e-3), ValueError, '`min_lr`.*-0.001'),
         (dict(min_lr=float('nan')), ValueError, '`min_lr`.*nan'),
-        (dict(max_lr=float('inf')), ValueError, '`max_lr`.*inf'),
+        (dict(max_lr=float('inf')), ValueError,
+         '`min_lr` and `max_lr`.*max_lr=inf'),
         (dict(min_lr=1.0, max_lr=1.0), ValueError,
-         '`max_lr` must be > `min_lr`.*min_lr=1.0 and max_lr=1.0'),
-        (dict(min_lr=1.0, max_lr=0.1), ValueError, '`max_lr`.*max_lr=0.1'),
-        (dict(num_steps=9), ValueError, '`num_steps`.*>= 10.*got 9'),
-        (dict(num_steps=100.0), TypeError, '`num_steps`.*100.0.*float'),
+         '`min_lr` and `max_lr`.*min_lr < max_lr.*min_lr=1.0 and max_lr=1.0'),
+        (dict(min_lr=1.0, max_lr=0.1), ValueError,
+         '`min_lr` and `max_lr`.*max_lr=0.1'),
+        (dict(num_steps=9), ValueError, r'`num_steps`.*\[10,.*got 9'),
+        (dict(num_steps=100.5), ValueError, '`num_steps`.*100.5'),
         (dict(smoothing=0.0), ValueError, '`smoothing`.*got 0.0'),
         (dict(smoothing=1.0), ValueError, r'`smoothing`.*\(0, 1\).*1.0'),
-        (dict(smoothing='0.05'), TypeError, '`smoothing`.*str'),
         (dict(divergence_factor=1.0), ValueError,
          '`divergence_factor`.*> 1.*got 1.0'),
         (dict(divergence_factor=0.5), ValueError, '`divergence_factor`.*0.5'),
         (dict(max_fraction=2.0), ValueError, '`max_fraction`.*2.0'),
         (dict(min_fraction=0.0), ValueError, '`min_fraction`.*0.0'),
-        (dict(optimizer='sgd'), TypeError, '`optimizer`.*sgd'),
     ],
 )
 def test_lr_range_test_rejects_bad_arguments(problem, kwargs, error, pattern):
@@ -325,7 +324,3 @@ def test_lr_range_test_rejects_bad_arguments(problem, kwargs, error, pattern):
   with pytest.raises(error, match=f'lr_range_test: {pattern}'):
     lr_range_test(_loss_fn, jnp.zeros(D), itertools.repeat((x, y)), **kwargs)
 
-
-def test_lr_range_test_rejects_a_non_callable_loss():
-  with pytest.raises(TypeError, match='lr_range_test: `loss_fn`.*callable'):
-    lr_range_test(0.5, jnp.zeros(D), itertools.repeat(None))

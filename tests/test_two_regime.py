@@ -207,14 +207,13 @@ def test_sgd_adam_recipe_matches_numpy():
 
 
 @pytest.mark.parametrize('kwargs, message', [
-    (dict(switch_step=-1), '`switch_step` must be an int >= 0'),
-    (dict(switch_step=2.5), '`switch_step` must be an int >= 0'),
-    (dict(large_step=0.1), '`large_step` must be an optax'),
+    (dict(switch_step=-1), r'`switch_step` must be an int in \[0,'),
+    (dict(switch_step=2.5), r'`switch_step` must be an int in \[0,'),
 ])
 def test_bad_arguments(kwargs, message):
   args = dict(large_step=optax.sgd(0.1), small_step=optax.adam(0.01),
               switch_step=3)
-  with pytest.raises((TypeError, ValueError), match=message):
+  with pytest.raises(ValueError, match=message):
     plrs_jax.two_regime(**{**args, **kwargs})
 
 
