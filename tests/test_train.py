@@ -258,7 +258,8 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(
      'config.schedule: plrs_schedule:'),
     (dict(schedule=dict(name='plrs', max_value=0.1, min_value=0.07,
                        warmup=5)),
-     "config.schedule: create_schedule: wrong arguments for schedule 'plrs'"),
+     "config.schedule: plrs_schedule() got an unexpected keyword argument "
+     "'warmup'"),
     (dict(model='resnet7'), "config.model: create_model: unknown model "
                             "'resnet7'"),
     (dict(model_kwargs=dict(width=3)),
