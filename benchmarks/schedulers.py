@@ -150,9 +150,11 @@ def _resumed(args, key: dict) -> dict:
   done = {}
   for path in (args.out / f'{args.name}.json', _partial_path(args)):
     saved = json.loads(path.read_text()) if path.exists() else {}
-    if 'settings' in saved:
+    if 'methods' in saved.get('settings', {}):
       saved = {**saved['settings'], 'results': {
           name: saved[name] for name in saved['settings']['methods']}}
+    elif 'settings' in saved:
+      saved = {}  # written before results recorded their key: a fresh run
     if saved.get('key') == key:
       done = {'key': key, 'range_test': saved['range_test'],
               'results': saved['results']}
