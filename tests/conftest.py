@@ -38,3 +38,18 @@ def pytest_configure(config):
   # `-m "not train"` runs the library's alone, as against the wheel.
   config.addinivalue_line(
       'markers', 'train: needs the training stack (the train extra)')
+
+
+# The benchmark programs run end to end (their --quick runs, interrupts and
+# bad command lines): minutes of subprocesses, kept out of the default run so
+# `pytest` stays within ten minutes; `pytest -m benchmark` runs them, as CI does.
+_BENCHMARK_MODULES = ('test_benchmarks_', 'test_study', 'test_twins')
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(config, items):
+  del config
+  for item in items:
+    if (item.get_closest_marker('slow')
+        and item.path.name.startswith(_BENCHMARK_MODULES)):
+      item.add_marker('benchmark')
