@@ -467,6 +467,25 @@ def plot(budgets: dict, settings: dict):
   return fig
 
 
+def run_settings(tier: dict, reference, runner) -> dict:
+  """The model, data, splits and seeds of a study's runs, for its JSON.
+
+  `runner` holds the dataset and the steps per epoch (a `Study`, or the
+  twins study's runner).
+  """
+  dataset = runner.dataset
+  return {
+      'model': tier['model'], 'dataset': tier['dataset'],
+      'batch_size': reference.batch_size,
+      'splits': {'train': len(dataset.train),
+                 'validation': len(dataset.validation),
+                 'test': len(dataset.test)},
+      'split_seed': reference.split_seed,
+      'steps_per_epoch': runner.steps_per_epoch,
+      'tuning_seeds': list(tier['tuning_seeds']),
+      'test_seeds': list(tier['test_seeds'])}
+
+
 def main():
   args = common.parse_args(__doc__, **FLAGS)
   tier = dict(TIERS[args.tier], **(QUICK if args.quick else {}))
@@ -507,14 +526,7 @@ def main():
   bounds = study.cells['range_test']
   reference = config_for(tier, 'plrs', tier['budgets'][0], {})
   settings = {
-      'model': tier['model'], 'dataset': tier['dataset'],
-      'batch_size': reference.batch_size,
-      'splits': {'train': size, 'validation': len(study.dataset.validation),
-                 'test': len(study.dataset.test)},
-      'split_seed': reference.split_seed,
-      'steps_per_epoch': study.steps_per_epoch,
-      'tuning_seeds': list(tier['tuning_seeds']),
-      'test_seeds': list(tier['test_seeds']),
+      **run_settings(tier, reference, study),
       'grid': 'factors of 2 around 0.1 (schedule_free_sgd: 1.0), extended '
               'past a best edge',
       'optimizer': 'plain SGD (no momentum, no weight decay) unless the '

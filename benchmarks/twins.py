@@ -649,16 +649,9 @@ def run(args, tier: dict, pairs: list[str], twins: Twins, name: str):
   twins.bar.close()
   primary = summarize(budgets)
   print_tables(budgets, primary)
-  reference = twins.reference
   settings = {
-      'model': tier['model'], 'dataset': tier['dataset'],
-      'batch_size': batch, 'budgets': list(tier['budgets']),
-      'splits': {'train': size, 'validation': len(twins.dataset.validation),
-                 'test': len(twins.dataset.test)},
-      'split_seed': reference.split_seed,
-      'steps_per_epoch': twins.steps_per_epoch,
-      'tuning_seeds': list(tier['tuning_seeds']),
-      'test_seeds': list(tier['test_seeds']),
+      **study.run_settings(tier, twins.reference, twins),
+      'budgets': list(tier['budgets']),
       'twins': TWINS, 'min_ratio': MIN_RATIO, 'twin_rate_over_level':
           MEAN_RATIO,
       'grid': f'levels {tier["center"]} x 2^k, k in '
