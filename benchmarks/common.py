@@ -135,13 +135,18 @@ def on_stop(saved: Callable[[], str]) -> None:
   _saved[0] = saved
 
 
+def catch_signals() -> None:
+  """SIGTERM, and Ctrl-C, raise Stopped (see `check_stopped`)."""
+  signal.signal(signal.SIGTERM, _stopped)
+  if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _stopped)
+
+
 def start(main: Callable[[], Any]) -> None:
   """Runs a benchmark's `main()`: a UsageError or a config or dataset error
   exits 2 in a line; Ctrl-C or SIGTERM exits 128 + N in a line (`on_stop`).
   """
-  signal.signal(signal.SIGTERM, _stopped)
-  if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-    signal.signal(signal.SIGINT, _stopped)
+  catch_signals()
   try:
     main()
   except KeyboardInterrupt as e:

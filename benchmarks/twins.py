@@ -9,16 +9,15 @@ the twin's rate. The pairs (random arm: twin):
 - plrs_linear_decay: linear_decay. The draw follows the whole envelope,
   warmup included: the twin, at peak 0.85 c, is the mean at every step.
 - plrs_wsd: wsd. plrs_wsd draws only in its stable phase (75% of the steps);
-  its 5% warmup and 20% cooldown are wsd's at peak c. The twin, wsd at peak
-  0.85 c, is the mean in the stable phase and 0.85 of the random arm's rate
-  in the warmup and cooldown: this pair measures the draw together with a
-  warmup and cooldown 15% lower.
+  its 5% warmup and 20% cooldown are wsd's at peak c. The twin is wsd at
+  peak c with its stable rate at 0.85 c (`stable_value`): the same warmup
+  and cooldown, the mean in between.
 
 Hypotheses, stated before the runs. Primary, for each pair at each budget
 (2 and 12 epochs of the 784-256-256-10 MLP on Fashion-MNIST, batch 128,
 plain SGD): at the random arm's level c tuned on validation data, the mean
 paired difference in test accuracy, random arm at c minus twin at c (rate
-0.85 c), over the fresh test seeds, is zero; two-sided paired t-tests, Holm's
+the mean of c's draw), over the fresh test seeds, is zero; two-sided paired t-tests, Holm's
 correction over the six at family-wise 0.05. Secondary: the difference with
 each arm at its own tuned level; the difference along the grid of levels
 (final validation accuracy, tuning seeds).
@@ -73,9 +72,14 @@ NAME = 'twins_fashion_mnist'
 TWINS = {'plrs': 'constant', 'plrs_wsd': 'wsd',
          'plrs_linear_decay': 'linear_decay'}
 # L_min / L_max of every random arm (the paper's 0.07 / 0.1), and the mean
-# rate over the maximum, the twin's rate over the random arm's level.
+# rate over the maximum.
 MIN_RATIO = fashion_mnist.RATE_FIELDS['plrs']['min_value']
 MEAN_RATIO = (1 + MIN_RATIO) / 2
+# Each twin's schedule fields, as multiples of the random arm's level: the
+# random arm's mean at every step.
+TWIN_FIELDS = {'constant': {'value': MEAN_RATIO},
+               'wsd': {'peak_value': 1.0, 'stable_value': MEAN_RATIO},
+               'linear_decay': {'peak_value': MEAN_RATIO}}
 # Levels are center x 2^(j / FINE_PER_OCTAVE): the coarse grid and its
 # extensions take every FINE_PER_OCTAVE-th j (factors of 2), the fine pass
 # every j (factors of 2^(1/2)).
@@ -115,15 +119,16 @@ ARMS = ('random', 'twin')
 HYPOTHESES = {
     'primary': 'for each pair at each budget, at the random arm\'s tuned '
                'level c: the mean paired difference in test accuracy, '
-               'random arm at c minus its twin at c (rate 0.85 c), is zero; '
+               'random arm at c minus its twin at c (the random arm\'s mean '
+               'rate at every step), is zero; '
                'two-sided paired t-tests over the test seeds, Holm\'s '
                f'correction over the family at {ALPHA}',
     'secondary': ['the difference with each arm at its own tuned level',
                   'the difference along the grid of levels (final '
                   'validation accuracy, tuning seeds)'],
-    'plrs_wsd': 'plrs_wsd draws in its stable phase only; its twin has its '
-                'mean rate there and 0.85 of its rate in the warmup (5%) '
-                'and cooldown (20%)',
+    'plrs_wsd': 'plrs_wsd draws in its stable phase only; its twin, wsd at '
+                'peak c, has the same warmup (5%) and cooldown (20%) and the '
+                'mean rate, 0.85 c, in between',
 }
 
 
@@ -149,15 +154,20 @@ def _index(center: float, value: float) -> int:
 
 def arm_fields(pair: str, arm: str, value: float) -> tuple[str, dict]:
   """(method, schedule fields) of `arm` of `pair` at level `value`: the
-  random arm's rate parameter at `value`, the twin's at MEAN_RATIO x `value`,
-  each field to FIELD_DIGITS significant digits (exact for 4-digit levels).
+  random arm's rate parameter at `value`, the twin's TWIN_FIELDS, each field
+  to FIELD_DIGITS significant digits (exact for 4-digit levels).
     >>> arm_fields('plrs', 'twin', 0.2828)
     ('constant', {'value': 0.24038})
+    >>> arm_fields('plrs_wsd', 'twin', 0.2828)
+    ('wsd', {'peak_value': 0.2828, 'stable_value': 0.24038})
   """
-  method = pair if arm == 'random' else TWINS[pair]
-  scale = 1.0 if arm == 'random' else MEAN_RATIO
-  return method, {k: float(f'{v:.{FIELD_DIGITS}g}') for k, v in
-                  study.rate_fields(method, scale * value).items()}
+  if arm == 'random':
+    method, fields = pair, study.rate_fields(pair, value)
+  else:
+    method = TWINS[pair]
+    fields = {k: ratio * value for k, ratio in TWIN_FIELDS[method].items()}
+  return method, {k: float(f'{v:.{FIELD_DIGITS}g}')
+                  for k, v in fields.items()}
 
 
 def reproduce(tier: dict, pair: str, arm: str, epochs: int,
@@ -232,15 +242,6 @@ class TableRunner(seeds.SeedRunner):
         num_classes=self.dataset.num_classes)
 
 
-class Interrupted(KeyboardInterrupt):
-  """SIGTERM, to stop as Ctrl-C does (no `except Exception` catches it)."""
-
-
-def _interrupt(signum, frame):
-  del signum, frame
-  raise Interrupted
-
-
 class Twins:
   """The cells of one tier, each saved as it finishes."""
 
@@ -310,7 +311,7 @@ class Twins:
                    dynamic_ncols=True) as bar:
       out = self.runner(epochs).run(
           all_seeds, rate_scales=list(tables), final_test=final_test,
-          progress=lambda epoch: bar.update())
+          progress=lambda epoch: (bar.update(), common.check_stopped()))
     if not np.array_equal(out['lr'], tables):
       raise RuntimeError('the runs did not step at their rates: '
                          'train/seeds.py changed how rate_scales arrive.')
@@ -397,7 +398,7 @@ class Twins:
     random = runs['random', chosen['random']]['test_accuracy']
     return {
         'random': pair, 'twin': TWINS[pair], 'grid': grid, 'chosen': chosen,
-        'twin_rate_over_level': MEAN_RATIO,
+        'twin_fields': arm_fields(pair, 'twin', 1.0)[1],
         'curve': [{'level': p['level'], **paired(p['random'], p['twin'])}
                   for p in grid],
         'final': final['runs'],
@@ -485,10 +486,10 @@ def print_tables(budgets: dict, primary: dict) -> None:
                    f'{100 * d["half_width"]:.2f}', f'{d["p"]:.3g}',
                    'yes' if d['holm'] else 'no'])
       own.append([f'{pair} - {r["twin"]}', epochs, f'{c:g}',
-                  f'{t:g} (rate {MEAN_RATIO * t:.4g})', mean['twin', t],
+                  f'{t:g}', mean['twin', t],
                   _points(r['own_optima'])])
   common.print_table(
-      ['pair', 'epochs', 'level c', 'random acc %', f'twin at {MEAN_RATIO}c',
+      ['pair', 'epochs', 'level c', 'random acc %', 'twin at c acc %',
        'difference, points [95% CI]', 'half-width', 'p',
        f'Holm ({ALPHA})'], rows,
       title='Primary: the random arm at its level c minus its twin at the '
@@ -533,7 +534,7 @@ def plot(budgets: dict, settings: dict):
       ax.legend(fontsize=7)
       ax = axes[2 * row + 1, column]
       for arm, style in zip(ARMS, ('o-', 's--')):
-        name = pair if arm == 'random' else f'{r["twin"]} at {MEAN_RATIO}c'
+        name = pair if arm == 'random' else f'{r["twin"]}, its twin'
         ax.plot(levels, means[arm], style, ms=3, label=name)
         ax.axvline(r['chosen'][arm], ls=':', color='C0' if arm == 'random'
                    else 'C1')
@@ -589,9 +590,9 @@ def main():
   resume = common.command_line() + (
       '' if any(a.startswith('--out') for a in sys.argv[1:])
       else f' --out={args.out}')
-  signal.signal(signal.SIGTERM, _interrupt)
   # Also where a shell started it in the background, which ignores Ctrl-C.
   signal.signal(signal.SIGINT, signal.default_int_handler)
+  common.catch_signals()
   twins = None
   try:
     try:
@@ -600,7 +601,7 @@ def main():
       _exit(f'error: {e}'.replace('--config.data_dir', '--data_dir'), 2)
     run(args, tier, pairs, twins, name)
   except KeyboardInterrupt as e:
-    status = 143 if isinstance(e, Interrupted) else 130
+    status = 128 + getattr(e, 'signum', signal.SIGINT)
     if twins is not None and twins.bar is not None:
       twins.bar.close()
     # What the file holds: a signal can stop the write of the last cell.
@@ -652,8 +653,8 @@ def run(args, tier: dict, pairs: list[str], twins: Twins, name: str):
   settings = {
       **study.run_settings(tier, twins.reference, twins),
       'budgets': list(tier['budgets']),
-      'twins': TWINS, 'min_ratio': MIN_RATIO, 'twin_rate_over_level':
-          MEAN_RATIO,
+      'twins': TWINS, 'min_ratio': MIN_RATIO,
+      'twin_fields_over_level': TWIN_FIELDS,
       'grid': f'levels {tier["center"]} x 2^k, k in '
               f'{list(tier["coarse_steps"])}, extended past a best or tied '
               f'edge (at most {MAX_EXTENSIONS} times), refined to steps of '

@@ -253,15 +253,16 @@ def warmup_stable_decay_schedule(
     peak_value: float, total_steps: int, warmup_fraction: float | None = None,
     decay_fraction: float | None = None, *, warmup_steps: int | None = None,
     decay_steps: int | None = None, end_value: float = 0.0,
-    decay_shape: str = 'linear'
+    decay_shape: str = 'linear', stable_value: float | None = None
 ) -> optax.Schedule:
   r"""Warmup-stable-decay (WSD): linear warmup, constant, then a cooldown.
 
   .. math::
-    \eta_t = \begin{cases} P t / W & t < W \\ P & W \le t \le S \\
-      E + (P - E) f((t - S) / D) & S < t < T \\ E & t \ge T \end{cases}
+    \eta_t = \begin{cases} P t / W & t < W \\ V & W \le t < S \\
+      E + (P - E) f((t - S) / D) & S \le t < T \\ E & t \ge T \end{cases}
 
-  with ``S = T - D`` and the cooldown's shape ``f`` (``decay_shape``):
+  with ``S = T - D``, the stable rate ``V = P`` unless ``stable_value`` is
+  given, and the cooldown's shape ``f`` (``decay_shape``):
   ``'linear'`` ``1 - p``, ``'cosine'`` ``(1 + cos(pi p)) / 2`` or ``'1-sqrt'``
   ``1 - sqrt(p)``, the best of Hagele et al.'s. Steps and rounding as in the
   module's docstring; a decay of zero length (``decay_fraction=0`` or
@@ -279,6 +280,11 @@ def warmup_stable_decay_schedule(
     end_value: E, the rate at step T, in [0, ``peak_value``].
     decay_shape: the cooldown's shape, ``'linear'``, ``'cosine'`` or
       ``'1-sqrt'``.
+    stable_value: V, the rate from the warmup's end to the cooldown's start
+      (excluded), in [0, ``peak_value``]; the warmup still rises to, and the
+      cooldown falls from, ``peak_value``. With ``0.85 * peak_value`` this is
+      the mean of :func:`plrs_wsd_schedule` at ``min_ratio=0.7``, step by
+      step.
 
   Returns:
     An optax schedule.
@@ -292,6 +298,10 @@ def warmup_stable_decay_schedule(
     ...     0.1, 100, decay_steps=10, decay_shape='1-sqrt', end_value=0.01)
     >>> [round(float(schedule(t)), 4) for t in (90, 91, 99, 100)]
     [0.1, 0.0715, 0.0146, 0.01]
+    >>> schedule = plrs_jax.warmup_stable_decay_schedule(
+    ...     0.1, 100, stable_value=0.085)
+    >>> [round(float(schedule(t)), 4) for t in (5, 79, 80, 90)]
+    [0.085, 0.085, 0.1, 0.05]
 
   References:
     Hagele et al., `Scaling laws and compute-optimal training beyond fixed
@@ -301,8 +311,15 @@ def warmup_stable_decay_schedule(
                           total_steps, warmup_fraction, warmup_steps,
                           end_value, decay_fraction, decay_steps,
                           decay_shape=decay_shape)
+  stable = None
+  if stable_value is not None:
+    fn = 'warmup_stable_decay_schedule'
+    check_order(fn, 'stable_value', check_value(fn, 'stable_value',
+                                                stable_value),
+                'peak_value', check_value(fn, 'peak_value', peak_value))
+    stable = optax.constant_schedule(stable_value)
   return _envelope(peak_value, end_value, total_steps, warmup, decay,
-                   decay_shape)
+                   decay_shape, stable=stable)
 
 
 def plrs_linear_decay_schedule(
@@ -356,7 +373,8 @@ def plrs_wsd_schedule(
   :func:`warmup_stable_decay_schedule` of the same arguments, except that
   from the warmup's end ``W`` to the decay's start ``S`` (excluded) the rate
   is drawn from ``[min_ratio * peak_value, peak_value]``; the cooldown starts
-  from ``peak_value`` at ``S``.
+  from ``peak_value`` at ``S``. Its mean at every step is the WSD schedule at
+  ``stable_value=(1 + min_ratio) / 2 * peak_value``.
 
   Args:
     key: the PRNG key (or int seed) of :func:`plrs_jax.plrs_schedule`; the

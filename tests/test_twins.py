@@ -67,19 +67,21 @@ def test_the_twin_steps_at_the_mean_of_the_random_arm(program, pair):
   steps = epochs * program.steps_per_epoch
   twin = program.rates(epochs, *twins.arm_fields(pair, 'twin', LEVEL), [0])[0]
   envelope = LEVEL * _unit(pair, steps)
-  # The twin: 0.85 of the random arm's level times the envelope, at every
-  # step (float32 rounding, and a decay's cancellation near its end).
-  np.testing.assert_allclose(twin, 0.85 * envelope, rtol=1e-6,
-                             atol=4 * F32 * LEVEL)
-  random = program.rates(epochs, *twins.arm_fields(pair, 'random', LEVEL),
-                         seed_list)
   t = np.arange(steps)
   drawn = np.ones(steps, bool)
   if pair == 'plrs_wsd':  # It draws from the warmup's end to the cooldown.
     drawn = (t >= round(0.05 * steps)) & (t < round(0.8 * steps))
-    np.testing.assert_allclose(random[:, ~drawn],
-                               np.broadcast_to(envelope, random.shape)[
-                                   :, ~drawn], rtol=1e-6, atol=4 * F32 * LEVEL)
+  # The twin: the mean of U[0.7, 1] times the envelope where the random arm
+  # draws, the envelope elsewhere (float32 rounding, and a decay's
+  # cancellation near its end).
+  np.testing.assert_allclose(twin, np.where(drawn, 0.85, 1.0) * envelope,
+                             rtol=1e-6, atol=4 * F32 * LEVEL)
+  random = program.rates(epochs, *twins.arm_fields(pair, 'random', LEVEL),
+                         seed_list)
+  # Where it does not draw, the random arm steps at the envelope.
+  np.testing.assert_allclose(
+      random[:, ~drawn], np.broadcast_to(envelope, random.shape)[:, ~drawn],
+      rtol=1e-6, atol=4 * F32 * LEVEL)
   slack = 4 * F32 * LEVEL
   assert np.all(random >= 0.7 * envelope - slack)
   assert np.all(random <= envelope + slack)
@@ -105,9 +107,10 @@ def test_levels_and_fields_are_exact_in_the_command():
   assert twins.arm_fields('plrs', 'random', 0.2828) == (
       'plrs', {'min_value': 0.19796, 'max_value': 0.2828})
   assert twins.arm_fields('plrs_wsd', 'twin', 0.1414) == (
-      'wsd', {'peak_value': 0.12019})
+      'wsd', {'peak_value': 0.1414, 'stable_value': 0.12019})
   command = twins.reproduce(TIER, 'plrs_wsd', 'twin', 2, 0.1414)
-  assert '--config.schedule.peak_value=0.12019 ' in command
+  assert '--config.schedule.peak_value=0.1414 ' in command
+  assert '--config.schedule.stable_value=0.12019 ' in command
   assert '--workdir=/tmp/twins/twin0.1414_wsd_2ep_seed{seed}' in command
 
 
@@ -252,8 +255,8 @@ def test_quick_is_interrupted_resumed_and_writes_every_cell(tmp_path):
       assert r['chosen'][arm] == levels[int(np.argmax(means))]
     runs = {(f['arm'], f['level']): f for f in r['final']}
     c = r['chosen']['random']
-    assert runs['twin', c]['fields'] == {'peak_value': float(
-        f'{0.85 * c:.6g}')}
+    assert runs['twin', c]['fields'] == {
+        'peak_value': c, 'stable_value': float(f'{0.85 * c:.6g}')}
     for f in r['final']:
       assert len(f['test_accuracy']) == len(twins.QUICK['test_seeds'])
       assert all(f'={v}' in f['reproduce'] for v in f['fields'].values())

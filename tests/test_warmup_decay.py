@@ -244,6 +244,33 @@ def test_plrs_wsd_draws_in_the_stable_phase_only(shape):
   assert got[stable].min() >= 0.5 * PEAK and got[stable].max() <= PEAK
 
 
+@pytest.mark.parametrize('shape', SHAPES)
+def test_wsd_with_a_stable_value_below_the_peak(shape):
+  got = _rates(plrs_jax.warmup_stable_decay_schedule(
+      PEAK, T, decay_shape=shape, end_value=END, stable_value=0.6 * PEAK))
+  stable = (STEPS >= 10) & (STEPS < 160)
+  expected = np.where(stable, 0.6 * PEAK,
+                      _envelope(STEPS, 10, 160, shape, end=END))
+  np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_plrs_wsd_s_mean_is_wsd_at_the_mean_stable_value():
+  # 400 keys: the mean of U[0.7, 1] PEAK has standard error
+  # 0.3 PEAK / sqrt(12 * 400) per step; 5 of them over 150 steps fails with
+  # probability below 1e-4.
+  rates = np.asarray(jax.jit(jax.vmap(lambda key: jax.vmap(
+      plrs_jax.plrs_wsd_schedule(key, PEAK, T))(jnp.asarray(STEPS))))(
+          jax.random.split(jax.random.key(0), 400)), np.float64)
+  twin = _rates(plrs_jax.warmup_stable_decay_schedule(
+      PEAK, T, stable_value=0.85 * PEAK))
+  bound = 5 * 0.3 * PEAK / np.sqrt(12 * 400)
+  np.testing.assert_allclose(rates.mean(0), twin, rtol=0, atol=bound)
+  stable = (STEPS >= 10) & (STEPS < 160)
+  np.testing.assert_allclose(rates[:, ~stable],
+                             np.broadcast_to(twin, rates.shape)[:, ~stable],
+                             rtol=1e-6)
+
+
 @pytest.mark.parametrize('factory,kwargs,match', [
     (plrs_jax.warmup_linear_decay_schedule, dict(peak_value=0.0), 'peak'),
     (plrs_jax.warmup_cosine_schedule, dict(warmup_fraction=1.5), 'warmup'),
@@ -263,6 +290,10 @@ def test_plrs_wsd_draws_in_the_stable_phase_only(shape):
      'decay_shape.*1-sqrt'),
     (plrs_jax.warmup_stable_decay_schedule, dict(total_steps=0),
      'total_steps'),
+    (plrs_jax.warmup_stable_decay_schedule, dict(stable_value=0.2),
+     'stable_value=0.2 and peak_value=0.1'),
+    (plrs_jax.warmup_stable_decay_schedule, dict(stable_value=-0.01),
+     'stable_value'),
 ])
 def test_bad_arguments_say_which(factory, kwargs, match):
   with pytest.raises(ValueError, match=match):

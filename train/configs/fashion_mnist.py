@@ -8,6 +8,8 @@ parameter sets, e.g.
         --workdir=/tmp/cosine --config.schedule.peak_value=0.2
 """
 
+from ml_collections.config_dict import placeholder
+
 from train.configs import base
 
 _WARMUP = dict(warmup_fraction=0.05)  # AlgoPerf's SGD baseline: 5%.
@@ -50,7 +52,10 @@ METHODS: dict[str, dict] = {
     'linear_decay': {'schedule': dict(name='linear_decay', peak_value=0.1,
                                       **_WARMUP)},
     'cosine': {'schedule': dict(name='cosine', peak_value=0.1, **_WARMUP)},
-    'wsd': {'schedule': dict(name='wsd', peak_value=0.1, **_COOLDOWN,
+    # The peak from the warmup's end to the cooldown unless stable_value is
+    # set (plrs_wsd's twin in benchmarks/twins.py).
+    'wsd': {'schedule': dict(name='wsd', peak_value=0.1,
+                             stable_value=placeholder(float), **_COOLDOWN,
                              **_WARMUP)},
     # b1 = 0.9, the same warmup then constant (WSD without decay), stepped as
     # its authors' SGDScheduleFree steps (train/optimizers.schedule_free_sgd);
