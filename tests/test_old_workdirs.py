@@ -1,6 +1,9 @@
-"""Workdirs written before the loop's state held its totals, watch and
-optimizer report (tests/data/workdirs_afc6ee2, by the code of commit
-afc6ee2) resume with today's code."""
+"""Workdirs written by older code resume with today's: those from before the
+loop's state held its totals, watch and optimizer report
+(tests/data/workdirs_afc6ee2, by the code of commit afc6ee2), and runs of
+the app and of meta-training stopped during their second epoch
+(tests/data/workdirs_47c77de), which resume to the bits the older code
+logged for the whole run."""
 
 import json
 import pathlib
@@ -15,16 +18,30 @@ import plrs_jax
 from train import checkpoints
 from train import engine
 from train import input_pipeline
+from train import meta_train
 from train import models
 from train import optimizers
 from train import train
 from train import workdir as workdirs
 from train.configs import base
 from train.configs import default
+from train.configs import meta_train_digits
 
 pytestmark = pytest.mark.slow
 
 DATA = pathlib.Path(__file__).parent / 'data' / 'workdirs_afc6ee2'
+STOPPED = pathlib.Path(__file__).parent / 'data' / 'workdirs_47c77de'
+
+
+def assert_recorded(config, record, defaults):
+  """`config` is the one `record` (a run.json) holds; fields added since are
+  absent from the record, at their defaults."""
+  recorded = json.loads(record.read_text())['config']
+  current = json.loads(json.dumps(config.to_dict(), default=list))
+  defaults = workdirs.flatten(defaults.to_dict())
+  assert {k: v for k, v in workdirs.flatten(current).items()
+          if k in workdirs.flatten(recorded) or v != defaults.get(k)
+          } == workdirs.flatten(recorded)
 
 
 def fixture_config(name, **overrides):
@@ -40,13 +57,7 @@ def fixture_config(name, **overrides):
   config.num_epochs, config.progress = 1, False
   for field, value in overrides.items():
     setattr(config, field, value)
-  recorded = json.loads((DATA / name / 'run.json').read_text())['config']
-  # Fields added since are absent from the record, at their defaults.
-  current = json.loads(json.dumps(config.to_dict(), default=list))
-  defaults = workdirs.flatten(base.base_config().to_dict())
-  assert {k: v for k, v in workdirs.flatten(current).items()
-          if k in workdirs.flatten(recorded) or v != defaults.get(k)
-          } == workdirs.flatten(recorded)
+  assert_recorded(config, DATA / name / 'run.json', base.base_config())
   return config
 
 
@@ -127,3 +138,41 @@ def test_an_old_finished_run_is_left_as_it_is(tmp_path, capsys):
   assert (workdir / 'metrics.jsonl').read_text() == before
   assert result.metrics['test_accuracy'] == json.loads(
       before.splitlines()[-1])['test_accuracy']
+
+
+def stopped_config(config, name):
+  """`config` with the flags of tests/data/workdirs_47c77de/make.py."""
+  config.model, config.model_kwargs.hidden = 'mlp', (16,)
+  config.num_epochs, config.progress = 2, False
+  if name == 'plrs_mlp':
+    config.momentum, config.batch_size = 0.9, 64
+    config.log_every_steps, config.keep_checkpoints = 5, 2
+  else:
+    config.batch_size, config.num_meta, config.meta_batch_size = 128, 100, 100
+    config.t_val, config.snapshot_epochs, config.log_every_steps = 4, (1, 2), 3
+  return config
+
+
+@pytest.mark.parametrize('name, done', [('plrs_mlp', 22),
+                                        ('meta_train_mlp', 10)])
+def test_a_stopped_run_resumes_to_the_bits_its_code_logged(name, done,
+                                                           tmp_path, capsys):
+  """The whole run's metrics.jsonl, written by the older code without a stop,
+  is what today's code writes after resuming from the first epoch's
+  checkpoint: every logged loss, rate and accuracy to the last bit."""
+  workdir = shutil.copytree(STOPPED / name, tmp_path / name)
+  whole = (workdir / 'metrics.jsonl').read_text()
+  if name == 'plrs_mlp':
+    config = stopped_config(default.get_config(), name)
+    assert_recorded(config, workdir / 'run.json', base.base_config())
+    # One device, as the run was written (the device count may change).
+    config.num_devices = 1
+    train.train_and_evaluate(config, str(workdir))
+  else:
+    config = stopped_config(meta_train_digits.get_config(), name)
+    assert_recorded(config, workdir / 'run.json', base.meta_train_config())
+    meta_train.meta_train(config, str(workdir))
+  assert (f'Resuming from the checkpoint at step {done}'
+          in capsys.readouterr().out)
+  assert (workdir / 'metrics.jsonl').read_text() == whole
+  assert len(json.loads((workdir / 'run.json').read_text())['starts']) == 2
