@@ -14,7 +14,8 @@ from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy
 
-from train import workdir as workdirs
+from train import errors
+from train import quiet_stderr
 
 
 def steps(directory: pathlib.Path) -> list[int]:
@@ -60,7 +61,7 @@ def _restore_one(path: pathlib.Path, target: Any,
                  target_for: TargetFor | None):
   """(restored, None), or (None, why not) with Orbax's noise dropped."""
   checkpointer = ocp.StandardCheckpointer()
-  with workdirs.held_stderr() as held:
+  with quiet_stderr.held() as stderr:
     try:
       convert = lambda restored: restored
       if target_for is not None:
@@ -71,8 +72,8 @@ def _restore_one(path: pathlib.Path, target: Any,
       # Damage is any error of the formats underneath; the failed reads'
       # threads print for a while after it: hold it, mute asyncio's logger.
       gc.collect()
-      held.settle()
-      held.drop()
+      stderr.wait_for_quiet()
+      stderr.drop()
       logging.getLogger('asyncio').setLevel(logging.CRITICAL)
       return None, _reason(e)
 
@@ -96,7 +97,7 @@ def restore_newest(workdir: pathlib.Path, target: Any, *,
       failures.append((candidate, reason))
   if failures and restored is None:
     bad_step, reason = failures[0]
-    raise workdirs.WorkdirError(
+    raise errors.WorkdirError(
         f'No checkpoint in {directory} restores (the newest, step {bad_step}: '
         f'{reason}). Nothing was changed; move the workdir aside to start '
         'again, or restore the files.')
@@ -138,13 +139,13 @@ def manager(workdir: pathlib.Path, keep: int,
 def save(checkpoints: ocp.CheckpointManager, step: int, item: Any,
          metrics: dict[str, Any] | None = None) -> None:
   """Saves `item` as checkpoint `step`; a failed write is one WriteFailed."""
-  with workdirs.writing(f'checkpoint {step} in {checkpoints.directory}'):
+  with quiet_stderr.writing(f'checkpoint {step} in {checkpoints.directory}'):
     checkpoints.save(step, args=ocp.args.StandardSave(item), metrics=metrics,
                      force=True)
     checkpoints.wait_until_finished()
 
 
 def close(checkpoints: ocp.CheckpointManager) -> None:
-  with workdirs.writing(f'checkpoints in {checkpoints.directory}'):
+  with quiet_stderr.writing(f'checkpoints in {checkpoints.directory}'):
     checkpoints.wait_until_finished()
     checkpoints.close()

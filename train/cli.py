@@ -14,7 +14,7 @@ from ml_collections import config_flags
 
 from train import durations
 from train import errors
-from train import workdir
+from train import quiet_stderr
 
 
 def define_flags(config: str, workdir_help: str) -> None:
@@ -42,17 +42,17 @@ def run(fn: Callable[..., Any], **kwargs) -> Any:
     return fn(*args, **kwargs)
   except Exception as e:  # pylint: disable=broad-except
     # An OSError: a write outside a checkpoint (metrics, run.json, figure).
-    if isinstance(e, OSError) and (failure := workdir.write_failure(e)):
-      _exit(str(workdir.write_failed(None, failure)), 1)
+    if isinstance(e, OSError) and (failure := quiet_stderr.write_failure(e)):
+      _exit(str(quiet_stderr.write_failed(None, failure)), 1)
     if (status := errors.exit_status(e)) is None:
       raise  # A bug, or an OSError that is no failed write: keep the trace.
     _exit(str(e), status)
 
 
 def _exit(message: str, status: int):
-  workdir.report(f'error: {message}')
+  quiet_stderr.report(f'error: {message}')
   # Orbax's threads may still print as the process ends: the one line is all.
-  workdir.mute_stderr()
+  quiet_stderr.mute()
   sys.exit(status)
 
 
