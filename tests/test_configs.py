@@ -2,6 +2,7 @@
 
 import importlib
 import pathlib
+import re
 
 import jax
 import jax.numpy as jnp
@@ -195,17 +196,41 @@ def test_cifar_configs_offer_the_authors_cyclic_baseline_as_it_ran(
   assert plain.momentum == 0 and 'cycle_momentum' not in plain.schedule
 
 
-def test_cycle_momentum_with_a_fixed_momentum_is_refused():
+@pytest.mark.parametrize('fields, message', [
+    (dict(momentum=0.9),
+     'config.schedule.cycle_momentum=True cycles the momentum between '
+     "base_momentum and max_momentum (as PyTorch's CyclicLR): set "
+     'config.momentum=0, got config.momentum=0.9.'),
+    (dict(optimizer='two_regime'),
+     "config.schedule.cycle_momentum=True cycles the sgd optimizer's "
+     "momentum; config.optimizer='two_regime' has none: set "
+     "config.optimizer='sgd', or leave cycle_momentum unset."),
+    (dict(optimizer='mlr_snet'), "config.optimizer='mlr_snet' has none"),
+    (dict(optimizer='adam'), "config.optimizer='adam' has none"),
+])
+def test_cycle_momentum_with_another_momentum_is_refused(fields, message):
   config = _module('cifar100_resnet110').get_config(
       'cyclic_triangular_momentum')
-  config.momentum = 0.9
-  with pytest.raises(ValueError, match='set momentum=0, got'):
-    optimizers.create_optimizer(config, optax.constant_schedule(0.1), 390)
+  for field, value in fields.items():
+    config[field] = value
+  with pytest.raises(config_validation.ConfigError, match=re.escape(message)):
+    config_validation.validate(config)
+
+
+@pytest.mark.parametrize('optimizer', ['autodrop', 'contrib.reduce_on_plateau'])
+def test_cycle_momentum_cycles_the_sgd_that_autodrop_or_a_transform_runs(
+    optimizer):
+  config = _module('cifar100_resnet110').get_config(
+      'cyclic_triangular_momentum')
+  config.optimizer = optimizer
+  config_validation.validate(config)
 
 
 def test_cycle_momentum_belongs_to_the_cyclic_schedule():
   config = _module('cifar100_resnet110').get_config()
   config.schedule.cycle_momentum = True
-  with pytest.raises(ValueError, match='schedule.cycle_momentum belongs to a '
-                     "cyclic_triangular schedule .* got schedule.name='plrs'"):
-    optimizers.create_optimizer(config, optax.constant_schedule(0.1), 390)
+  with pytest.raises(config_validation.ConfigError, match=re.escape(
+      'config.schedule.cycle_momentum=True belongs to a cyclic_triangular '
+      "schedule (as in PyTorch's CyclicLR), not config.schedule.name='plrs': "
+      'remove it.')):
+    config_validation.validate(config)

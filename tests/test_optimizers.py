@@ -6,6 +6,7 @@ update, the recipe's switch, AutoDrop's scale, MLR-SNet's cell in numpy.
 """
 
 import functools
+import re
 
 from flax import jax_utils
 import jax
@@ -116,6 +117,27 @@ def test_an_optax_optimizer_by_name_is_that_optimizer_at_the_schedule():
     np.testing.assert_array_equal(updates['w'], expected['w'])
 
 
+@pytest.mark.parametrize('optimizer, steps_ahead', [
+    ('sgd', 0), ('adam', 0), ('contrib.schedule_free_sgd', 1),
+    ('autodrop', None), ('contrib.reduce_on_plateau', None),
+    ('mlr_snet', None)])
+def test_the_planned_rate_is_the_schedules_where_the_step_decides_it(
+    optimizer, steps_ahead):
+  """Schedule-free SGD steps at the next step's rate; AutoDrop, a transform
+  and MLR-SNet's nets decide theirs as the run goes: none is planned."""
+  config = default.get_config('constant')
+  config.optimizer = optimizer
+  schedule = optax.linear_schedule(0.1, 0.01, 10)
+  rate = optimizers.planned_rate(config, schedule, STEPS_PER_EPOCH)
+  if steps_ahead is None:
+    assert rate is None
+    return
+  # optax's linear schedule from 0.1 to 0.01 over 10 steps, in closed form.
+  expected = [0.1 - 0.009 * min(t + steps_ahead, 10) for t in range(12)]
+  np.testing.assert_allclose([float(rate(t)) for t in range(12)], expected,
+                             rtol=1e-6)
+
+
 def test_a_transform_by_name_follows_sgd_and_reads_the_loss():
   """reduce_on_plateau reads `value=`, as the train step passes it."""
   config = default.get_config('constant')
@@ -166,28 +188,8 @@ def test_the_step_logs_the_scaled_rate_a_transform_exposes():
 @pytest.mark.parametrize('fields, pattern', [
     (dict(optimizer='no_such_thing'),
      r"config.optimizer: unknown optimizer 'no_such_thing'"),
-    (dict(optimizer='adam', momentum=0.9),
-     r"config.optimizer: momentum and nesterov are the sgd optimizer's"),
     (dict(optimizer='adam', optimizer_kwargs={'beta_one': 0.9}),
      r"config.optimizer: .*beta_one"),
-    (dict(optimizer='sgd', optimizer_kwargs={'b1': 0.9}),
-     r'config.optimizer: optimizer_kwargs are for optax optimizers'),
-    (dict(optimizer='autodrop', optimizer_kwargs={'drop_factor': 0.5}),
-     r"config.optimizer: optimizer_kwargs are for optax optimizers; "
-     r"'autodrop' takes its settings elsewhere"),
-])
-def test_bad_optimizer_names_and_arguments_are_config_errors(fields, pattern):
-  config = default.get_config('constant')
-  for field, value in fields.items():
-    config[field] = value
-  with pytest.raises(config_validation.ConfigError, match=pattern):
-    config_validation.built('optimizer', optimizers.create_optimizer, config,
-                            optax.constant_schedule(0.1), STEPS_PER_EPOCH)
-
-
-@pytest.mark.parametrize('fields, pattern', [
-    (dict(optimizer='two_regime', momentum=0.9),
-     r'config.optimizer: two_regime runs plain SGD'),
     (dict(optimizer='two_regime'),
      r"config.optimizer: .*missing .*'small_learning_rate'"),
     (dict(optimizer='autodrop', autodrop=dict(drop_factor=2.0)),
@@ -204,6 +206,51 @@ def test_optimizer_argument_errors_are_config_errors(fields, pattern):
   with pytest.raises(config_validation.ConfigError, match=pattern):
     config_validation.built('optimizer', optimizers.create_optimizer, config,
                             optax.constant_schedule(0.1), STEPS_PER_EPOCH)
+
+
+@pytest.mark.parametrize('fields, message', [
+    (dict(optimizer='no_such_thing'),
+     "config.optimizer='no_such_thing' must be one of 'sgd', 'two_regime', "
+     "'autodrop', 'mlr_snet' or the name of an optax function, such as "
+     "'adam'."),
+    (dict(optimizer='adam', momentum=0.9),
+     "config.momentum and config.nesterov are the sgd optimizer's; "
+     "config.optimizer='adam' takes its own arguments in "
+     'config.optimizer_kwargs: set config.momentum=0 and '
+     'config.nesterov=False, got config.momentum=0.9, config.nesterov=False.'),
+    (dict(optimizer='contrib.schedule_free_sgd', nesterov=True),
+     "config.optimizer='contrib.schedule_free_sgd' takes its own arguments"),
+    (dict(optimizer='sgd', optimizer_kwargs={'b1': 0.9}),
+     "config.optimizer_kwargs={'b1': 0.9} are for optax optimizers; "
+     "config.optimizer='sgd' takes its settings from config.momentum and "
+     'config.nesterov: leave optimizer_kwargs empty.'),
+    (dict(optimizer='autodrop', optimizer_kwargs={'drop_factor': 0.5}),
+     "config.optimizer='autodrop' takes its settings from config.autodrop: "
+     'leave optimizer_kwargs empty.'),
+    (dict(optimizer='two_regime', momentum=0.9),
+     "config.optimizer='two_regime' runs plain SGD before the switch "
+     '(momentum only rescales the rate in the large-step regime): set '
+     'config.momentum=0 and config.nesterov=False, got config.momentum=0.9, '
+     'config.nesterov=False.'),
+])
+def test_fields_that_contradict_each_other_are_refused_before_the_run(
+    fields, message):
+  config = default.get_config('constant')
+  for field, value in fields.items():
+    config[field] = value
+  with pytest.raises(config_validation.ConfigError, match=re.escape(message)):
+    config_validation.validate(config)
+
+
+def test_fields_of_another_optimizer_at_their_defaults_pass():
+  for optimizer in ('adam', 'contrib.reduce_on_plateau', 'two_regime',
+                    'mlr_snet', 'autodrop', 'sgd'):
+    config = default.get_config('constant')
+    config.optimizer = optimizer
+    config_validation.validate(config)
+  # A transform that takes no rate follows SGD, which has a momentum.
+  config.optimizer, config.momentum = 'contrib.reduce_on_plateau', 0.9
+  config_validation.validate(config)
 
 
 def test_runs_recorded_before_the_optimizer_fields_still_resume(tmp_path):
@@ -268,19 +315,33 @@ def test_mlr_snet_is_sgd_at_the_shipped_nets_rate(transfer):
   assert len(set(np.round(gammas, 6))) == (1 if transfer == 'frozen' else 3)
 
 
-@pytest.mark.parametrize('fields, pattern', [
-    (dict(momentum=0.9), r'config.optimizer: mlr_snet runs plain SGD'),
-    (dict(nesterov=True), r'config.optimizer: mlr_snet runs plain SGD'),
+@pytest.mark.parametrize('fields, message', [
+    (dict(momentum=0.9),
+     "config.optimizer='mlr_snet' runs plain SGD at the learnt rate, as its "
+     'nets are meta-trained: set config.momentum=0 and config.nesterov=False, '
+     'got config.momentum=0.9, config.nesterov=False.'),
+    (dict(nesterov=True),
+     "config.optimizer='mlr_snet' runs plain SGD at the learnt rate"),
     (dict(transfer='snapshots', num_epochs=2),
-     r"config.optimizer: transfer='snapshots' runs each of the 3 snapshots "
-     r'for num_epochs // 3 epochs: set num_epochs >= 3'),
+     "config.mlr_snet.transfer='snapshots' runs each of the 3 snapshots for "
+     'config.num_epochs // 3 epochs: set config.num_epochs >= 3, got 2, or '
+     "transfer='frozen'."),
 ])
-def test_mlr_snet_argument_errors_are_config_errors(fields, pattern):
-  with pytest.raises(config_validation.ConfigError, match=pattern):
-    config_validation.built(
-        'optimizer', optimizers.create_optimizer, mlr_snet_config(**fields),
-        optax.constant_schedule(0.1), STEPS_PER_EPOCH, initial_loss=2.3,
-        num_classes=10)
+def test_mlr_snet_argument_errors_are_found_before_the_run(fields, message):
+  with pytest.raises(config_validation.ConfigError, match=re.escape(message)):
+    config_validation.validate(mlr_snet_config(**fields))
+
+
+def test_snapshots_need_a_file_of_snapshots(tmp_path):
+  np.savez(tmp_path / 'other.npz', weights=np.ones(3))
+  config = mlr_snet_config(transfer='snapshots')
+  config.mlr_snet.checkpoint = str(tmp_path / 'other.npz')
+  with pytest.raises(config_validation.ConfigError,
+                     match=r"config.mlr_snet.checkpoint='.*other.npz': .* is "
+                     r"no file of MLR-SNet snapshots: it holds 'weights'"):
+    config_validation.validate(config)
+  config_validation.validate(mlr_snet_config(transfer='snapshots',
+                                             num_epochs=3))
 
 
 @pytest.mark.parametrize('field, value, pattern', [

@@ -269,9 +269,9 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(
      'config.batch_size=30 is not divisible by the 4 devices'),
     (dict(num_devices=64), 'config.num_devices=64'),
     (dict(batch_size=4096), 'batch_size 4096 is larger than the 1438 training'),
-    # Found once the initial loss is measured.
+    # Fields that contradict each other.
     (dict(optimizer='mlr_snet', momentum=0.9),
-     'config.optimizer: mlr_snet runs plain SGD at the learnt rate'),
+     "config.optimizer='mlr_snet' runs plain SGD at the learnt rate"),
 ])
 def test_bad_configs_fail_with_a_clear_message(tmp_path, overrides, pattern):
   workdir = tmp_path / 'run'

@@ -2,6 +2,7 @@
 `ConfigError` naming the field, the value and what to use instead."""
 
 from collections.abc import Callable
+import inspect
 import math
 import numbers
 from typing import Any
@@ -15,8 +16,18 @@ from train.configs import base
 
 ConfigError = errors.ConfigError
 
-# Those with a recipe (train/optimizers.py); optax's are checked when built.
+# Those with a recipe (train/optimizers.py), and where each takes its
+# settings; optax's take theirs in optimizer_kwargs.
 OPTIMIZERS = ('sgd', 'two_regime', 'autodrop', 'mlr_snet')
+_SETTINGS = {'sgd': 'config.momentum and config.nesterov',
+             **{name: f'config.{name}' for name in OPTIMIZERS[1:]}}
+# The recipes that run plain SGD, and why their momentum must be 0.
+_PLAIN_SGD = {
+    'two_regime': 'before the switch (momentum only rescales the rate in the '
+                  'large-step regime)',
+    'mlr_snet': 'at the learnt rate, as its nets are meta-trained'}
+# A cyclic_triangular schedule's fields of the momentum (PyTorch's CyclicLR).
+MOMENTUM_FIELDS = ('cycle_momentum', 'base_momentum', 'max_momentum')
 # How a run uses MLR-SNet's snapshots (train/optimizers.py).
 TRANSFERS = ('frozen', 'snapshots')
 
@@ -53,7 +64,8 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
         lambda v: v > 1,
         'must be a number > 1 (or inf to stop only at a non-finite loss)'),
     'optimizer': _check(
-        lambda v: isinstance(v, str) and v,
+        lambda v: isinstance(v, str) and (
+            v in OPTIMIZERS or optax_function(v) is not None),
         f'must be one of {", ".join(map(repr, OPTIMIZERS))} or the name of '
         "an optax function, such as 'adam'"),
     'mlr_snet.checkpoint': _check(
@@ -111,7 +123,8 @@ def _check_fields(config: ml_collections.ConfigDict, known: set[str],
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for the first field a run cannot use: an unknown name,
-  or a value that would fail late or silently (factories check the rest).
+  a value that would fail late or silently, or fields that contradict each
+  other (factories check the rest).
     >>> from train.configs import default
     >>> config = default.get_config()
     >>> config.batch_size = 0
@@ -126,14 +139,103 @@ integer >= 1.
     raise ConfigError('config.schedule.name is missing: name a schedule, e.g. '
                       '--config.schedule.name=plrs.')
   durations.check_one_way(config)
-  name = config.optimizer
+  _check_optimizer_kwargs(config)
+  _check_momentum(config)
+  _check_mlr_snet_snapshots(config)
+
+
+def optax_function(name: str) -> Callable[..., Any] | None:
+  """The function of optax that `name` names, or None.
+    >>> optax_function('contrib.reduce_on_plateau').__name__
+    'reduce_on_plateau'
+  """
+  # Imported here: a config is checked before JAX is needed.
+  import optax  # pylint: disable=g-import-not-at-top
+  function = optax
+  for part in name.split('.'):
+    function = getattr(function, part, None)
+  return function if callable(function) and not name.startswith('_') else None
+
+
+def takes_learning_rate(name: str) -> bool:
+  """Whether `config.optimizer=name` is an optax optimizer that steps at the
+  schedule as its own `learning_rate` (else a recipe of `OPTIMIZERS`, or an
+  optax transform that follows SGD).
+    >>> takes_learning_rate('adam'), takes_learning_rate('sgd')
+    (True, False)
+  """
+  function = None if name in OPTIMIZERS else optax_function(name)
+  return function is not None and (
+      'learning_rate' in inspect.signature(function).parameters)
+
+
+def _check_optimizer_kwargs(config: ml_collections.ConfigDict) -> None:
+  name, kwargs = config.optimizer, dict(config.optimizer_kwargs)
+  if kwargs and name in OPTIMIZERS:
+    raise ConfigError(
+        f'config.optimizer_kwargs={kwargs!r} are for optax optimizers; '
+        f'config.optimizer={name!r} takes its settings from '
+        f'{_SETTINGS[name]}: leave optimizer_kwargs empty.')
   checks = (_SCHEDULE_FREE_ARGUMENTS if 'schedule_free' in name else
             _OPTAX_ARGUMENTS)
-  for arg, value in config.optimizer_kwargs.items():
+  for arg, value in kwargs.items():
     problem = checks[arg](value) if arg in checks else None
     if problem:
       raise ConfigError(f'config.optimizer_kwargs.{arg}={value!r} {problem} '
                         f'for {name}.')
+
+
+def _check_momentum(config: ml_collections.ConfigDict) -> None:
+  """SGD's momentum (fixed, Nesterov's, or cycled by the schedule) where the
+  optimizer runs SGD with momentum, and only one of them."""
+  name, schedule = config.optimizer, config.schedule
+  momentum, nesterov = config.momentum, config.get('nesterov', False)
+  got = f'got config.momentum={momentum}, config.nesterov={nesterov}'
+  given = sorted(set(MOMENTUM_FIELDS) & set(schedule))
+  if given and schedule.name != 'cyclic_triangular':
+    raise ConfigError(
+        f'config.schedule.{given[0]}={schedule[given[0]]!r} belongs to a '
+        "cyclic_triangular schedule (as in PyTorch's CyclicLR), not "
+        f'config.schedule.name={schedule.name!r}: remove it.')
+  cycles = schedule.get('cycle_momentum')
+  if cycles and momentum:
+    raise ConfigError(
+        f'config.schedule.cycle_momentum={cycles!r} cycles the momentum '
+        "between base_momentum and max_momentum (as PyTorch's CyclicLR): set "
+        f'config.momentum=0, got config.momentum={momentum}.')
+  own_rate = takes_learning_rate(name)
+  if cycles and (name in _PLAIN_SGD or own_rate):
+    raise ConfigError(
+        f'config.schedule.cycle_momentum={cycles!r} cycles the sgd '
+        f"optimizer's momentum; config.optimizer={name!r} has none: set "
+        "config.optimizer='sgd', or leave cycle_momentum unset.")
+  if name in _PLAIN_SGD and (momentum or nesterov):
+    raise ConfigError(
+        f'config.optimizer={name!r} runs plain SGD {_PLAIN_SGD[name]}: set '
+        f'config.momentum=0 and config.nesterov=False, {got}.')
+  if own_rate and (momentum or nesterov):
+    raise ConfigError(
+        "config.momentum and config.nesterov are the sgd optimizer's; "
+        f'config.optimizer={name!r} takes its own arguments in '
+        'config.optimizer_kwargs: set config.momentum=0 and '
+        f'config.nesterov=False, {got}.')
+
+
+def _check_mlr_snet_snapshots(config: ml_collections.ConfigDict) -> None:
+  if config.optimizer != 'mlr_snet' or config.mlr_snet.transfer != 'snapshots':
+    return
+  checkpoint = config.mlr_snet.checkpoint
+  try:
+    count = len(mlr_snet_file.load(checkpoint).snapshots)
+  except ValueError as e:
+    raise ConfigError(
+        f'config.mlr_snet.checkpoint={checkpoint!r}: {e}') from None
+  if config.num_epochs < count:
+    raise ConfigError(
+        f"config.mlr_snet.transfer='snapshots' runs each of the {count} "
+        f'snapshots for config.num_epochs // {count} epochs: set '
+        f'config.num_epochs >= {count}, got {config.num_epochs}, or '
+        "transfer='frozen'.")
 
 
 def validate_meta_train(config: ml_collections.ConfigDict) -> None:

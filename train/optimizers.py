@@ -1,7 +1,9 @@
 """A config's schedule and optimizer ('sgd', 'two_regime', 'autodrop',
-'mlr_snet' or optax's by name), reporting its rate through its state."""
+'mlr_snet' or optax's by name), each made by a builder that returns it,
+reporting its rate through its state, with the rate it plans."""
 
 from collections.abc import Callable
+import functools
 import inspect
 from typing import Any, NamedTuple
 
@@ -52,59 +54,27 @@ def create_schedule(schedule_config: ml_collections.ConfigDict | dict, *,
 
 
 # A cyclic_triangular schedule's fields of the momentum (PyTorch's CyclicLR).
-MOMENTUM_FIELDS = ('cycle_momentum', 'base_momentum', 'max_momentum')
+MOMENTUM_FIELDS = config_validation.MOMENTUM_FIELDS
+# The optimizers with a recipe of this project; any optax name works too.
+OPTIMIZERS = config_validation.OPTIMIZERS
+SCHEDULE_FREE_SGD = 'contrib.schedule_free_sgd'
 
 
 def _cyclic_momentum(config: ml_collections.ConfigDict,
                      steps_per_epoch: int) -> optax.Schedule | None:
+  """The momentum of each step where the schedule cycles it, else None."""
+  if not config.schedule.get('cycle_momentum'):
+    return None
   fields = durations.in_steps(
       config.schedule, 'schedule', steps_per_epoch=steps_per_epoch,
       num_steps=config.num_epochs * steps_per_epoch)
-  given = sorted(set(MOMENTUM_FIELDS) & set(fields))
-  if given and fields['name'] != 'cyclic_triangular':
-    raise ValueError(
-        f'schedule.{given[0]} belongs to a cyclic_triangular schedule (as '
-        f'in PyTorch\'s CyclicLR), got schedule.name={fields["name"]!r}.')
-  if not fields.get('cycle_momentum'):
-    return None
   return plrs_jax.cyclic_momentum_schedule(
       fields.get('base_momentum', 0.8), fields.get('max_momentum', 0.9),
       fields['up_steps'], fields.get('down_steps'))
 
 
-# The optimizers with a recipe of this project; any optax name works too.
-OPTIMIZERS = config_validation.OPTIMIZERS
-
-
-def _two_regime_kwargs(config: ml_collections.ConfigDict,
-                       steps_per_epoch: int) -> dict[str, Any]:
-  return durations.in_steps(
-      {k: v for k, v in config.two_regime.items() if v is not None},
-      'two_regime', steps_per_epoch=steps_per_epoch,
-      num_steps=config.num_epochs * steps_per_epoch)
-
-
-def _optax_factory(name: str):
-  factory = optax
-  for part in name.split('.'):
-    factory = getattr(factory, part, None)
-  if not callable(factory) or name.startswith('_'):
-    raise ValueError(
-        f'unknown optimizer {name!r}: name one of {", ".join(OPTIMIZERS)}, '
-        "or a function of optax such as 'adam', 'lamb' or "
-        "'contrib.reduce_on_plateau'.")
-  return factory
-
-
-SCHEDULE_FREE_SGD = 'contrib.schedule_free_sgd'
-
-
-def applied_rate(optimizer: str, schedule: optax.Schedule) -> optax.Schedule:
-  """The rate the optimizer named `optimizer` steps at with `schedule`:
-  `schedule(count + 1)` for `schedule_free_sgd`, else `schedule`."""
-  if optimizer == SCHEDULE_FREE_SGD:
-    return lambda count: schedule(count + 1)
-  return schedule
+def _one_step_ahead(schedule: optax.Schedule) -> optax.Schedule:
+  return lambda count: schedule(count + 1)
 
 
 def schedule_free_sgd(schedule: optax.Schedule, b1: float = 0.9,
@@ -125,7 +95,7 @@ def schedule_free_sgd(schedule: optax.Schedule, b1: float = 0.9,
     >>> round(float(state.z[0]), 4)  # -(1 / 15) x gradient 1.
     -0.0667
   """
-  step = optax.sgd(applied_rate(SCHEDULE_FREE_SGD, schedule))
+  step = optax.sgd(_one_step_ahead(schedule))
   if weight_decay is not None:
     step = optax.chain(optax.add_decayed_weights(weight_decay), step)
   return optax.contrib.schedule_free(step, learning_rate=schedule, b1=b1,
@@ -133,26 +103,29 @@ def schedule_free_sgd(schedule: optax.Schedule, b1: float = 0.9,
                                      state_dtype=state_dtype)
 
 
-class Reported(NamedTuple):
-  """The state of `reporting`: the wrapped optimizer's, and its report."""
+# report(count, state before, state after) of an update: name -> value.
+Report = Callable[[jax.Array, Any, Any], dict[str, Any]]
+
+
+class ReportingState(NamedTuple):
+  """The state of `with_report`: the wrapped optimizer's, and its report."""
   count: jax.Array
   inner_state: Any
   report: dict[str, jax.Array]
 
 
-def reporting(tx: optax.GradientTransformation,
-              report: Callable[[jax.Array, Any, Any], dict[str, Any]]
-              ) -> optax.GradientTransformationExtraArgs:
+def with_report(tx: optax.GradientTransformation,
+                report: Report) -> optax.GradientTransformationExtraArgs:
   """`tx`, its state also holding `report(count, state before, state after)`
   of its last update, which `engine.train_step` logs.
-    >>> tx = reporting(optax.sgd(0.1), lambda count, old, new: {'lr': 0.1})
+    >>> tx = with_report(optax.sgd(0.1), lambda count, old, new: {'lr': 0.1})
     >>> _, state = tx.update({'w': 1.0}, tx.init({'w': 0.0}))
     >>> state.report['lr'], int(state.count)
     (Array(0.1, dtype=float32), 1)
   """
   tx = optax.with_extra_args_support(tx)
 
-  def fixed(count, old, new):
+  def strongly_typed_report(count, old, new):
     # Strong types, so that the report's types do not change with the step.
     return {k: jnp.asarray(v, jnp.asarray(v).dtype)
             for k, v in report(count, old, new).items()}
@@ -160,15 +133,204 @@ def reporting(tx: optax.GradientTransformation,
   def init(params):
     inner = tx.init(params)
     count = jnp.zeros([], jnp.int32)
-    return Reported(count, inner, fixed(count, inner, inner))
+    return ReportingState(count, inner,
+                          strongly_typed_report(count, inner, inner))
 
   def update(updates, state, params=None, **extra_args):
     updates, inner = tx.update(updates, state.inner_state, params,
                                **extra_args)
-    return updates, Reported(optax.safe_increment(state.count), inner,
-                             fixed(state.count, state.inner_state, inner))
+    report = strongly_typed_report(state.count, state.inner_state, inner)
+    return updates, ReportingState(optax.safe_increment(state.count), inner,
+                                   report)
 
   return optax.GradientTransformationExtraArgs(init, update)
+
+
+def _is_named_tuple_field(path, _) -> bool:
+  return isinstance(path[-1], optax.tree_utils.NamedTupleKey)
+
+
+def _state_field(opt_state, name: str):
+  # A NamedTuple's field only: not BatchNorm's 'scale' in a tree it holds.
+  return optax.tree.get(opt_state, name, filtering=_is_named_tuple_field)
+
+
+def _scaled_rate_report(rate: optax.Schedule) -> Report:
+  """'lr': `rate`, times the factor a transform that scales the rate keeps
+  as `scale` (AutoDrop, a plateau's), also reported with AutoDrop's state."""
+
+  def report(count, old, new):
+    # The update applied the factor of the state before.
+    scale = _state_field(old, 'scale')
+    if scale is None:
+      return {'lr': rate(count)}
+    new_scale = jnp.asarray(_state_field(new, 'scale'), jnp.float32)
+    metrics = {'lr': rate(count) * scale, 'optimizer_scale': new_scale}
+    autodrop = optax.tree.get(new, 'AutoDropState')
+    if autodrop is not None:
+      metrics.update(angular_velocity=autodrop.angular_velocity,
+                     threshold=autodrop.threshold, drops=autodrop.num_drops)
+    return metrics
+
+  return report
+
+
+class _Arguments(NamedTuple):
+  """What a builder reads: `create_optimizer`'s arguments."""
+  config: ml_collections.ConfigDict
+  schedule: optax.Schedule
+  steps_per_epoch: int
+  initial_loss: Any = None
+  num_classes: int | None = None
+
+
+class _OptimizerAndRate(NamedTuple):
+  """What a builder returns: the optimizer, reporting its rate, and the
+  rate of each step where the step alone decides it, else None."""
+  transformation: optax.GradientTransformationExtraArgs
+  planned_rate: optax.Schedule | None
+
+
+def _optimizer_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  return dict(config.get('optimizer_kwargs', {}))
+
+
+def _decayed(config: ml_collections.ConfigDict,
+             tx: optax.GradientTransformation) -> optax.GradientTransformation:
+  """`tx` after config.weight_decay's coupled decay, where it is set."""
+  if not config.weight_decay:
+    return tx
+  return optax.chain(optax.add_decayed_weights(config.weight_decay), tx)
+
+
+def _decayed_sgd(args: _Arguments) -> optax.GradientTransformation:
+  """SGD at the schedule with the config's momentum, or the schedule's
+  cyclic one, after the weight decay."""
+  config = args.config
+  nesterov = config.get('nesterov', False)
+  cyclic = _cyclic_momentum(config, args.steps_per_epoch)
+  if cyclic is None:
+    sgd = optax.sgd(args.schedule, momentum=config.momentum or None,
+                    nesterov=nesterov)
+  else:
+    sgd = optax.inject_hyperparams(optax.sgd)(
+        learning_rate=args.schedule, momentum=cyclic, nesterov=nesterov)
+  return _decayed(config, sgd)
+
+
+def _sgd(args: _Arguments) -> _OptimizerAndRate:
+  # Momentum, Nesterov's or the schedule's cyclic one: at the schedule.
+  tx = _decayed_sgd(args)
+  return _OptimizerAndRate(
+      with_report(tx, _scaled_rate_report(args.schedule)), args.schedule)
+
+
+def _autodrop(args: _Arguments) -> _OptimizerAndRate:
+  # AutoDrop scales the rate as the run goes: no planned rate.
+  sgd = _decayed_sgd(args)
+  tx = optax.chain(sgd, plrs_jax.scale_by_autodrop(
+      args.steps_per_epoch, **dict(args.config.autodrop)))
+  return _OptimizerAndRate(
+      with_report(tx, _scaled_rate_report(args.schedule)), None)
+
+
+def _two_regime(args: _Arguments) -> _OptimizerAndRate:
+  # Plain SGD at the schedule, then Adam at small_learning_rate.
+  config, schedule = args.config, args.schedule
+  kwargs = durations.in_steps(
+      {k: v for k, v in config.two_regime.items() if v is not None},
+      'two_regime', steps_per_epoch=args.steps_per_epoch,
+      num_steps=config.num_epochs * args.steps_per_epoch)
+  tx = plrs_jax.two_regime_sgd_adam(schedule, weight_decay=config.weight_decay,
+                                    **kwargs)
+
+  def rate(count):
+    small_rate = jnp.float32(kwargs['small_learning_rate'])
+    return jnp.where(count < kwargs['switch_step'], schedule(count),
+                     small_rate)
+
+  def report(count, old, new):
+    return {'lr': rate(count), 'regime': _state_field(new, 'regime')}
+
+  return _OptimizerAndRate(with_report(tx, report), rate)
+
+
+def _mlr_snet(args: _Arguments) -> _OptimizerAndRate:
+  # The last net throughout ('frozen'), or each of k in turn for
+  # `num_epochs // k` epochs ('snapshots', the official transfer); its rate
+  # is the net's, of the losses.
+  config, num_classes = args.config, args.num_classes
+  if args.initial_loss is None or num_classes is None:
+    raise TypeError('mlr_snet sets gamma from the initial loss: pass '
+                    'initial_loss= and num_classes= (see needs_initial_loss).')
+  snapshots = mlr_snet_file.load(config.mlr_snet.checkpoint).snapshots
+  gamma = plrs_jax.mlr_snet_gamma(args.initial_loss, num_classes)
+  if config.mlr_snet.transfer == 'frozen' or len(snapshots) == 1:
+    net = plrs_jax.mlr_snet(snapshots[-1], gamma=gamma)
+  else:
+    # config_validation checked that each snapshot gets an epoch or more.
+    period = config.num_epochs // len(snapshots) * args.steps_per_epoch
+    switch_steps = [j * period for j in range(1, len(snapshots))]
+    net = plrs_jax.mlr_snet(snapshots, gamma=gamma, num_classes=num_classes,
+                            switch_steps=switch_steps)
+  tx = optax.chain(optax.add_decayed_weights(config.weight_decay), net)
+
+  def report(count, old, new):
+    return {'lr': _state_field(new, 'rate'),
+            'gamma': _state_field(new, 'gamma')}
+
+  return _OptimizerAndRate(with_report(tx, report), None)
+
+
+def _schedule_free(args: _Arguments) -> _OptimizerAndRate:
+  # The authors' steps (`schedule_free_sgd`), at the next step's rate.
+  tx = schedule_free_sgd(args.schedule, **_optimizer_kwargs(args.config))
+  rate = _one_step_ahead(args.schedule)
+  return _OptimizerAndRate(
+      with_report(_decayed(args.config, tx), _scaled_rate_report(rate)), rate)
+
+
+def _optax_optimizer(factory: Callable[..., optax.GradientTransformation],
+                     args: _Arguments) -> _OptimizerAndRate:
+  # An optax optimizer that takes the schedule as its `learning_rate`.
+  tx = factory(learning_rate=args.schedule,
+               **_optimizer_kwargs(args.config))
+  return _OptimizerAndRate(
+      with_report(_decayed(args.config, tx),
+                  _scaled_rate_report(args.schedule)), args.schedule)
+
+
+def _after_sgd(factory: Callable[..., optax.GradientTransformation],
+               args: _Arguments) -> _OptimizerAndRate:
+  # An optax transform that takes no rate (reduce_on_plateau...) after SGD:
+  # it may scale the rate as the run goes, so none is planned.
+  sgd = _decayed_sgd(args)
+  tx = optax.chain(sgd, factory(**_optimizer_kwargs(args.config)))
+  return _OptimizerAndRate(
+      with_report(tx, _scaled_rate_report(args.schedule)), None)
+
+
+_Builder = Callable[[_Arguments], _OptimizerAndRate]
+# The builder of each optimizer with a recipe (OPTIMIZERS) and of
+# schedule-free SGD; `_builder` finds optax's others by name.
+_BUILDERS: dict[str, _Builder] = {
+    'sgd': _sgd, 'two_regime': _two_regime, 'autodrop': _autodrop,
+    'mlr_snet': _mlr_snet, SCHEDULE_FREE_SGD: _schedule_free}
+
+
+def _builder(config: ml_collections.ConfigDict) -> _Builder:
+  name = config.get('optimizer', 'sgd')
+  if name in _BUILDERS:
+    return _BUILDERS[name]
+  factory = config_validation.optax_function(name)
+  if factory is None:
+    raise ValueError(
+        f'unknown optimizer {name!r}: name one of {", ".join(OPTIMIZERS)}, '
+        "or a function of optax such as 'adam', 'lamb' or "
+        "'contrib.reduce_on_plateau'.")
+  if config_validation.takes_learning_rate(name):
+    return functools.partial(_optax_optimizer, factory)
+  return functools.partial(_after_sgd, factory)
 
 
 def create_optimizer(config: ml_collections.ConfigDict,
@@ -178,6 +340,8 @@ def create_optimizer(config: ml_collections.ConfigDict,
                      ) -> optax.GradientTransformationExtraArgs:
   """The optimizer `config.optimizer` names, reporting 'lr', its rate; raises
   ValueError or TypeError. 'mlr_snet' needs `initial_loss` and `num_classes`.
+  The config is one `config_validation.validate` passed: that checks its
+  fields against each other.
     >>> from train.configs import default
     >>> config = default.get_config()
     >>> config.optimizer, config.optimizer_kwargs = 'adam', {'b2': 0.99}
@@ -186,89 +350,9 @@ def create_optimizer(config: ml_collections.ConfigDict,
     >>> updates, state.report['lr']
     (Array([-0.001, -0.001], dtype=float32), Array(0.001, dtype=float32))
   """
-  name = config.get('optimizer', 'sgd')
-  kwargs = dict(config.get('optimizer_kwargs', {}))
-  momentum, nesterov = config.momentum, config.get('nesterov', False)
-  if kwargs and name in OPTIMIZERS:
-    raise ValueError(f'optimizer_kwargs are for optax optimizers; {name!r} '
-                     f'takes its settings elsewhere, got {kwargs}.')
-  cyclic = _cyclic_momentum(config, steps_per_epoch)
-  if cyclic is not None and (momentum or name in ('two_regime', 'mlr_snet')):
-    raise ValueError(
-        'schedule.cycle_momentum cycles the sgd optimizer\'s momentum between '
-        'base_momentum and max_momentum (as PyTorch\'s CyclicLR): set '
-        f'momentum=0, got optimizer={name!r}, momentum={momentum}.')
-  if name in ('mlr_snet', 'two_regime') and (momentum or nesterov):
-    raise ValueError(
-        f'{name} runs plain SGD ' + (
-            'at the learnt rate, as its nets are meta-trained'
-            if name == 'mlr_snet' else 'before the switch (momentum only '
-            'rescales the rate in the large-step regime)') +
-        ': set momentum=0 and nesterov=False, got '
-        f'momentum={momentum}, nesterov={nesterov}.')
-  if name == 'mlr_snet':
-    return reporting(optax.chain(
-        optax.add_decayed_weights(config.weight_decay),
-        _mlr_snet(config, steps_per_epoch, initial_loss, num_classes)),
-        lambda count, old, new: {'lr': _state_field(new, 'rate'),
-                                 'gamma': _state_field(new, 'gamma')})
-  if name == 'two_regime':
-    rate = planned_rate(config, schedule, steps_per_epoch)
-    return reporting(plrs_jax.two_regime_sgd_adam(
-        schedule, weight_decay=config.weight_decay,
-        **_two_regime_kwargs(config, steps_per_epoch)),
-        lambda count, old, new: {'lr': rate(count),
-                                 'regime': _state_field(new, 'regime')})
-  factory = None if name in OPTIMIZERS else _optax_factory(name)
-  takes_rate = factory is not None and (
-      'learning_rate' in inspect.signature(factory).parameters)
-  rate = applied_rate(name, schedule)
-  if takes_rate:
-    if momentum or nesterov or cyclic is not None:
-      raise ValueError(
-          f'momentum and nesterov are the sgd optimizer\'s; for {name!r} set '
-          'momentum=0 and nesterov=False, and pass its own arguments in '
-          'optimizer_kwargs.')
-    optimizer = (schedule_free_sgd(schedule, **kwargs)
-                 if name == SCHEDULE_FREE_SGD else
-                 factory(learning_rate=schedule, **kwargs))
-  elif cyclic is not None:
-    optimizer = optax.inject_hyperparams(optax.sgd)(
-        learning_rate=schedule, momentum=cyclic, nesterov=nesterov)
-  else:
-    optimizer = optax.sgd(schedule, momentum=momentum or None,
-                          nesterov=nesterov)
-  if config.weight_decay:
-    optimizer = optax.chain(optax.add_decayed_weights(config.weight_decay),
-                            optimizer)
-  if name == 'autodrop':
-    optimizer = optax.chain(optimizer, plrs_jax.scale_by_autodrop(
-        steps_per_epoch, **dict(config.autodrop)))
-  elif factory is not None and not takes_rate:
-    optimizer = optax.chain(optimizer, factory(**kwargs))
-
-  def report(count, old, new):
-    # A transform that scales the rate (AutoDrop, a plateau's) keeps its
-    # factor as `scale`: the update applied the one of the state before.
-    scale = _state_field(old, 'scale')
-    if scale is None:
-      return {'lr': rate(count)}
-    autodrop = optax.tree.get(new, 'AutoDropState')
-    return {'lr': rate(count) * scale,
-            'optimizer_scale': jnp.asarray(_state_field(new, 'scale'),
-                                           jnp.float32),
-            **({} if autodrop is None else {
-                'angular_velocity': autodrop.angular_velocity,
-                'threshold': autodrop.threshold,
-                'drops': autodrop.num_drops})}
-
-  return reporting(optimizer, report)
-
-
-def _state_field(opt_state, name: str):
-  # A NamedTuple's field only: not BatchNorm's 'scale' in a tree it holds.
-  return optax.tree.get(opt_state, name, filtering=lambda path, _: isinstance(
-      path[-1], optax.tree_utils.NamedTupleKey))
+  args = _Arguments(config, schedule, steps_per_epoch, initial_loss,
+                    num_classes)
+  return _builder(config)(args).transformation
 
 
 def needs_initial_loss(config: ml_collections.ConfigDict) -> bool:
@@ -287,44 +371,16 @@ def switches_with_length(config: ml_collections.ConfigDict) -> bool:
           and config.mlr_snet.transfer == 'snapshots')
 
 
-def _mlr_snet(config: ml_collections.ConfigDict, steps_per_epoch: int,
-              initial_loss: Any, num_classes: int | None):
-  # The last net throughout ('frozen'), or each of k in turn for
-  # `num_epochs // k` epochs ('snapshots', the official transfer).
-  if initial_loss is None or num_classes is None:
-    raise TypeError('mlr_snet sets gamma from the initial loss: pass '
-                    'initial_loss= and num_classes= (see needs_initial_loss).')
-  nets = mlr_snet_file.load(config.mlr_snet.checkpoint)
-  gamma = plrs_jax.mlr_snet_gamma(initial_loss, num_classes)
-  count = len(nets.snapshots)
-  if config.mlr_snet.transfer == 'frozen' or count == 1:
-    return plrs_jax.mlr_snet(nets.snapshots[-1], gamma=gamma)
-  period = config.num_epochs // count
-  if not period:
-    raise ValueError(
-        f"transfer='snapshots' runs each of the {count} snapshots for "
-        f'num_epochs // {count} epochs: set num_epochs >= {count}, got '
-        f'{config.num_epochs}.')
-  return plrs_jax.mlr_snet(
-      nets.snapshots, gamma=gamma, num_classes=num_classes,
-      switch_steps=[j * period * steps_per_epoch for j in range(1, count)])
-
-
 def planned_rate(config: ml_collections.ConfigDict, schedule: optax.Schedule,
                  steps_per_epoch: int) -> optax.Schedule | None:
   """The rate of each step where the step alone decides it (None where the
-  run does: AutoDrop, MLR-SNet, an optax transform such as reduce_on_plateau).
+  run does: AutoDrop, MLR-SNet, an optax transform such as reduce_on_plateau),
+  as the builder of `create_optimizer` plans it.
     >>> from train.configs import default
     >>> planned_rate(default.get_config(), lambda count: 0.1, 10)(5)
     0.1
   """
-  name = config.get('optimizer', 'sgd')
-  if name == 'two_regime':
-    kwargs = _two_regime_kwargs(config, steps_per_epoch)
-    return lambda count: jnp.where(
-        count < kwargs['switch_step'], schedule(count),
-        jnp.float32(kwargs['small_learning_rate']))
-  if name == 'sgd' or name not in OPTIMIZERS and 'learning_rate' in (
-      inspect.signature(_optax_factory(name)).parameters):
-    return applied_rate(name, schedule)
-  return None
+  if needs_initial_loss(config):
+    return None  # MLR-SNet's nets decide it; they are built with L_0.
+  args = _Arguments(config, schedule, steps_per_epoch)
+  return _builder(config)(args).planned_rate
