@@ -154,7 +154,9 @@ def optax_function(name: str) -> Callable[..., Any] | None:
   function = optax
   for part in name.split('.'):
     function = getattr(function, part, None)
-  return function if callable(function) and not name.startswith('_') else None
+  if name.startswith('_') or not callable(function):
+    return None
+  return function
 
 
 def takes_learning_rate(name: str) -> bool:

@@ -45,8 +45,9 @@ def create_schedule(schedule_config: ml_collections.ConfigDict | dict, *,
         f'schedule after {kwargs["total_steps"]} of the run\'s {num_steps} '
         'steps, leaving the rest at its final rate: leave it unset, and the '
         'schedule ends with the run.')
-  parameters = inspect.signature(
-      plrs_jax.SCHEDULES.get(name, lambda: None)).parameters
+  # An unknown name takes nothing here; plrs_jax.create_schedule says so.
+  factory = plrs_jax.SCHEDULES.get(name, lambda: None)
+  parameters = inspect.signature(factory).parameters
   for arg, value in (('total_steps', num_steps), ('key', key)):
     if arg in parameters:
       kwargs.setdefault(arg, value)
