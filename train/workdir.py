@@ -10,7 +10,6 @@ import os
 import pathlib
 import socket
 import sys
-import tempfile
 from typing import Any
 
 from train import errors
@@ -89,10 +88,15 @@ def flatten(config: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
     >>> flatten({'model': 'resnet8', 'schedule': {'name': 'plrs', 'b': (1,)}})
     {'model': 'resnet8', 'schedule.name': 'plrs', 'schedule.b': [1]}
   """
-  return {name: list(leaf) if isinstance(leaf, tuple) else leaf
-          for key, value in config.items() for name, leaf in (
-              flatten(value, f'{prefix}{key}.').items()
-              if isinstance(value, Mapping) else [(f'{prefix}{key}', value)])}
+  flat = {}
+  for key, value in config.items():
+    if isinstance(value, Mapping):
+      flat.update(flatten(value, f'{prefix}{key}.'))
+    elif isinstance(value, tuple):
+      flat[f'{prefix}{key}'] = list(value)
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat
 
 
 def changed_fields(recorded: Mapping[str, Any], current: Mapping[str, Any],
@@ -106,11 +110,19 @@ def changed_fields(recorded: Mapping[str, Any], current: Mapping[str, Any],
     {'seed': (0, 1), 'b.c': (2, None)}
   """
   old, new, defaults = flatten(recorded), flatten(current), flatten(defaults)
+
+  def changes_the_run(key):
+    if old.get(key) == new.get(key):
+      return False
+    if key.split('.')[0] in RESUMABLE_CHANGES:
+      return False
+    # A field added since the run started, at its default, changes nothing.
+    added_at_default = (key in defaults and key not in old
+                        and new.get(key) == defaults[key])
+    return not added_at_default
+
   return {key: (old.get(key), new.get(key)) for key in {**old, **new}
-          if old.get(key) != new.get(key)
-          and key.split('.')[0] not in RESUMABLE_CHANGES
-          and not (key in defaults and key not in old
-                   and new.get(key) == defaults[key])}
+          if changes_the_run(key)}
 
 
 def refuse_other_run(workdir: pathlib.Path,
@@ -179,6 +191,7 @@ def read_metrics(path: str | os.PathLike[str],
   (with a warning if `warn`); a damaged line elsewhere raises WorkdirError.
 
   Example:
+    >>> import tempfile
     >>> path = pathlib.Path(tempfile.mkdtemp()) / 'metrics.jsonl'
     >>> _ = path.write_text('{"step": 1, "lr": 0.1}\\n{"step": 2, "l')
     >>> read_metrics(path)
@@ -205,6 +218,7 @@ class MetricsLog:
   updates, it drops what a crashed run wrote after its last checkpoint.
 
   Example:
+    >>> import tempfile
     >>> path = pathlib.Path(tempfile.mkdtemp()) / 'metrics.jsonl'
     >>> MetricsLog(path, 0).write(step=1, lr=0.1)
     >>> MetricsLog(path, 0).write(step=1, lr=0.2)   # a fresh run: rewritten
