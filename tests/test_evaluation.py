@@ -64,7 +64,7 @@ def test_schedule_free_steps_as_its_authors_code_and_is_evaluated_at_x():
                                          state.opt_state, state.params)
     state = state.replace(params=optax.apply_updates(state.params, updates),
                           opt_state=opt_state)
-    np.testing.assert_allclose(engine.reported(opt_state)['lr'], rate,
+    np.testing.assert_allclose(engine.optimizer_metrics(opt_state)['lr'], rate,
                                rtol=1e-6)
   np.testing.assert_allclose(engine.evaluation_params(state), x, rtol=1e-5)
   assert not np.allclose(state.params, x, rtol=1e-3)

@@ -73,7 +73,7 @@ def initial_state(config):
                               bn_axis_name=train.AXIS, **config.model_kwargs)
   tx = optimizers.create_optimizer(config, schedule, steps_per_epoch)
   return engine.create_train_state(
-      keys.init, model, dataset.image_shape, tx, train.TrainState,
+      keys.init, model, dataset.image_shape, tx, train.LoopState,
       totals=train._zero_totals(), monitor=train._new_monitor())
 
 

@@ -77,12 +77,13 @@ def test_two_regime_switches_at_the_configured_epoch():
   # Adam's first step from a fresh state is lr * sign(g) (up to eps / |g|).
   np.testing.assert_allclose(updates[2], -0.001 * np.sign([0.5, -0.25]),
                              rtol=1e-5)
-  assert int(engine.reported(state)['regime']) == 1
+  assert int(engine.optimizer_metrics(state)['regime']) == 1
   rate = optimizers.planned_rate(config, schedule, STEPS_PER_EPOCH)
   np.testing.assert_allclose([float(rate(t)) for t in range(4)],
                              [0.1, 0.1, 0.001, 0.001], rtol=1e-6)
   # The last update's reported rate: Adam's.
-  np.testing.assert_allclose(engine.reported(state)['lr'], 0.001, rtol=1e-6)
+  np.testing.assert_allclose(engine.optimizer_metrics(state)['lr'], 0.001,
+                             rtol=1e-6)
 
 
 def test_autodrop_is_sgd_then_scale_by_autodrop():
@@ -94,11 +95,11 @@ def test_autodrop_is_sgd_then_scale_by_autodrop():
                               STEPS_PER_EPOCH)
   updates, state = updates_of(tx)
   np.testing.assert_allclose(updates, pytorch_sgd(0.1, 0.9, 0.0), rtol=1e-5)
-  metrics = engine.reported(state)
+  metrics = engine.optimizer_metrics(state)
   assert float(metrics['optimizer_scale']) == 1.0
   assert float(metrics['threshold']) == pytest.approx(0.01)
   assert np.isnan(float(metrics['angular_velocity']))
-  assert engine.reported(optax.sgd(0.1).init(jnp.zeros(2))) == {}
+  assert engine.optimizer_metrics(optax.sgd(0.1).init(jnp.zeros(2))) == {}
 
 
 def test_an_optax_optimizer_by_name_is_that_optimizer_at_the_schedule():
@@ -152,7 +153,7 @@ def test_a_transform_by_name_follows_sgd_and_reads_the_loss():
   for _ in range(4):  # A loss that never improves: the scale halves.
     updates, state = tx.update({'w': jnp.ones(2)}, state, params,
                                value=jnp.float32(1.0), loss=jnp.float32(1.0))
-    scales.append(float(engine.reported(state)['optimizer_scale']))
+    scales.append(float(engine.optimizer_metrics(state)['optimizer_scale']))
     np.testing.assert_allclose(updates['w'], -0.1 * scales[-1], rtol=1e-6)
   assert scales[0] == 1.0 and scales[-1] < 1.0
 
@@ -175,7 +176,7 @@ def test_the_step_logs_the_scaled_rate_a_transform_exposes():
           (0.,), (1.,), None, engine.run_keys(0).dropout)))
   scales, rates = [], []
   for _ in range(4):
-    scale_before = engine.reported(state.opt_state)['optimizer_scale']
+    scale_before = engine.optimizer_metrics(state.opt_state)['optimizer_scale']
     state, metrics = step(state, batch)
     rates.append(float(metrics['lr']))
     scales.append(float(scale_before))
@@ -263,12 +264,12 @@ def test_runs_recorded_before_the_optimizer_fields_still_resume(tmp_path):
       recorded, config, tmp_path, 10, None, STEPS_PER_EPOCH)
   resume(config)
   config.optimizer = 'autodrop'
-  with pytest.raises(train.workdirs.WorkdirError,
+  with pytest.raises(train.workdir_lib.WorkdirError,
                      match=r"optimizer: None -> 'autodrop'"):
     resume(config)
   config = default.get_config()
   config.autodrop.threshold = 1.0
-  with pytest.raises(train.workdirs.WorkdirError,
+  with pytest.raises(train.workdir_lib.WorkdirError,
                      match=r'autodrop.threshold: None -> 1.0'):
     resume(config)
 
@@ -309,7 +310,7 @@ def test_mlr_snet_is_sgd_at_the_shipped_nets_rate(transfer):
         updates, -rates[t] * (np.asarray(grads) + 5e-4 * np.asarray(params)),
         rtol=1e-4)
     params = optax.apply_updates(params, updates)
-    metrics = engine.reported(state)
+    metrics = engine.optimizer_metrics(state)
     np.testing.assert_allclose(metrics['lr'], rates[t], rtol=1e-5)
     np.testing.assert_allclose(metrics['gamma'], gammas[t], rtol=1e-5)
   assert len(set(np.round(gammas, 6))) == (1 if transfer == 'frozen' else 3)

@@ -1,13 +1,18 @@
-"""train/workdir.py: the lock, the run record and metrics.jsonl."""
+"""train/workdir.py: the lock, the run record and metrics.jsonl; and
+train/bookkeeping.py's run, which holds them."""
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 
+import ml_collections
+import numpy as np
 import pytest
 
+from train import bookkeeping
 from train import workdir as workdirs
 
 
@@ -106,3 +111,31 @@ def test_check_path_refuses_empty_names_and_files(tmp_path):
   (tmp_path / 'f').write_text('x')
   with pytest.raises(workdirs.WorkdirError, match='is a file'):
     workdirs.check_path(tmp_path / 'f')
+
+
+def test_a_run_is_closed_when_the_function_that_opened_it_raises(tmp_path):
+  """The lock, the checkpoints and the signal handlers of a run opened in a
+  `closes_runs` function are released whether it returns or raises."""
+  handler = signal.getsignal(signal.SIGINT)
+
+  @bookkeeping.closes_runs
+  def train(fail):
+    run = bookkeeping.open_run(
+        tmp_path, ml_collections.ConfigDict({'seed': 0}),
+        lambda: {'w': np.zeros(2, np.float32)},
+        check_resume=lambda recorded, done: None, num_steps=2,
+        keep_checkpoints=1, stop_signals=True)
+    assert (tmp_path / 'lock').exists()
+    assert signal.getsignal(signal.SIGINT) != handler
+    run.save(run.step + 1, {'w': np.ones(2, np.float32)})
+    if fail:
+      raise RuntimeError('diverged')
+    return run.step
+
+  with pytest.raises(RuntimeError, match='diverged'):
+    train(fail=True)
+  assert not (tmp_path / 'lock').exists()
+  assert signal.getsignal(signal.SIGINT) == handler
+  assert train(fail=False) == 1  # Resumed from the failed call's checkpoint.
+  assert not (tmp_path / 'lock').exists()
+  assert signal.getsignal(signal.SIGINT) == handler

@@ -173,10 +173,10 @@ def batch_gradients(state: TrainState, batch: dict[str, jax.Array],
       batch['label'], dropout_rng)
 
 
-def reported(opt_state: Any) -> dict[str, jax.Array]:
-  """What an optimizer reports of its last update: the `report` its state
-  holds (train/optimizers.py's `reporting`), or nothing.
-    >>> reported(optax.sgd(0.1).init(jnp.zeros(2)))
+def optimizer_metrics(opt_state: Any) -> dict[str, jax.Array]:
+  """What an optimizer reports of its last update (its rate...): the `report`
+  its state holds (train/optimizers.py's `reporting`), or nothing.
+    >>> optimizer_metrics(optax.sgd(0.1).init(jnp.zeros(2)))
     {}
   """
   return dict(optax.tree.get(opt_state, 'report', {}))
@@ -186,7 +186,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array],
                inputs: Inputs, axis_name: str | None = None
                ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One step on a batch of 'image', 'label' and 'index' (global positions),
-  averaged over `axis_name`; metrics 'loss', 'accuracy' and `reported`'s.
+  averaged over `axis_name`; metrics 'loss', 'accuracy' and the optimizer's
+  (`optimizer_metrics`).
     >>> from train import models
     >>> state = create_train_state(run_keys(0).init, models.create_model(
     ...     'mlp', 10, hidden=(8,)), (8, 8, 1), optax.sgd(0.25))
@@ -209,7 +210,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array],
   new_state = state.replace(
       step=state.step + 1, params=optax.apply_updates(state.params, updates),
       opt_state=opt_state, batch_stats=batch_stats)
-  return new_state, {**metrics, **reported(opt_state)}
+  return new_state, {**metrics, **optimizer_metrics(opt_state)}
 
 
 def evaluation_params(state: TrainState) -> Any:

@@ -22,14 +22,14 @@ import optax
 import tqdm
 
 import plrs_jax
-from train import checkpoints as ckpt
+from train import bookkeeping
 from train import cli
 from train import config_validation
 from train import engine
 from train import input_pipeline
 from train import mlr_snet_file
 from train import plots
-from train import workdir as workdirs
+from train import workdir as workdir_lib
 from train.configs import base
 
 
@@ -66,7 +66,7 @@ def meta_optimizer(config: ml_collections.ConfigDict
                      optax.adam(config.meta_learning_rate))
 
 
-def train_step(carry: dict[str, Any], batch: dict[str, jax.Array], *,
+def model_step(carry: dict[str, Any], batch: dict[str, jax.Array], *,
                apply_fn: Any, weight_decay: float, inputs: engine.Inputs
                ) -> tuple[dict[str, Any], dict[str, jax.Array]]:
   """`engine.train_step` at the current net; `carry` holds the train
@@ -87,7 +87,7 @@ def meta_step(carry: dict[str, Any], batch: dict[str, jax.Array],
               meta_key: jax.Array
               ) -> tuple[dict[str, Any], dict[str, jax.Array]]:
   """One Adam step of phi on the meta loss of this step's batch, before
-  `train_step` on the same carry and batch; the held-out batch is
+  `model_step` on the same carry and batch; the held-out batch is
   `meta_batch_size` rows of `held_out` drawn from `fold_in(meta_key, step)`.
   Returns the new carry and {'meta_loss'}."""
   (loss, _), grads = engine.batch_gradients(
@@ -124,7 +124,7 @@ class MetaTraining(NamedTuple):
   initial_loss: float
   gamma: float
   carry: dict[str, Any]
-  train_step: Any
+  model_step: Any
   meta_step: Any
   evaluate: Any
 
@@ -175,7 +175,7 @@ def prepare(config: ml_collections.ConfigDict) -> MetaTraining:
       model=model, steps_per_epoch=steps_per_epoch,
       num_steps=config.num_epochs * steps_per_epoch,
       initial_loss=initial_loss, gamma=gamma, carry=carry,
-      train_step=jax.jit(functools.partial(train_step, **common),
+      model_step=jax.jit(functools.partial(model_step, **common),
                          donate_argnums=0),
       meta_step=jax.jit(functools.partial(
           meta_step, meta_optimizer=meta_tx,
@@ -194,89 +194,72 @@ class MetaTrainResult(NamedTuple):
   metrics: dict[str, Any]
 
 
+@bookkeeping.closes_runs
 def meta_train(config: ml_collections.ConfigDict,
                workdir: str) -> MetaTrainResult:
   """Meta-trains, logs, checkpoints every epoch and resumes; writes the net.
   The config is checked before anything is written; a rerun resumes (another
   config: WorkdirError), a finished one writes its net and figure again."""
-  workdir = workdirs.check_path(workdir)
-  run = prepare(config)
-  steps_per_epoch = run.steps_per_epoch
-  workdir.mkdir(parents=True, exist_ok=True)
-  with workdirs.lock(workdir):
-    recorded = workdirs.read_record(workdir)
-    if ckpt.steps(workdir / 'checkpoints'):
-      workdirs.refuse_other_run(workdir, workdirs.changed_fields(
-          recorded['config'] if recorded else {}, config.to_dict(),
-          base.meta_train_config().to_dict()))
-    done, carry = ckpt.restore_newest(workdir, run.carry)
-    carry = carry or run.carry
-    checkpoints = ckpt.manager(workdir, keep=2)
-    try:
-      if done:
-        print(f'Resuming from the checkpoint at step {done} in {workdir}.')
-      workdirs.write_record(workdir, config.to_dict(), recorded)
-      log = workdirs.MetricsLog(workdir / 'metrics.jsonl', done)
-      print(f'L_0 = {run.initial_loss:.4f} (mean initial training loss), '
-            f'gamma = {run.gamma:.4f}.')
-      if done >= run.num_steps:
-        print(f'The run in {workdir} is finished ({done} steps): its net and '
-              'figure are written again, nothing is trained.')
-      batches = input_pipeline.train_batches(
-          run.dataset, global_batch_size=config.batch_size,
-          seed=engine.run_keys(config.seed).data, start_step=done,
-          num_steps=run.num_steps)
-      pending, epoch, summary = [], [], {}
-      with tqdm.tqdm(total=run.num_steps, initial=done, unit='step',
-                     disable=not config.progress, dynamic_ncols=True,
-                     file=sys.stderr) as progress:
-        for step in range(done + 1, run.num_steps + 1):
-          batch, meta = next(batches), {}
-          if step % config.t_val == 0:
-            carry, meta = run.meta_step(carry, batch, run.held_out)
-          carry, metrics = run.train_step(carry, batch)
-          pending.append({'step': step, **metrics, **meta})
-          progress.update()
-          epoch_end = step % steps_per_epoch == 0
-          if step % config.log_every_steps and not epoch_end:
-            continue
-          # The steps' only device-to-host transfer: every step's metrics
-          # since the last one.
-          for record in jax.device_get(pending):
-            epoch.append(record)
-            log.write(step=record['step'], lr=float(record['lr']),
-                      train_loss=float(record['loss']),
-                      **({'meta_loss': float(record['meta_loss'])}
-                         if 'meta_loss' in record else {}))
-          pending = []
-          progress.set_postfix(loss=f'{float(epoch[-1]["loss"]):.4f}',
-                               lr=f'{float(epoch[-1]["lr"]):.4g}')
-          if not epoch_end:
-            continue
-          state = engine.from_carry(carry, run.model.apply)
-          summary = {
-              'epoch': step // steps_per_epoch, 'step': step,
-              **{f'train_{k}': float(np.mean([r[k] for r in epoch]))
-                 for k in ('loss', 'accuracy')},
-              **run.evaluate(state, 'test'),
-              'gamma': run.gamma}
-          log.write(**summary)
-          for j, snapshot_epoch in enumerate(config.snapshot_epochs):
-            if snapshot_epoch == summary['epoch']:  # Keep phi as snapshot j.
-              carry['snapshots'] = jax.tree.map(
-                  lambda kept, leaf, j=j: kept.at[j].set(leaf),
-                  carry['snapshots'], carry['phi'])
-          ckpt.save(checkpoints, step, carry)
-          progress.write(
-              f'epoch {summary["epoch"]}: train loss '
-              f'{summary["train_loss"]:.4f}, test accuracy '
-              f'{summary["test_accuracy"]:.4f}, last rate '
-              f'{epoch[-1]["lr"]:.4g}')
-          epoch = []
-    finally:
-      ckpt.close(checkpoints)
+  workdir = workdir_lib.check_path(workdir)
+  training = prepare(config)
+  steps_per_epoch = training.steps_per_epoch
+  run = bookkeeping.open_run(
+      workdir, config, lambda: training.carry,
+      check_resume=bookkeeping.refusing_changes(
+          workdir, config, base.meta_train_config()),
+      num_steps=training.num_steps, keep_checkpoints=2)
+  print(f'L_0 = {training.initial_loss:.4f} (mean initial training loss), '
+        f'gamma = {training.gamma:.4f}.')
+  if run.finished:
+    print(f'The run in {workdir} is finished ({run.step} steps): its net and '
+          'figure are written again, nothing is trained.')
+  batches = input_pipeline.train_batches(
+      training.dataset, global_batch_size=config.batch_size,
+      seed=engine.run_keys(config.seed).data, start_step=run.step,
+      num_steps=training.num_steps)
+  progress = run.enter_context(tqdm.tqdm(
+      total=training.num_steps, initial=run.step, unit='step',
+      disable=not config.progress, dynamic_ncols=True, file=sys.stderr))
+  carry, pending, epoch, summary = run.state, [], [], {}
+  for step in range(run.step + 1, training.num_steps + 1):
+    batch, meta = next(batches), {}
+    if step % config.t_val == 0:
+      carry, meta = training.meta_step(carry, batch, training.held_out)
+    carry, metrics = training.model_step(carry, batch)
+    pending.append({'step': step, **metrics, **meta})
+    progress.update()
+    epoch_end = step % steps_per_epoch == 0
+    if step % config.log_every_steps and not epoch_end:
+      continue
+    # The steps' only device-to-host transfer: every step's metrics since
+    # the last one.
+    for record in jax.device_get(pending):
+      epoch.append(record)
+      run.log.write(**_step_record(record))
+    pending = []
+    progress.set_postfix(loss=f'{float(epoch[-1]["loss"]):.4f}',
+                         lr=f'{float(epoch[-1]["lr"]):.4g}')
+    if not epoch_end:
+      continue
+    state = engine.from_carry(carry, training.model.apply)
+    summary = {
+        'epoch': step // steps_per_epoch, 'step': step,
+        **{f'train_{k}': float(np.mean([r[k] for r in epoch]))
+           for k in ('loss', 'accuracy')},
+        **training.evaluate(state, 'test'),
+        'gamma': training.gamma}
+    run.log.write(**summary)
+    carry['snapshots'] = _kept_as_snapshot(carry, summary['epoch'],
+                                           config.snapshot_epochs)
+    run.save(step, carry)
+    progress.write(
+        f'epoch {summary["epoch"]}: train loss {summary["train_loss"]:.4f}, '
+        f'test accuracy {summary["test_accuracy"]:.4f}, last rate '
+        f'{epoch[-1]["lr"]:.4g}')
+    epoch = []
   if not summary:
-    epochs = [r for r in workdirs.read_metrics(log.path) if 'epoch' in r]
+    epochs = [r for r in workdir_lib.read_metrics(workdir / 'metrics.jsonl')
+              if 'epoch' in r]
     summary = epochs[-1] if epochs else {}
   host = jax.device_get(carry)
   nets = mlr_snet_file.save(
@@ -290,8 +273,27 @@ def meta_train(config: ml_collections.ConfigDict,
   print(f'Net: {nets} (snapshots after meta-epochs '
         f'{", ".join(map(str, config.snapshot_epochs))})\nFigure: {figure}')
   return MetaTrainResult(carry=host, nets=nets,
-                         initial_loss=run.initial_loss, gamma=run.gamma,
-                         metrics=summary)
+                         initial_loss=training.initial_loss,
+                         gamma=training.gamma, metrics=summary)
+
+
+def _step_record(metrics: dict[str, Any]) -> dict[str, Any]:
+  """A step's line of metrics.jsonl, from the step's metrics on the host."""
+  meta = ({'meta_loss': float(metrics['meta_loss'])}
+          if 'meta_loss' in metrics else {})
+  return {'step': metrics['step'], 'lr': float(metrics['lr']),
+          'train_loss': float(metrics['loss']), **meta}
+
+
+def _kept_as_snapshot(carry: dict[str, Any], epoch: int,
+                      snapshot_epochs: tuple[int, ...]) -> Any:
+  """The carry's snapshots, phi kept as snapshot j after snapshot_epochs[j]."""
+  snapshots = carry['snapshots']
+  for j, snapshot_epoch in enumerate(snapshot_epochs):
+    if snapshot_epoch == epoch:
+      snapshots = jax.tree.map(lambda kept, leaf, j=j: kept.at[j].set(leaf),
+                               snapshots, carry['phi'])
+  return snapshots
 
 
 def main():

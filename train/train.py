@@ -1,22 +1,18 @@
 """Data-parallel training of image classifiers with any plrs_jax schedule,
-laid out like the Flax ImageNet example: `train_step`, `eval_step`, then
-`train_and_evaluate` (set up, restore, loop, finish). Under `jax.pmap`, N
-devices compute what one computes on the global batch.
+laid out like the Flax ImageNet example: `loop_step`, `eval_step`, then
+`train_and_evaluate` (set up, open the run, loop, finish). Under `jax.pmap`,
+N devices compute what one computes on the global batch.
 """
 
-import contextlib
 import functools
 import json
-import os
 import pathlib
 import signal
 import sys
-import threading
 from typing import Any, NamedTuple
 
 from flax import jax_utils
 import jax
-from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -29,14 +25,15 @@ if not __package__:  # `python -m train` from inside train/ ran this file.
         'train/.', file=sys.stderr)
   sys.exit(2)
 
-from train import checkpoints as ckpt
+from train import bookkeeping
+from train import checkpoints
 from train import config_validation
 from train import engine
 from train import errors
 from train import input_pipeline
 from train import optimizers
 from train import plots
-from train import workdir as workdirs
+from train import workdir as workdir_lib
 from train.configs import base
 
 ConfigError = config_validation.ConfigError
@@ -45,15 +42,16 @@ TrainingDiverged = errors.TrainingDiverged
 AXIS = 'batch'
 
 
-class TrainState(engine.TrainState):
-  """The step's state, the epoch's running sums and the divergence watch."""
+class LoopState(engine.TrainState):
+  """What the loop carries: the step's state (`engine.TrainState`), the
+  epoch's running sums and the divergence watch."""
   totals: dict[str, jax.Array]
   monitor: dict[str, jax.Array]
 
 
 class TrainResult(NamedTuple):
   """What a run ends with: the state on the host and the last metrics."""
-  state: TrainState
+  state: LoopState
   metrics: dict[str, Any]
 
 
@@ -85,14 +83,14 @@ def _watch(monitor: dict[str, jax.Array], metrics: dict[str, jax.Array],
   new = bad & (monitor['diverged_step'] < 0)
   at_new = {'step': step, 'lr': metrics.get('lr', jnp.nan),
             'loss': jnp.where(jnp.isfinite(loss), smoothed, loss)}
-  return {'first_loss': first, 'smoothed_loss': smoothed, **{
-      f'diverged_{k}': jnp.where(new, v, monitor[f'diverged_{k}'])
-      for k, v in at_new.items()}}
+  diverged = {f'diverged_{k}': jnp.where(new, v, monitor[f'diverged_{k}'])
+              for k, v in at_new.items()}
+  return {'first_loss': first, 'smoothed_loss': smoothed, **diverged}
 
 
-def train_step(state: TrainState, batch: dict[str, jax.Array], *,
-               inputs: engine.Inputs, divergence_factor: float
-               ) -> tuple[TrainState, dict[str, jax.Array]]:
+def loop_step(state: LoopState, batch: dict[str, jax.Array], *,
+              inputs: engine.Inputs, divergence_factor: float
+              ) -> tuple[LoopState, dict[str, jax.Array]]:
   """`engine.train_step` on this device's rows, with totals and watch."""
   new_state, metrics = engine.train_step(state, batch, inputs, AXIS)
   totals = {'count': state.totals['count'] + 1, **{
@@ -101,7 +99,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *,
       state.monitor, metrics, new_state.step, divergence_factor)), metrics
 
 
-def eval_step(state: TrainState, batch: dict[str, jax.Array], *,
+def eval_step(state: LoopState, batch: dict[str, jax.Array], *,
               inputs: engine.Inputs) -> dict[str, jax.Array]:
   """`engine.eval_sums` of this device's rows, summed over the devices."""
   return jax.lax.psum(engine.eval_sums(state, batch, inputs), AXIS)
@@ -148,49 +146,12 @@ def _setup_devices(config: ml_collections.ConfigDict) -> list[jax.Device]:
   return devices
 
 
-class _Stop:
-  """SIGINT and SIGTERM: checkpoint and return after the step (a second one
-  acts at once). With several processes JAX's preemption service brings
-  every process to the same sync point (Ctrl-C is forwarded as SIGTERM)."""
-
-  def __init__(self, multi_process: bool = False):
-    self.signum, self._previous, self._multi_process = 0, {}, multi_process
-
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      signums = ((signal.SIGINT,) if self._multi_process else
-                 (signal.SIGINT, signal.SIGTERM))
-      for signum in signums:
-        self._previous[signum] = signal.signal(signum, self._handle)
-    return self
-
-  def __exit__(self, *exc_info):
-    for signum, handler in self._previous.items():
-      signal.signal(signum, handler)
-
-  def _handle(self, signum, frame):
-    del frame
-    if self.signum == signum:
-      signal.signal(signum, self._previous[signum])
-      signal.raise_signal(signum)
-    self.signum = self.signum or signum
-    if self._multi_process:
-      os.kill(os.getpid(), signal.SIGTERM)  # A notice to every process.
-
-  def at(self, step: int) -> int:
-    """The signal to stop for after `step` (0: go on), every step."""
-    if not self._multi_process:
-      return self.signum
-    synced = multihost_utils.reached_preemption_sync_point(step)
-    return (self.signum or signal.SIGTERM) if synced else 0
-
-
 def _check_same_run(recorded: dict[str, Any], config: ml_collections.ConfigDict,
                     workdir: pathlib.Path, done_steps: int,
                     schedule_for_length, steps_per_epoch: int) -> None:
   """Refuses another config; `num_epochs` may change where the steps taken
   keep their rates (PLRS, constant...; not knee or MLR-SNet's snapshots)."""
-  refused = workdirs.changed_fields(recorded, config.to_dict(),
+  refused = workdir_lib.changed_fields(recorded, config.to_dict(),
                                     base.base_config().to_dict())
   notes = {}
   if list(refused) == ['num_epochs']:
@@ -207,7 +168,7 @@ def _check_same_run(recorded: dict[str, Any], config: ml_collections.ConfigDict,
       notes['num_epochs'] = (
           f' (the {config.schedule.name} schedule depends on the run\'s '
           f'length: the {done_steps} steps taken would have had other rates)')
-  workdirs.refuse_other_run(workdir, refused, notes)
+  workdir_lib.refuse_other_run(workdir, refused, notes)
 
 
 def _check_logged_rates(config: ml_collections.ConfigDict,
@@ -219,7 +180,7 @@ def _check_logged_rates(config: ml_collections.ConfigDict,
   planned = optimizers.planned_rate(config, schedule, steps_per_epoch)
   path = workdir / 'metrics.jsonl'
   logged = [(r['step'], r['lr']) for r in (
-      workdirs.read_metrics(path, warn=False) if path.exists() else [])
+      workdir_lib.read_metrics(path, warn=False) if path.exists() else [])
             if 'lr' in r and r['step'] <= done_steps]
   if planned is None or not logged:
     return
@@ -232,7 +193,7 @@ def _check_logged_rates(config: ml_collections.ConfigDict,
   differ = ~np.isclose(now, rates, rtol=1e-6, atol=ulps)
   if differ.any():
     i = differ.argmax()
-    raise workdirs.WorkdirError(
+    raise workdir_lib.WorkdirError(
         f'{workdir} holds a run that took step {int(steps[i])} at rate '
         f'{rates[i]:.6g}, where this code steps its config at {now[i]:.6g}; '
         'resuming would mix two runs. Choose a new --workdir, or finish the '
@@ -240,9 +201,10 @@ def _check_logged_rates(config: ml_collections.ConfigDict,
         f'{workdir / "run.json"}).')
 
 
-def _target_for(state: TrainState):
-  """`ckpt.TargetFor` of today's checkpoints and of those (to afc6ee2) from
-  before the state held its totals, watch and report."""
+def _target_for(state: LoopState) -> checkpoints.TargetFor:
+  """`checkpoints.TargetFor` of `state`'s checkpoints and of the older layout
+  {'state', 'totals', 'monitor'}, whose optimizer state holds no report and
+  whose watch no rate."""
 
   def target_for(tree):
     if 'state' not in tree:
@@ -280,6 +242,7 @@ def _diverged_message(monitor: dict[str, Any], factor: float,
           f'the schedule\'s bounds). {where}')
 
 
+@bookkeeping.closes_runs
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str) -> TrainResult:
   """Trains, evaluates every epoch, logs, checkpoints and resumes.
@@ -291,7 +254,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   'stopped_early' and 'signal'; TrainingDiverged names the step and rate.
   """
   config_validation.validate(config)
-  workdir = workdirs.check_path(workdir)
+  workdir = workdir_lib.check_path(workdir)
   devices = _setup_devices(config)
   num_devices, is_main = len(devices), jax.process_index() == 0
   dataset = input_pipeline.dataset_from_config(config)
@@ -306,8 +269,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   # pmap spans every process's devices unless the config picks fewer local
   # ones (single process only).
   pmap_devices = devices if config.num_devices else None
-  p_train_step = jax.pmap(
-      functools.partial(train_step, inputs=inputs,
+  p_loop_step = jax.pmap(
+      functools.partial(loop_step, inputs=inputs,
                         divergence_factor=config.divergence_factor),
       axis_name=AXIS, devices=pmap_devices, donate_argnums=0)
   p_eval_step = jax.pmap(functools.partial(eval_step, inputs=inputs),
@@ -358,115 +321,116 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                                config, schedule, steps_per_epoch,
                                initial_loss=initial_loss,
                                num_classes=dataset.num_classes)
-  workdir.mkdir(parents=True, exist_ok=True)
-  with workdirs.lock(workdir) if is_main else contextlib.nullcontext():
-    state = engine.create_train_state(
-        keys.init, model, dataset.image_shape, tx, TrainState,
-        totals=_zero_totals(), monitor=_new_monitor())
-    recomputes_bn = bool(jax.tree.leaves(state.batch_stats)) and (
-        engine.evaluation_params(state) is not state.params)
-    recorded = workdirs.read_record(workdir)
-    saved = ckpt.steps(workdir / 'checkpoints')
-    if saved and recorded is not None:
-      _check_same_run(recorded['config'], config, workdir, saved[-1],
-                      schedule_for_length, steps_per_epoch)
-      _check_logged_rates(config, workdir, saved[-1], schedule,
-                          steps_per_epoch)
-    start, restored = ckpt.restore_newest(
-        workdir, state, target_for=_target_for(state), is_main=is_main)
-    state = restored or state
-    if start >= num_steps:
-      return _finished(workdir, state, start, steps_per_epoch, is_main,
-                       lambda: evaluate_host(state, step=start))
-    tuned_on = input_pipeline.tuning_split(dataset)
-    splits = ('validation', 'test') if tuned_on == 'validation' else ('test',)
-    checkpoints = ckpt.manager(workdir, config.keep_checkpoints,
-                               best=f'{tuned_on}_accuracy')
-    try:
-      # Reads (and checks) metrics.jsonl before anything is said or written.
-      log = workdirs.MetricsLog(workdir / 'metrics.jsonl', start,
-                                enabled=is_main)
-      if is_main:
-        workdirs.write_record(workdir, config.to_dict(), recorded)
-        if start:
-          print(f'Resuming from the checkpoint at step {start} in {workdir}.')
-      batches = input_pipeline.train_batches(
-          dataset, global_batch_size=config.batch_size, seed=keys.data,
-          start_step=start, num_steps=num_steps,
-          process_index=jax.process_index(),
-          process_count=jax.process_count())
-      progress = tqdm.tqdm(total=num_steps, initial=start, unit='step',
-                           disable=not is_main or not config.progress,
-                           dynamic_ncols=True, file=sys.stderr)
-      state = jax_utils.replicate(state, devices)
-      summary = {'stopped_early': False, 'signal': 0}
-      with _Stop(multi_process=jax.process_count() > 1) as stop, progress:
-        for step in range(start + 1, num_steps + 1):
-          state, metrics = p_train_step(state,
-                                        _shard(next(batches), num_devices))
-          progress.update()
-          epoch_end = step % steps_per_epoch == 0
-          log_now = step % config.log_every_steps == 0 or epoch_end
-          # Every process must stop after the same step (see _Stop).
-          signum = stop.at(step)
-          if log_now or signum:
-            # The loop's only device-to-host transfer, every N steps.
-            host_metrics, totals, monitor = _unreplicate(
-                (metrics, state.totals, state.monitor))
-            if int(monitor['diverged_step']) >= 0:
-              raise TrainingDiverged(_diverged_message(
-                  monitor, config.divergence_factor,
-                  checkpoints.latest_step(), workdir))
-          if log_now:
-            loss, lr, accuracy = (float(host_metrics[k])
-                                  for k in ('loss', 'lr', 'accuracy'))
-            log.write(step=step, lr=lr, train_loss=loss)
-            progress.set_postfix(loss=f'{loss:.4f}', lr=f'{lr:.4g}',
-                                 acc=f'{accuracy:.3f}')
-          record = None
-          if epoch_end:
-            record = {
-                'epoch': step // steps_per_epoch, 'step': step,
-                **{f'train_{k}': float(totals[k]) / float(totals['count'])
-                   for k in ('loss', 'accuracy')},
-                **evaluate(state, splits, step),
+
+  def check_resume(recorded: dict[str, Any], done_steps: int) -> None:
+    _check_same_run(recorded, config, workdir, done_steps,
+                    schedule_for_length, steps_per_epoch)
+    _check_logged_rates(config, workdir, done_steps, schedule,
+                        steps_per_epoch)
+
+  tuned_on = input_pipeline.tuning_split(dataset)
+  run = bookkeeping.open_run(
+      workdir, config, lambda: engine.create_train_state(
+          keys.init, model, dataset.image_shape, tx, LoopState,
+          totals=_zero_totals(), monitor=_new_monitor()),
+      check_resume=check_resume, num_steps=num_steps,
+      keep_checkpoints=config.keep_checkpoints,
+      best_metric=f'{tuned_on}_accuracy', target_for=_target_for,
+      stop_signals=True)
+  recomputes_bn = bool(jax.tree.leaves(run.state.batch_stats)) and (
+      engine.evaluation_params(run.state) is not run.state.params)
+  if run.finished:
+    return _finished(workdir, run.state, run.step, steps_per_epoch, is_main,
+                     lambda: evaluate_host(run.state, step=run.step))
+  splits = ('validation', 'test') if tuned_on == 'validation' else ('test',)
+  batches = input_pipeline.train_batches(
+      dataset, global_batch_size=config.batch_size, seed=keys.data,
+      start_step=run.step, num_steps=num_steps,
+      process_index=jax.process_index(), process_count=jax.process_count())
+  progress = run.enter_context(tqdm.tqdm(
+      total=num_steps, initial=run.step, unit='step',
+      disable=not is_main or not config.progress, dynamic_ncols=True,
+      file=sys.stderr))
+  state = jax_utils.replicate(run.state, devices)
+  summary = {'stopped_early': False, 'signal': 0}
+  for step in range(run.step + 1, num_steps + 1):
+    state, metrics = p_loop_step(state, _shard(next(batches), num_devices))
+    progress.update()
+    epoch_end = step % steps_per_epoch == 0
+    log_now = step % config.log_every_steps == 0 or epoch_end
+    # Every process must stop after the same step (bookkeeping.StopSignals).
+    signum = run.signal_after(step)
+    if log_now or signum:
+      # The loop's only device-to-host transfer, every N steps.
+      host_metrics, totals, monitor = _unreplicate(
+          (metrics, state.totals, state.monitor))
+      if int(monitor['diverged_step']) >= 0:
+        raise TrainingDiverged(_diverged_message(
+            monitor, config.divergence_factor, run.latest_checkpoint(),
+            workdir))
+    if log_now:
+      loss, lr, accuracy = (float(host_metrics[k])
+                            for k in ('loss', 'lr', 'accuracy'))
+      run.log.write(step=step, lr=lr, train_loss=loss)
+      progress.set_postfix(loss=f'{loss:.4f}', lr=f'{lr:.4g}',
+                           acc=f'{accuracy:.3f}')
+    record = None
+    if epoch_end:
+      record = {'epoch': step // steps_per_epoch, 'step': step,
+                **_train_averages(totals), **evaluate(state, splits, step),
                 **_optimizer_record(host_metrics)}
-            log.write(**record)
-            progress.write(
-                f'epoch {record["epoch"]}: train loss '
-                f'{record["train_loss"]:.4f}, ' + (
-                    f'validation accuracy {record["validation_accuracy"]:.4f}'
-                    ', ' if tuned_on == 'validation' else '') +
-                f'test accuracy {record["test_accuracy"]:.4f}')
-            summary.update(record)
-            state = state.replace(
-                totals=jax_utils.replicate(_zero_totals(), devices))
-          if epoch_end or signum:
-            # The epoch's record travels with its checkpoint: a finished run
-            # whose last line of metrics.jsonl was lost gets it back.
-            ckpt.save(checkpoints, step, _unreplicate(state), metrics=record)
-          if signum:
-            progress.write(
-                f'Stopped by {signal.Signals(signum).name} after step {step}; '
-                f'the checkpoint is saved in {workdir}. Run the same command '
-                'again to resume.')
-            summary.update(stopped_early=True, signal=signum)
-            break
-    finally:
-      ckpt.close(checkpoints)
+      run.log.write(**record)
+      progress.write(_epoch_line(record))
+      summary.update(record)
+      state = state.replace(
+          totals=jax_utils.replicate(_zero_totals(), devices))
+    if epoch_end or signum:
+      # The epoch's record travels with its checkpoint: a finished run
+      # whose last line of metrics.jsonl was lost gets it back.
+      run.save(step, _unreplicate(state), metrics=record)
+    if signum:
+      progress.write(
+          f'Stopped by {signal.Signals(signum).name} after step {step}; '
+          f'the checkpoint is saved in {workdir}. Run the same command '
+          'again to resume.')
+      summary.update(stopped_early=True, signal=signum)
+      break
   if is_main and not summary['stopped_early']:
-    method = (f'MLR-SNet ({config.mlr_snet.transfer})'
-              if optimizers.needs_initial_loss(config) else
-              config.schedule.name)
-    planned = optimizers.planned_rate(config, schedule, steps_per_epoch)
-    figure = plots.plot_run(
-        workdir / 'metrics.jsonl', workdir / 'run.png',
-        title=f'{config.model} on {config.dataset}, {method}',
-        # Rates that depend on the run are drawn as logged.
-        learning_rates=None if planned is None else
-        np.asarray(jax.jit(jax.vmap(planned))(jnp.arange(num_steps))))
-    print(f'Metrics: {workdir / "metrics.jsonl"}\nFigure: {figure}')
+    _plot(config, workdir, schedule, steps_per_epoch, num_steps)
   return TrainResult(state=_unreplicate(state), metrics=summary)
+
+
+def _train_averages(totals: dict[str, Any]) -> dict[str, float]:
+  """The epoch's mean training loss and accuracy, from its running sums."""
+  count = float(totals['count'])
+  return {f'train_{k}': float(totals[k]) / count
+          for k in ('loss', 'accuracy')}
+
+
+def _epoch_line(record: dict[str, Any]) -> str:
+  """What an epoch's end prints of its record."""
+  validation = (f'validation accuracy {record["validation_accuracy"]:.4f}, '
+                if 'validation_accuracy' in record else '')
+  return (f'epoch {record["epoch"]}: train loss {record["train_loss"]:.4f}, '
+          f'{validation}test accuracy {record["test_accuracy"]:.4f}')
+
+
+def _plot(config: ml_collections.ConfigDict, workdir: pathlib.Path,
+          schedule: optax.Schedule, steps_per_epoch: int,
+          num_steps: int) -> None:
+  """Draws run.png from metrics.jsonl and says where both are."""
+  method = (f'MLR-SNet ({config.mlr_snet.transfer})'
+            if optimizers.needs_initial_loss(config) else
+            config.schedule.name)
+  planned = optimizers.planned_rate(config, schedule, steps_per_epoch)
+  # Rates that depend on the run are drawn as logged.
+  rates = (None if planned is None else
+           np.asarray(jax.jit(jax.vmap(planned))(jnp.arange(num_steps))))
+  figure = plots.plot_run(
+      workdir / 'metrics.jsonl', workdir / 'run.png',
+      title=f'{config.model} on {config.dataset}, {method}',
+      learning_rates=rates)
+  print(f'Metrics: {workdir / "metrics.jsonl"}\nFigure: {figure}')
 
 
 def _optimizer_record(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -481,16 +445,16 @@ def _finished(workdir, state, done, steps_per_epoch, is_main,
   """A finished run's rerun changes nothing but a lost last record, written
   back from the final checkpoint (or re-evaluated, for an older one)."""
   path = workdir / 'metrics.jsonl'
-  records = [r for r in workdirs.read_metrics(path) if r['step'] <= done]
+  records = [r for r in workdir_lib.read_metrics(path) if r['step'] <= done]
   epochs = [r for r in records if 'epoch' in r]
   if not epochs or epochs[-1]['step'] != done:
-    kept = ckpt.saved_metrics(workdir / 'checkpoints' / str(done))
+    kept = checkpoints.saved_metrics(workdir / 'checkpoints' / str(done))
     record = (kept if 'train_loss' in kept else
               {'epoch': done // steps_per_epoch, 'step': done,
                **evaluate_final()})
     epochs.append(record)
     if is_main:
-      workdirs.atomic_write_text(path, ''.join(
+      workdir_lib.atomic_write_text(path, ''.join(
           json.dumps(r) + '\n' for r in records + [record]))
       print(f'Restored the last epoch\'s record of {path} from checkpoint '
             f'{done}' + ('.' if kept is record else
