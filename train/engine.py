@@ -175,7 +175,7 @@ def batch_gradients(state: TrainState, batch: dict[str, jax.Array],
 
 def optimizer_metrics(opt_state: Any) -> dict[str, jax.Array]:
   """What an optimizer reports of its last update (its rate...): the `report`
-  its state holds (train/optimizers.py's `reporting`), or nothing.
+  its state holds (train/optimizers.py's `with_report`), or nothing.
     >>> optimizer_metrics(optax.sgd(0.1).init(jnp.zeros(2)))
     {}
   """
