@@ -15,7 +15,7 @@ from train import optimizers
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / 'train' / 'configs'
 CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob('*.py')
-                 if p.stem not in ('__init__', 'base')
+                 if p.stem not in ('__init__', 'base', 'paper')
                  and not p.stem.startswith('meta_train'))
 # Configs of `python -m train.meta_train`: no schedule, their own fields.
 META_TRAIN_CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob('meta_train*.py'))

@@ -10,13 +10,14 @@ import subprocess
 import sys
 import time
 
+from absl import flags
 import jax
 import jax.numpy as jnp
 import ml_collections
+from ml_collections import config_flags
 import numpy as np
 import pytest
 from scipy import stats
-import yaml
 
 from benchmarks import study
 from train import optimizers
@@ -53,21 +54,20 @@ def test_paired_differences_are_the_t_interval_of_the_seed_differences():
 
 
 def _parse(command: str, seed: int) -> ml_collections.ConfigDict:
-  """The config `python -m train` builds from a reproduce command."""
+  """The config `python -m train` builds from a reproduce command: its flags
+  parsed by ml_collections' config_flags, as the app's are."""
   args = shlex.split(command.format(seed=seed))
   assert args[:3] == ['python', '-m', 'train']
-  config = None
-  for arg in args[3:]:
-    name, value = arg[2:].split('=', 1)
-    if name == 'config':
-      path, method = value.split(':')
-      assert path == study.CONFIG_FILE
-      config = fashion_mnist.get_config(method)
-    elif name.startswith('config.'):
-      node, *parts = name.split('.')[1:]
-      target = config if not parts else config[node]
-      target[parts[-1] if parts else node] = yaml.safe_load(value)
-  return config
+  argv = ['train', *args[3:]]
+  flag_values = flags.FlagValues()
+  config_flags.DEFINE_config_file(
+      'config', None, 'the config file', flag_values=flag_values,
+      lock_config=False, accept_new_attributes=True, sys_argv=argv)
+  flags.DEFINE_string('workdir', None, 'the run\'s directory',
+                      flag_values=flag_values)
+  flag_values(argv)
+  assert args[3].split('=', 1)[1].split(':')[0] == study.CONFIG_FILE
+  return flag_values.config
 
 
 @pytest.mark.parametrize('method', [m for m in study.METHODS

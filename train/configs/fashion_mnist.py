@@ -96,14 +96,19 @@ def get_config(method: str = 'plrs'):
   if method not in METHODS:
     raise ValueError(f'unknown method {method!r} for this config; choose one '
                      f'of {", ".join(METHODS)}.')
-  config = base.base_config(
-      dataset='fashion_mnist', validation_split=10_000, model='mlp',
-      batch_size=128, eval_batch_size=1000, num_epochs=10, log_every_steps=100)
+  config = base.base_config()
+  config.dataset = 'fashion_mnist'
+  config.validation_split = 10_000
+  config.model = 'mlp'
+  config.batch_size = 128
+  config.eval_batch_size = 1000
+  config.num_epochs = 10
+  config.log_every_steps = 100
   for field, value in METHODS[method].items():
-    if field == 'schedule' or not isinstance(value, dict):
-      config[field] = value
-    else:  # In place: the section's unset fields keep their types.
+    if field == 'schedule':
+      config.schedule = base.schedule_named(METHODS, method)['schedule']
+    elif isinstance(value, dict):  # In place: unset fields keep their types.
       config[field].update(value)
-  config.schedule = {k: tuple(v) if isinstance(v, list) else v
-                     for k, v in config.schedule.items()}
+    else:
+      config[field] = value
   return config
