@@ -64,6 +64,6 @@ def train_fn(w: Workload, axis_name: str | None = None):
   """`engine.train_step` on the workload, `(state, batch) -> (state, metrics)`,
   unjitted: jit it, or pmap it with `axis_name`."""
   return functools.partial(
-      engine.train_step, axis_name=axis_name, inputs=engine.Inputs(
+      engine.train_step, axis_name=axis_name, inputs=engine.StepConstants(
           w.stats['mean'], w.stats['std'], None,
           engine.run_keys(w.seed).dropout))

@@ -123,7 +123,7 @@ def test_recomputed_statistics_are_the_batches_mean_and_variance():
       0, 256, size=(4, 16, 2, 2, 1)).astype(np.uint8)  # 4 batches of 16.
   state = engine.create_train_state(jax.random.key(0), model, (2, 2, 1),
                                     optax.sgd(0.1))
-  inputs = engine.Inputs((100.0,), (50.0,))
+  inputs = engine.StepConstants((100.0,), (50.0,))
   stats = engine.recomputed_batch_stats(state, jnp.asarray(images), inputs)
   x = (images.reshape(4, 16, -1).astype(np.float64) - 100.0) / 50.0
   np.testing.assert_allclose(stats['BatchNorm_0']['mean'],

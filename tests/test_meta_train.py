@@ -88,7 +88,7 @@ def test_a_meta_step_moves_the_rate_against_the_meta_gradient():
   run = meta_train.prepare(config)
   batch = next(input_pipeline.train_batches(
       run.dataset, global_batch_size=config.batch_size,
-      seed=engine.run_keys(config.seed).data, start_step=0, num_steps=1))
+      seed=engine.run_keys(config.seed).data_seed, start_step=0, num_steps=1))
   before = jax.device_get(run.carry)  # The step donates the carry.
   after, meta = run.meta_step(run.carry, batch, run.held_out)
   phi_after = jax.device_get(after['phi'])

@@ -172,7 +172,7 @@ def test_the_step_logs_the_scaled_rate_a_transform_exposes():
   batch = {'image': jnp.zeros((2, 8, 8, 1), jnp.uint8),
            'label': jnp.array([0, 1]), 'index': jnp.arange(2)}
   step = jax.jit(functools.partial(
-      engine.train_step, inputs=engine.Inputs(
+      engine.train_step, inputs=engine.StepConstants(
           (0.,), (1.,), None, engine.run_keys(0).dropout)))
   scales, rates = [], []
   for _ in range(4):
@@ -205,8 +205,9 @@ def test_optimizer_argument_errors_are_config_errors(fields, pattern):
     else:
       config[field] = value
   with pytest.raises(config_validation.ConfigError, match=pattern):
-    config_validation.built('optimizer', optimizers.create_optimizer, config,
-                            optax.constant_schedule(0.1), STEPS_PER_EPOCH)
+    config_validation.build_or_config_error(
+        'optimizer', optimizers.create_optimizer, config,
+        optax.constant_schedule(0.1), STEPS_PER_EPOCH)
 
 
 @pytest.mark.parametrize('fields, message', [
@@ -366,7 +367,7 @@ def test_a_file_that_holds_no_snapshots_is_a_config_error(tmp_path):
   with pytest.raises(config_validation.ConfigError,
                      match=r"config.optimizer: .*other.npz is no file of "
                      r"MLR-SNet snapshots: it holds 'weights'"):
-    config_validation.built(
+    config_validation.build_or_config_error(
         'optimizer', optimizers.create_optimizer, config,
         optax.constant_schedule(0.1), STEPS_PER_EPOCH, initial_loss=2.3,
         num_classes=10)
@@ -384,7 +385,7 @@ def test_mlr_snet_replicas_agree_under_pmap_without_axis_name():
   rng = np.random.default_rng(0)
   batch = {'image': rng.integers(0, 256, (8, 8, 8, 1), dtype=np.uint8),
            'label': np.arange(8) % 10, 'index': np.arange(8)}
-  step = functools.partial(engine.train_step, inputs=engine.Inputs(
+  step = functools.partial(engine.train_step, inputs=engine.StepConstants(
       (127.,), (64.,), None, engine.run_keys(0).dropout))
   _, metrics = jax.pmap(functools.partial(step, axis_name='batch'),
                         axis_name='batch')(

@@ -58,7 +58,7 @@ def test_same_first_batches_as_the_app(runner_run):
   for seed in (0, 1):
     first = next(input_pipeline.train_batches(
         runner.dataset, global_batch_size=288,
-        seed=engine.run_keys(seed).data, start_step=0, num_steps=4))
+        seed=engine.run_keys(seed).data_seed, start_step=0, num_steps=4))
     rows = np.asarray(runner.rows([seed], 0))[0, 0]
     np.testing.assert_array_equal(
         np.stack([runner.dataset.train[int(i)]['image'] for i in rows]),

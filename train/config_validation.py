@@ -265,10 +265,11 @@ epochs of the run, 1 to config.num_epochs=60, in order.
         f'held-out set, config.num_meta={config.num_meta}.')
 
 
-def built(field: str, factory: Callable[..., Any], *args, **kwargs) -> Any:
+def build_or_config_error(field: str, factory: Callable[..., Any], *args,
+                          **kwargs) -> Any:
   """factory(*args, **kwargs), its ValueError or TypeError (factories check
   their arguments before any JAX work) reported as a mistake in `field`.
-    >>> built('model', dict, 1)
+    >>> build_or_config_error('model', dict, 1)
     Traceback (most recent call last):
     ...
     train.errors.ConfigError: config.model: 'int' object is not iterable
@@ -289,6 +290,7 @@ def model(config: ml_collections.ConfigDict, num_classes: int, **kwargs):
     8
   """
   from train import models  # pylint: disable=g-import-not-at-top
-  return built('model_kwargs' if config.get('model_kwargs') else 'model',
-               models.create_model, config.model, num_classes=num_classes,
-               **kwargs, **config.get('model_kwargs', {}))
+  field = 'model_kwargs' if config.get('model_kwargs') else 'model'
+  return build_or_config_error(
+      field, models.create_model, config.model, num_classes=num_classes,
+      **kwargs, **config.get('model_kwargs', {}))

@@ -96,18 +96,18 @@ def _problem(value: Any) -> bool:
           or not math.isfinite(value) or value < 0)
 
 
-def in_steps(section: Mapping[str, Any], name: str, *, steps_per_epoch: int,
+def to_steps(section: Mapping[str, Any], name: str, *, steps_per_epoch: int,
              num_steps: int) -> dict[str, Any]:
   """`section` (config.`name`) as a dict, each `<arg>_epochs` and
   `<arg>_of_run` replaced by `<arg>` in steps (rounded; None dropped). A
   ConfigError names the field the user wrote where a duration is given two
   ways, is negative, or is above 0 but rounds to 0 steps, and where a unit
   is given to an argument that counts no steps.
-    >>> in_steps({'value': 0.1, 'boundaries_epochs': [1, 2.5],
+    >>> to_steps({'value': 0.1, 'boundaries_epochs': [1, 2.5],
     ...           'explore_steps_of_run': 0.2}, 'schedule',
     ...          steps_per_epoch=10, num_steps=30)
     {'value': 0.1, 'boundaries': [10, 25], 'explore_steps': 6}
-    >>> in_steps({'up_steps_of_run': 0.05}, 'schedule', steps_per_epoch=8,
+    >>> to_steps({'up_steps_of_run': 0.05}, 'schedule', steps_per_epoch=8,
     ...          num_steps=8)
     Traceback (most recent call last):
     ...

@@ -19,21 +19,21 @@ class RunKeys(NamedTuple):
   init: jax.Array
   augment: jax.Array
   dropout: jax.Array
-  data: int
+  data_seed: int
 
 
 def run_keys(seed: int) -> RunKeys:
   """The keys of run `seed`; initialisation draws from an 'rbg' key, which
   compiles about 4x faster there than threefry.
-    >>> run_keys(0).data, jax.random.key_impl(run_keys(0).init)
+    >>> run_keys(0).data_seed, jax.random.key_impl(run_keys(0).init)
     (0, 'rbg')
   """
   schedule, augment, dropout = jax.random.split(jax.random.key(seed), 3)
   return RunKeys(schedule=schedule, init=jax.random.key(seed, impl='rbg'),
-                 augment=augment, dropout=dropout, data=seed)
+                 augment=augment, dropout=dropout, data_seed=seed)
 
 
-class Inputs(NamedTuple):
+class StepConstants(NamedTuple):
   """Per-channel statistics, augmentation's (None: none) and dropout's keys."""
   mean: tuple[float, ...]
   std: tuple[float, ...]
@@ -145,13 +145,13 @@ def train_loss(params: Any, batch_stats: Any, apply_fn: Any,
 
 
 def batch_gradients(state: TrainState, batch: dict[str, jax.Array],
-                    inputs: Inputs, axis_name: str | None = None):
+                    inputs: StepConstants, axis_name: str | None = None):
   """((loss, (logits, batch_stats)), grads) of this replica's rows, nothing
   averaged, as step `state.step` sees them; SGD at rate 1 subtracts them.
     >>> from train import models
     >>> state = create_train_state(run_keys(1).init, models.create_model(
     ...     'mlp', 3, hidden=(4,)), (2, 2, 1), optax.sgd(1.0))
-    >>> data = Inputs((0.,), (1.,), None, run_keys(1).dropout)
+    >>> data = StepConstants((0.,), (1.,), None, run_keys(1).dropout)
     >>> batch = {'image': jnp.ones((2, 2, 2, 1), jnp.uint8),
     ...          'label': jnp.array([0, 2]), 'index': jnp.arange(2)}
     >>> _, grads = batch_gradients(state, batch, data)
@@ -183,7 +183,7 @@ def optimizer_metrics(opt_state: Any) -> dict[str, jax.Array]:
 
 
 def train_step(state: TrainState, batch: dict[str, jax.Array],
-               inputs: Inputs, axis_name: str | None = None
+               inputs: StepConstants, axis_name: str | None = None
                ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One step on a batch of 'image', 'label' and 'index' (global positions),
   averaged over `axis_name`; metrics 'loss', 'accuracy' and the optimizer's
@@ -193,7 +193,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array],
     ...     'mlp', 10, hidden=(8,)), (8, 8, 1), optax.sgd(0.25))
     >>> batch = {'image': jnp.zeros((4, 8, 8, 1), jnp.uint8),
     ...          'label': jnp.arange(4), 'index': jnp.arange(4)}
-    >>> data = Inputs((0.,), (1.,), None, run_keys(0).dropout)
+    >>> data = StepConstants((0.,), (1.,), None, run_keys(0).dropout)
     >>> state, metrics = jax.jit(train_step)(state, batch, data)
     >>> int(state.step), sorted(metrics)
     (1, ['accuracy', 'loss'])
@@ -239,7 +239,7 @@ BN_BATCHES = 50
 
 
 def recomputed_batch_stats(state: TrainState, batches: Any,
-                           inputs: Inputs) -> Any:
+                           inputs: StepConstants) -> Any:
   """BatchNorm's statistics averaged over `batches` (each an 'image' array)
   at `evaluation_params`, in place of the running averages: each batch's
   mean and variance, as a training step sees them, weighted equally.
@@ -248,7 +248,8 @@ def recomputed_batch_stats(state: TrainState, batches: Any,
     >>> state = create_train_state(run_keys(0).init, model, (8, 8, 1),
     ...                            optax.sgd(0.1))
     >>> images = jnp.zeros((2, 4, 8, 8, 1), jnp.uint8)
-    >>> stats = recomputed_batch_stats(state, images, Inputs((0.,), (1.,)))
+    >>> constants = StepConstants((0.,), (1.,))
+    >>> stats = recomputed_batch_stats(state, images, constants)
     >>> jax.tree.structure(stats) == jax.tree.structure(state.batch_stats)
     True
   """
@@ -270,7 +271,7 @@ def recomputed_batch_stats(state: TrainState, batches: Any,
 
 
 def eval_sums(state: TrainState, batch: dict[str, jax.Array],
-              inputs: Inputs) -> dict[str, jax.Array]:
+              inputs: StepConstants) -> dict[str, jax.Array]:
   """Sums of loss and correct predictions over the batch's rows whose
   `mask` is 1 (every row without one), BatchNorm at its running averages.
     >>> from train import models
@@ -278,7 +279,7 @@ def eval_sums(state: TrainState, batch: dict[str, jax.Array],
     ...     'mlp', 10, hidden=(8,)), (8, 8, 1), optax.sgd(0.1))
     >>> batch = {'image': jnp.zeros((3, 8, 8, 1), jnp.uint8),
     ...          'label': jnp.arange(3), 'mask': jnp.array([1., 1., 0.])}
-    >>> float(eval_sums(state, batch, Inputs((0.,), (1.,)))['count'])
+    >>> float(eval_sums(state, batch, StepConstants((0.,), (1.,)))['count'])
     2.0
   """
   logits = state.apply_fn(

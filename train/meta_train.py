@@ -67,7 +67,7 @@ def meta_optimizer(config: ml_collections.ConfigDict
 
 
 def model_step(carry: dict[str, Any], batch: dict[str, jax.Array], *,
-               apply_fn: Any, weight_decay: float, inputs: engine.Inputs
+               apply_fn: Any, weight_decay: float, inputs: engine.StepConstants
                ) -> tuple[dict[str, Any], dict[str, jax.Array]]:
   """`engine.train_step` at the current net; `carry` holds the train
   state's arrays (`engine.carry`), 'phi', 'phi_opt_state' and 'snapshots'.
@@ -83,7 +83,7 @@ def model_step(carry: dict[str, Any], batch: dict[str, jax.Array], *,
 def meta_step(carry: dict[str, Any], batch: dict[str, jax.Array],
               held_out: dict[str, jax.Array], *, apply_fn: Any,
               weight_decay: float, meta_optimizer: optax.GradientTransformation,
-              meta_batch_size: int, inputs: engine.Inputs,
+              meta_batch_size: int, inputs: engine.StepConstants,
               meta_key: jax.Array
               ) -> tuple[dict[str, Any], dict[str, jax.Array]]:
   """One Adam step of phi on the meta loss of this step's batch, before
@@ -139,7 +139,7 @@ def prepare(config: ml_collections.ConfigDict) -> MetaTraining:
   model = config_validation.model(config, dataset.num_classes)
   keys = engine.run_keys(config.seed)
   phi_key, meta_key = jax.random.split(keys.schedule)
-  inputs = engine.Inputs(dataset.mean, dataset.std, None, keys.dropout)
+  inputs = engine.StepConstants(dataset.mean, dataset.std, None, keys.dropout)
   initial = engine.create_train_state(keys.init, model, dataset.image_shape,
                                       optax.identity())
   eval_sums = jax.jit(functools.partial(engine.eval_sums, inputs=inputs))
@@ -215,7 +215,7 @@ def meta_train(config: ml_collections.ConfigDict,
           'figure are written again, nothing is trained.')
   batches = input_pipeline.train_batches(
       training.dataset, global_batch_size=config.batch_size,
-      seed=engine.run_keys(config.seed).data, start_step=run.step,
+      seed=engine.run_keys(config.seed).data_seed, start_step=run.step,
       num_steps=training.num_steps)
   progress = run.enter_context(tqdm.tqdm(
       total=training.num_steps, initial=run.step, unit='step',

@@ -22,7 +22,7 @@ def create_schedule(schedule_config: ml_collections.ConfigDict | dict, *,
                     key: jax.Array, steps_per_epoch: int,
                     num_steps: int) -> optax.Schedule:
   """`plrs_jax.create_schedule` of a config section, its durations in steps
-  (`durations.in_steps`), given the run's `total_steps` and `key` where it
+  (`durations.to_steps`), given the run's `total_steps` and `key` where it
   takes them and the config does not; a `total_steps` shorter than the run
   is a ConfigError.
     >>> schedule = create_schedule(
@@ -32,7 +32,7 @@ def create_schedule(schedule_config: ml_collections.ConfigDict | dict, *,
     >>> [round(float(schedule(step)), 6) for step in (19, 20)]
     [0.1, 0.01]
   """
-  kwargs = durations.in_steps(schedule_config, 'schedule',
+  kwargs = durations.to_steps(schedule_config, 'schedule',
                               steps_per_epoch=steps_per_epoch,
                               num_steps=num_steps)
   name = kwargs.pop('name')
@@ -66,7 +66,7 @@ def _cyclic_momentum(config: ml_collections.ConfigDict,
   """The momentum of each step where the schedule cycles it, else None."""
   if not config.schedule.get('cycle_momentum'):
     return None
-  fields = durations.in_steps(
+  fields = durations.to_steps(
       config.schedule, 'schedule', steps_per_epoch=steps_per_epoch,
       num_steps=config.num_epochs * steps_per_epoch)
   return plrs_jax.cyclic_momentum_schedule(
@@ -238,7 +238,7 @@ def _autodrop(args: _Arguments) -> _OptimizerAndRate:
 def _two_regime(args: _Arguments) -> _OptimizerAndRate:
   # Plain SGD at the schedule, then Adam at small_learning_rate.
   config, schedule = args.config, args.schedule
-  kwargs = durations.in_steps(
+  kwargs = durations.to_steps(
       {k: v for k, v in config.two_regime.items() if v is not None},
       'two_regime', steps_per_epoch=args.steps_per_epoch,
       num_steps=config.num_epochs * args.steps_per_epoch)

@@ -59,7 +59,8 @@ def _batches(config, dataset, num_steps):
   """The batches `python -m train` reads with `config.seed`."""
   return input_pipeline.train_batches(
       dataset, global_batch_size=config.batch_size,
-      seed=engine.run_keys(config.seed).data, start_step=0, num_steps=num_steps)
+      seed=engine.run_keys(config.seed).data_seed, start_step=0,
+      num_steps=num_steps)
 
 
 def measure(config: ml_collections.ConfigDict, *, min_lr: float,

@@ -28,11 +28,11 @@ def checked_steps_per_epoch(config: ml_collections.ConfigDict,
   config_validation.validate(config)
   config_validation.model(config, dataset.num_classes)
   steps_per_epoch = input_pipeline.steps_per_epoch(dataset, config.batch_size)
-  schedule = config_validation.built(
+  schedule = config_validation.build_or_config_error(
       'schedule', optimizers.create_schedule, config.schedule,
       key=jax.random.key(0), steps_per_epoch=steps_per_epoch,
       num_steps=config.num_epochs * steps_per_epoch)
-  config_validation.built(
+  config_validation.build_or_config_error(
       'optimizer', optimizers.create_optimizer, config, schedule,
       steps_per_epoch, initial_loss=1.0, num_classes=dataset.num_classes)
   return steps_per_epoch
@@ -59,7 +59,7 @@ class SeedRunner:
         if source is not None}
     self._train = self._splits['train']
     self.tuned_on = input_pipeline.tuning_split(self.dataset)
-    self._inputs = engine.Inputs(self.dataset.mean, self.dataset.std)
+    self._inputs = engine.StepConstants(self.dataset.mean, self.dataset.std)
     self.train_epoch = jax.jit(jax.vmap(self._train_epoch_one),
                                donate_argnums=0)
     # One seed at a time at the top level, where XLA's convolutions are fast.
@@ -112,14 +112,14 @@ class SeedRunner:
     """(S, steps, batch) indices of the training examples of `epoch`."""
     size, batch = len(self.dataset.train), self.config.batch_size
     return jnp.asarray(np.stack([
-        input_pipeline.epoch_order(size, engine.run_keys(s).data, epoch)[
+        input_pipeline.epoch_order(size, engine.run_keys(s).data_seed, epoch)[
             :self.steps_per_epoch * batch].reshape(-1, batch)
         for s in seeds]))
 
   def _train_epoch_one(self, carry, keys, rows):
     schedule_key, augment_key, dropout_key, initial_loss, rate_scale = keys
     tx = self.optimizer(schedule_key, initial_loss, rate_scale)
-    inputs = engine.Inputs(self.dataset.mean, self.dataset.std,
+    inputs = engine.StepConstants(self.dataset.mean, self.dataset.std,
                            augment_key if self.config.augment else None,
                            dropout_key)
     images, labels, _ = self._train

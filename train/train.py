@@ -89,7 +89,7 @@ def _watch(monitor: dict[str, jax.Array], metrics: dict[str, jax.Array],
 
 
 def loop_step(state: LoopState, batch: dict[str, jax.Array], *,
-              inputs: engine.Inputs, divergence_factor: float
+              inputs: engine.StepConstants, divergence_factor: float
               ) -> tuple[LoopState, dict[str, jax.Array]]:
   """`engine.train_step` on this device's rows, with totals and watch."""
   new_state, metrics = engine.train_step(state, batch, inputs, AXIS)
@@ -100,7 +100,7 @@ def loop_step(state: LoopState, batch: dict[str, jax.Array], *,
 
 
 def eval_step(state: LoopState, batch: dict[str, jax.Array], *,
-              inputs: engine.Inputs) -> dict[str, jax.Array]:
+              inputs: engine.StepConstants) -> dict[str, jax.Array]:
   """`engine.eval_sums` of this device's rows, summed over the devices."""
   return jax.lax.psum(engine.eval_sums(state, batch, inputs), AXIS)
 
@@ -263,7 +263,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   model = config_validation.model(config, dataset.num_classes,
                                   bn_axis_name=AXIS)
   keys = engine.run_keys(config.seed)
-  inputs = engine.Inputs(dataset.mean, dataset.std,
+  inputs = engine.StepConstants(dataset.mean, dataset.std,
                          keys.augment if config.augment else None,
                          keys.dropout)
   # pmap spans every process's devices unless the config picks fewer local
@@ -287,7 +287,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     # authors prescribe (train/seeds.py does the same).
     if step is not None and recomputes_bn:
       bn_batches = input_pipeline.train_batches(
-          dataset, global_batch_size=config.batch_size, seed=keys.data,
+          dataset, global_batch_size=config.batch_size, seed=keys.data_seed,
           start_step=step,
           num_steps=step + min(engine.BN_BATCHES, steps_per_epoch),
           process_index=jax.process_index(),
@@ -309,7 +309,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     return evaluate(jax_utils.replicate(state, devices), (split,), step)
 
   def schedule_for_length(length: int) -> optax.Schedule:
-    return config_validation.built(
+    return config_validation.build_or_config_error(
         'schedule', optimizers.create_schedule, config.schedule,
         key=keys.schedule, steps_per_epoch=steps_per_epoch, num_steps=length)
 
@@ -317,10 +317,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   initial_loss = (engine.initial_loss(evaluate_host, keys, model,
                                       dataset.image_shape)
                   if optimizers.needs_initial_loss(config) else None)
-  tx = config_validation.built('optimizer', optimizers.create_optimizer,
-                               config, schedule, steps_per_epoch,
-                               initial_loss=initial_loss,
-                               num_classes=dataset.num_classes)
+  tx = config_validation.build_or_config_error(
+      'optimizer', optimizers.create_optimizer, config, schedule,
+      steps_per_epoch, initial_loss=initial_loss,
+      num_classes=dataset.num_classes)
 
   def check_resume(recorded: dict[str, Any], done_steps: int) -> None:
     _check_same_run(recorded, config, workdir, done_steps,
@@ -344,7 +344,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                      lambda: evaluate_host(run.state, step=run.step))
   splits = ('validation', 'test') if tuned_on == 'validation' else ('test',)
   batches = input_pipeline.train_batches(
-      dataset, global_batch_size=config.batch_size, seed=keys.data,
+      dataset, global_batch_size=config.batch_size, seed=keys.data_seed,
       start_step=run.step, num_steps=num_steps,
       process_index=jax.process_index(), process_count=jax.process_count())
   progress = run.enter_context(tqdm.tqdm(
