@@ -27,7 +27,7 @@ import matplotlib
 import numpy as np
 
 from train import errors
-from train import workdir as workdirs
+from train import workdir as workdir_lib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -216,7 +216,7 @@ def environment() -> dict[str, Any]:
           'cpu_count': os.cpu_count(), 'jax_backend': jax.default_backend(),
           'jax_devices': [str(d) for d in jax.devices()],
       },
-      'versions': workdirs.package_versions(PACKAGES),
+      'versions': workdir_lib.package_versions(PACKAGES),
   }
 
 

@@ -36,7 +36,7 @@ from train import plots
 from train import range_test
 from train import seeds
 from train import train
-from train import workdir as workdirs
+from train import workdir as workdir_lib
 from train.configs import default
 
 NAME = 'schedulers'
@@ -220,7 +220,7 @@ def run_vmapped(args) -> tuple[dict, dict]:
           f'{100 * np.mean(r["test_accuracy"]):.2f}%', flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     # Saved, then counted: a stop in between says one method too few.
-    workdirs.atomic_write_text(_partial_path(args), json.dumps(
+    workdir_lib.atomic_write_text(_partial_path(args), json.dumps(
         {**done, 'results': {**results, name: r}}))
     results[name] = r
   return results, {

@@ -28,7 +28,7 @@ from benchmarks.common import plt
 from train import input_pipeline
 from train import range_test
 from train import seeds
-from train import workdir as workdirs
+from train import workdir as workdir_lib
 from train.configs import fashion_mnist
 
 NAME = 'study_fashion_mnist'
@@ -146,7 +146,7 @@ class Study:
       # Saved, then counted: a stop in between says one cell too few.
       cells = {**self.cells, name: compute()}
       self.args.out.mkdir(parents=True, exist_ok=True)
-      workdirs.atomic_write_text(self.partial, json.dumps(
+      workdir_lib.atomic_write_text(self.partial, json.dumps(
           {'key': self.key, 'cells': cells}))
       self.cells = cells
     return self.cells[name]

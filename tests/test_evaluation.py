@@ -17,7 +17,7 @@ from train import engine
 from train import models
 from train import optimizers
 from train import train
-from train import workdir as workdirs
+from train import workdir as workdir_lib
 from train.configs import fashion_mnist
 
 
@@ -92,7 +92,7 @@ def test_a_run_logged_at_other_rates_is_not_resumed(tmp_path):
     check = lambda: train._check_logged_rates(config, tmp_path, 20, schedule,
                                               100)
     if refused:
-      with pytest.raises(workdirs.WorkdirError, match=re.escape(
+      with pytest.raises(workdir_lib.WorkdirError, match=re.escape(
           'took step 5 at rate 0.4, where this code steps its config at 0.5;'
           ' resuming would mix two runs.')):
         check()

@@ -22,7 +22,7 @@ from train import meta_train
 from train import models
 from train import optimizers
 from train import train
-from train import workdir as workdirs
+from train import workdir as workdir_lib
 from train.configs import base
 from train.configs import default
 from train.configs import meta_train_digits
@@ -38,10 +38,10 @@ def assert_recorded(config, record, defaults):
   absent from the record, at their defaults."""
   recorded = json.loads(record.read_text())['config']
   current = json.loads(json.dumps(config.to_dict(), default=list))
-  defaults = workdirs.flatten(defaults.to_dict())
-  assert {k: v for k, v in workdirs.flatten(current).items()
-          if k in workdirs.flatten(recorded) or v != defaults.get(k)
-          } == workdirs.flatten(recorded)
+  defaults = workdir_lib.flatten(defaults.to_dict())
+  assert {k: v for k, v in workdir_lib.flatten(current).items()
+          if k in workdir_lib.flatten(recorded) or v != defaults.get(k)
+          } == workdir_lib.flatten(recorded)
 
 
 def fixture_config(name, **overrides):

@@ -29,7 +29,7 @@ from train import mlr_snet_file
 from train import models
 from train import optimizers
 from train import train
-from train import workdir as workdirs
+from train import workdir as workdir_lib
 from train.configs import default
 
 # End-to-end: subprocesses, training runs, benchmark smoke runs.
@@ -124,7 +124,7 @@ def test_resume_with_another_config_is_refused(reference_run, tmp_path,
                                                overrides, changed):
   workdir = copy_of(reference_run[0], tmp_path)
   before = {p: p.stat().st_mtime_ns for p in workdir.rglob('*')}
-  with pytest.raises(workdirs.WorkdirError) as error:
+  with pytest.raises(workdir_lib.WorkdirError) as error:
     train.train_and_evaluate(small_config(**overrides), str(workdir))
   assert 'holds a run started with another config' in str(error.value)
   assert changed in str(error.value)
@@ -143,7 +143,7 @@ def test_longer_run_is_refused_for_a_schedule_shaped_by_its_length(tmp_path):
   longer = small_config(num_epochs=5, schedule=config.schedule)
   schedule_for_length = lambda n: optimizers.create_schedule(
       longer.schedule, key=jax.random.key(0), steps_per_epoch=22, num_steps=n)
-  with pytest.raises(workdirs.WorkdirError,
+  with pytest.raises(workdir_lib.WorkdirError,
                      match=r"num_epochs: 3 -> 5 \(the knee schedule depends "
                      r"on the run's length: the 30 steps taken"):
     train._check_same_run(recorded, longer, tmp_path, 30, schedule_for_length,
@@ -153,10 +153,10 @@ def test_longer_run_is_refused_for_a_schedule_shaped_by_its_length(tmp_path):
   # PLRS does not depend on the length: any extension passes.
   plrs = small_config(num_epochs=3)
   plrs_longer = small_config(num_epochs=9)
-  train._check_same_run(
-      plrs.to_dict(), plrs_longer, tmp_path, 66, lambda n: optimizers.create_schedule(
-          plrs.schedule, key=jax.random.key(0), steps_per_epoch=22,
-          num_steps=n), 22)
+  schedule_for_length = lambda n: optimizers.create_schedule(
+      plrs.schedule, key=jax.random.key(0), steps_per_epoch=22, num_steps=n)
+  train._check_same_run(plrs.to_dict(), plrs_longer, tmp_path, 66,
+                        schedule_for_length, 22)
 
 
 def test_damaged_checkpoint_and_partial_metrics_line_do_not_strand_a_run(

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from train import bookkeeping
-from train import workdir as workdirs
+from train import workdir as workdir_lib
 
 
 @pytest.fixture
@@ -36,12 +36,12 @@ def write_lock(path, host, pid):
 
 
 def test_lock_is_held_during_the_block_and_removed_after(tmp_path):
-  with workdirs.lock(tmp_path):
+  with workdir_lib.lock(tmp_path):
     holder = json.loads((tmp_path / 'lock').read_text())
     assert holder == {'host': socket.gethostname(), 'pid': os.getpid()}
-    with pytest.raises(workdirs.WorkdirError,
+    with pytest.raises(workdir_lib.WorkdirError,
                        match=f'in use by process {os.getpid()}'):
-      with workdirs.lock(tmp_path):
+      with workdir_lib.lock(tmp_path):
         pass
   assert not (tmp_path / 'lock').exists()
 
@@ -49,10 +49,10 @@ def test_lock_is_held_during_the_block_and_removed_after(tmp_path):
 def test_lock_of_a_live_process_is_refused_and_left_alone(tmp_path, live_pid):
   write_lock(tmp_path, socket.gethostname(), live_pid)
   before = (tmp_path / 'lock').read_text()
-  with pytest.raises(workdirs.WorkdirError,
+  with pytest.raises(workdir_lib.WorkdirError,
                      match=rf'in use by process {live_pid} on '
                      rf'{socket.gethostname()}.*choose another --workdir'):
-    with workdirs.lock(tmp_path):
+    with workdir_lib.lock(tmp_path):
       pass
   assert (tmp_path / 'lock').read_text() == before
 
@@ -60,8 +60,8 @@ def test_lock_of_a_live_process_is_refused_and_left_alone(tmp_path, live_pid):
 def test_lock_of_another_host_is_refused(tmp_path):
   # Whether that process lives cannot be known from here.
   write_lock(tmp_path, 'another-host.example', dead_pid())
-  with pytest.raises(workdirs.WorkdirError, match='on another-host.example'):
-    with workdirs.lock(tmp_path):
+  with pytest.raises(workdir_lib.WorkdirError, match='on another-host.example'):
+    with workdir_lib.lock(tmp_path):
       pass
 
 
@@ -73,7 +73,7 @@ def test_stale_or_garbled_lock_is_taken_over_with_a_note(tmp_path, capsys,
     write_lock(tmp_path, socket.gethostname(), pid)
   else:
     (tmp_path / 'lock').write_text(content)
-  with workdirs.lock(tmp_path):
+  with workdir_lib.lock(tmp_path):
     assert json.loads((tmp_path / 'lock').read_text())['pid'] == os.getpid()
   assert 'taking over' in capsys.readouterr().out
   assert not (tmp_path / 'lock').exists()
@@ -82,35 +82,36 @@ def test_stale_or_garbled_lock_is_taken_over_with_a_note(tmp_path, capsys,
 def test_damaged_metrics_line_before_the_last_is_an_error(tmp_path):
   path = tmp_path / 'metrics.jsonl'
   path.write_text('{"step": 1}\n{"step": 2, \n{"step": 3}\n')
-  with pytest.raises(workdirs.WorkdirError, match=r'metrics.jsonl, line 2, is '
-                     'damaged'):
-    workdirs.read_metrics(path)
+  with pytest.raises(workdir_lib.WorkdirError,
+                     match=r'metrics.jsonl, line 2, is damaged'):
+    workdir_lib.read_metrics(path)
 
 
 def test_record_keeps_every_start(tmp_path):
-  workdirs.write_record(tmp_path, {'seed': 0, 'schedule': {'b': (1, 2)}}, None)
-  first = workdirs.read_record(tmp_path)
-  workdirs.write_record(tmp_path, {'seed': 0, 'schedule': {'b': (1, 2)}},
+  workdir_lib.write_record(tmp_path, {'seed': 0, 'schedule': {'b': (1, 2)}},
+                           None)
+  first = workdir_lib.read_record(tmp_path)
+  workdir_lib.write_record(tmp_path, {'seed': 0, 'schedule': {'b': (1, 2)}},
                         first)
-  record = workdirs.read_record(tmp_path)
+  record = workdir_lib.read_record(tmp_path)
   assert record['config'] == {'seed': 0, 'schedule': {'b': [1, 2]}}
   assert len(record['starts']) == 2
   assert record['starts'][0] == first['starts'][0]
   assert {'date', 'command', 'host', 'versions'} <= set(record['starts'][1])
   assert 'jax' in record['starts'][1]['versions']
   (tmp_path / 'run.json').write_text('{"config": ')
-  with pytest.raises(workdirs.WorkdirError, match='run.json is damaged'):
-    workdirs.read_record(tmp_path)
+  with pytest.raises(workdir_lib.WorkdirError, match='run.json is damaged'):
+    workdir_lib.read_record(tmp_path)
 
 
 def test_check_path_refuses_empty_names_and_files(tmp_path):
-  assert workdirs.check_path(tmp_path / 'new') == tmp_path / 'new'
+  assert workdir_lib.check_path(tmp_path / 'new') == tmp_path / 'new'
   assert not (tmp_path / 'new').exists()
-  with pytest.raises(workdirs.WorkdirError, match='--workdir is empty'):
-    workdirs.check_path('')
+  with pytest.raises(workdir_lib.WorkdirError, match='--workdir is empty'):
+    workdir_lib.check_path('')
   (tmp_path / 'f').write_text('x')
-  with pytest.raises(workdirs.WorkdirError, match='is a file'):
-    workdirs.check_path(tmp_path / 'f')
+  with pytest.raises(workdir_lib.WorkdirError, match='is a file'):
+    workdir_lib.check_path(tmp_path / 'f')
 
 
 def test_a_run_is_closed_when_the_function_that_opened_it_raises(tmp_path):

@@ -10,7 +10,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 from matplotlib import ticker  # pylint: disable=g-import-not-at-top
 
-from train import workdir as workdirs  # pylint: disable=g-import-not-at-top
+from train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
 
 # Per-epoch fields of train.optimizer_metrics; _DEGREES go on a right axis.
 _DEGREES = ('angular_velocity', 'threshold')
@@ -19,7 +19,7 @@ OPTIMIZER_FIELDS = ('optimizer_scale', 'regime', *_DEGREES)
 
 def read_metrics(path: pathlib.Path) -> tuple[list[dict], list[dict]]:
   """Splits metrics.jsonl into per-step and per-epoch records."""
-  records = workdirs.read_metrics(path)
+  records = workdir_lib.read_metrics(path)
   return ([r for r in records if 'epoch' not in r],
           [r for r in records if 'epoch' in r])
 

@@ -22,7 +22,7 @@ from train import cli
 from train import config_validation
 from train import engine
 from train import input_pipeline
-from train import workdir as workdirs
+from train import workdir as workdir_lib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -116,7 +116,7 @@ def top_eigenvalue(
 def run(config: ml_collections.ConfigDict, workdir: str, **kwargs) -> dict:
   """Runs `measure`, writes the figure and JSON, returns the summary."""
   config_validation.validate(config)
-  workdir = workdirs.check_path(workdir)
+  workdir = workdir_lib.check_path(workdir)
   summary, result = measure(config, **kwargs)
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / 'range_test.json').write_text(json.dumps(summary, indent=1))
