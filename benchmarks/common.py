@@ -194,6 +194,11 @@ def git_commit(root: pathlib.Path = REPO) -> tuple[str | None, bool | None]:
   return commit, bool(status.strip())
 
 
+# The code this process runs: its commit and whether the tree differed from it
+# when the program started (a long run outlives later commits).
+CODE = git_commit()
+
+
 def command_line() -> str:
   """This run's command as a shell takes it, after JAX_PLATFORMS, XLA_FLAGS."""
   spec = getattr(sys.modules.get('__main__'), '__spec__', None)
@@ -205,8 +210,9 @@ def command_line() -> str:
 
 
 def environment() -> dict[str, Any]:
-  """How a result was measured: command, commit, machine, versions, date."""
-  commit, dirty = git_commit()
+  """How a result was measured: command, the commit this process started at
+  (`CODE`), machine, versions, date."""
+  commit, dirty = CODE
   return {
       'command': command_line(), 'commit': commit, 'dirty': dirty,
       'date': datetime.datetime.now(datetime.timezone.utc).isoformat(

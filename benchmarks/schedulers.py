@@ -215,7 +215,7 @@ def run_vmapped(args) -> tuple[dict, dict]:
           runner.config, dataset, end['params'], end['batch_stats'],
           power_iterations=args.power_iterations).eigenvalue
     r.update(seconds=time.perf_counter() - start,
-             commit=common.git_commit()[0])
+             commit=common.CODE[0])
     print(f'{name}: {r["seconds"]:.1f} s, final test accuracy '
           f'{100 * np.mean(r["test_accuracy"]):.2f}%', flush=True)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -533,7 +533,7 @@ def main():
                    "method's recipe says otherwise (train/configs/"
                    'fashion_mnist.py)',
       'range_test': bounds, 'command': common.command_line(),
-      'commit': common.git_commit()[0],
+      'commit': common.CODE[0],
       'seconds': time.perf_counter() - start}
   common.finish(NAME if not args.quick else f'{NAME}_quick', {
       'settings': settings, 'plateau_check': plateau,

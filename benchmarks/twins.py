@@ -664,7 +664,7 @@ def run(args, tier: dict, pairs: list[str], twins: Twins, name: str):
                'schedule, evaluated one step at a time before training',
       'optimizer': 'plain SGD (no momentum, no weight decay)',
       'speed': speed, 'plan': planned, 'command': common.command_line(),
-      'commit': common.git_commit()[0],
+      'commit': common.CODE[0],
       'seconds': time.perf_counter() - start}
   common.finish(name, {
       'hypotheses': {**HYPOTHESES, 'pairs': {p: TWINS[p] for p in pairs},

@@ -62,6 +62,16 @@ def test_result_file_holds_the_commit_and_the_command(tmp_path, monkeypatch):
     assert environment[key], key
 
 
+def test_results_record_the_commit_the_program_started_at(tmp_path,
+                                                         monkeypatch):
+  # A commit made while a long benchmark runs is not the code it ran.
+  monkeypatch.setattr(common, 'git_commit', lambda root=None: ('later', True))
+  written = json.loads(common.write_results('x', {}, tmp_path).read_text())
+  assert (written['environment']['commit'],
+          written['environment']['dirty']) == common.CODE
+  assert common.CODE != ('later', True)
+
+
 def test_results_may_not_hide_the_header():
   with pytest.raises(ValueError, match='environment'):
     common.write_results('x', {'environment': {}}, pathlib.Path('unused'))
