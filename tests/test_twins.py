@@ -278,6 +278,28 @@ def test_quick_is_interrupted_resumed_and_writes_every_cell(tmp_path):
 
 
 @pytest.mark.slow
+def test_quick_cnn_tier_runs_resnet8_end_to_end(tmp_path):
+  # The GPU tier's program on CPU at --quick's sizes.
+  done = subprocess.run(
+      [sys.executable, '-m', 'benchmarks.twins', '--quick', '--tier=cnn',
+       '--pairs=plrs', f'--out={tmp_path}'], cwd=REPO, env=ENV,
+      capture_output=True, text=True)
+  assert done.returncode == 0, done.stderr[-3000:]
+  result = json.loads(
+      (tmp_path / f'{twins.NAME}_cnn_quick.json').read_text())
+  assert result['settings']['model'] == 'resnet8'
+  assert set(result['budgets']) == {'1', '2'}
+  for cells in result['budgets'].values():
+    r = cells['plrs']
+    levels = [point['level'] for point in r['grid']]
+    for arm in twins.ARMS:
+      means = [np.mean(point[arm]) for point in r['grid']]
+      assert r['chosen'][arm] == levels[int(np.argmax(means))]
+    for f in r['final']:
+      assert len(f['test_accuracy']) == len(twins.QUICK['test_seeds'])
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize('flags', [['--bogus'], ['--pairs=plrs,nope'],
                                    ['--data_dir=/nonexistent/fashion']])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, flags):
