@@ -1,6 +1,6 @@
 """The docs pages: their examples run, their links and figures exist, the API
 reference documents exactly `plrs_jax.__all__`, and the tuned comparison's
-tables are those of its results file."""
+and the twins study's tables are those of their results files."""
 
 import json
 import re
@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from scipy import stats
 
 import markdown_examples as examples
 import plrs_jax
@@ -191,3 +192,71 @@ def test_getting_started_claims_hold_over_ten_million_steps():
     high = jax.vmap(decay)(steps)
     assert (rates >= jnp.minimum(high, 0.01)).all()
     assert (rates <= jnp.maximum(high, 0.01)).all()
+
+
+# The twins study: docs/does_the_draw_help.md's tables against the JSON,
+# recomputed from the per-seed test accuracies (scipy's paired t-test, Holm
+# restated).
+
+TWINS = REPO / 'benchmarks' / 'results' / 'twins_fashion_mnist.json'
+
+
+def _markdown_table(text: str, first_header: str) -> list[list[str]]:
+  """The rows of the table whose header starts with `first_header`."""
+  lines = text.split(f'| {first_header} |', 1)[1].split('\n\n')[0]
+  return [[cell.strip() for cell in line.strip().strip('|').split('|')]
+          for line in lines.splitlines()[2:]]
+
+
+def _interval(a, b) -> tuple[str, float, float]:
+  """a - b paired: '+m [+lo, +hi]' in points, the half-width, the p."""
+  difference = 100 * np.subtract(a, b)
+  test = stats.ttest_1samp(difference, 0.0)
+  low, high = test.confidence_interval()
+  return (f'{difference.mean():+.2f} [{low:+.2f}, {high:+.2f}]',
+          (high - low) / 2, test.pvalue)
+
+
+def _holm(p_values: dict[str, float], alpha: float) -> dict[str, bool]:
+  rejected, still = {}, True
+  for i, (name, p) in enumerate(sorted(p_values.items(), key=lambda x: x[1])):
+    still = still and p <= alpha / (len(p_values) - i)
+    rejected[name] = still
+  return rejected
+
+
+def test_twins_tables_are_the_results_file():
+  result = json.loads(TWINS.read_text())
+  text = (DOCS / 'does_the_draw_help.md').read_text()
+  primary = _markdown_table(text, 'pair')
+  family, rows = {}, {}
+  for epochs, cells in result['budgets'].items():
+    for pair, cell in cells.items():
+      runs = {(f['arm'], f['level']): f['test_accuracy']
+              for f in cell['final']}
+      chosen = cell['chosen']
+      # The chosen level is the best mean validation accuracy of the grid.
+      for arm in ('random', 'twin'):
+        means = [np.mean(point[arm]) for point in cell['grid']]
+        best = cell['grid'][int(np.argmax(means))]['level']
+        assert chosen[arm] == best, (epochs, pair, arm)
+      c = chosen['random']
+      assert len(runs['random', c]) >= 20
+      shown, half_width, p = _interval(runs['random', c], runs['twin', c])
+      family[f'{epochs}/{pair}'] = p
+      rows[f'{epochs}/{pair}'] = [
+          f'{pair} - {cell["twin"]}', epochs, f'{c:g}',
+          f'{100 * np.mean(runs["random", c]):.2f}',
+          f'{100 * np.mean(runs["twin", c]):.2f}', shown,
+          f'{half_width:.2f}', f'{p:.3g}']
+      own, _, _ = _interval(runs['random', c], runs['twin', chosen['twin']])
+      rows[f'own {epochs}/{pair}'] = [
+          f'{pair} - {cell["twin"]}', epochs, f'{c:g}', f'{chosen["twin"]:g}',
+          f'{100 * np.mean(runs["twin", chosen["twin"]]):.2f}', own]
+  holm = _holm(family, 0.05)
+  assert len(primary) == len(family) == 6
+  for row, name in zip(primary, family):
+    assert row == rows[name] + ['yes' if holm[name] else 'no'], name
+  secondary = _markdown_table(text.split('each arm at its own level', 1)[1],
+                              'pair')
+  assert secondary == [rows[f'own {name}'] for name in family]
