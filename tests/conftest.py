@@ -23,6 +23,9 @@ jax.config.update('jax_num_cpu_devices', 8)
 
 import pytest  # pylint: disable=g-import-not-at-top,g-bad-import-order
 
+# The scripts that wrote tests/data are no tests (and share a name).
+collect_ignore_glob = ['data/*']
+
 
 @pytest.fixture(scope='session')
 def reference_run(tmp_path_factory):

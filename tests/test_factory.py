@@ -80,7 +80,8 @@ def test_bad_values_still_reach_the_factory_checks():
 
 
 # optax's vocabulary: values named by when they apply, durations as *_steps.
-OPTAX_VALUE_NAMES = {'init_value', 'peak_value', 'end_value', 'value'}
+OPTAX_VALUE_NAMES = {'init_value', 'peak_value', 'end_value', 'value',
+                     'stable_value'}
 OTHER_NAMES = {'boundaries', 'factor', 'period_multiplier', 'pct_start',
                'div_factor', 'final_div_factor', 'warmup_fraction',
                'decay_fraction', 'decay_shape'}
