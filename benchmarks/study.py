@@ -46,11 +46,8 @@ DEFAULT_CENTER = 0.1
 # the best method has nearly stopped improving.
 PLATEAU = 0.005
 TIERS = {
-    # The 784-256-256-10 MLP trains at 50,000-80,000 images/s on two CPU
-    # cores with 3 to 10 runs vmapped (ResNet-8: about 750), so the whole
-    # protocol fits in about an hour. With linear decay its validation
-    # accuracy gains 0.5-0.8 points from 6 to 12 epochs and -0.01 to 0.24
-    # from 12 to 24: 12 is the long budget.
+    # Sized for two CPU cores (the vmapped MLP: docs/which_schedule.md);
+    # the long budget is where validation accuracy stops improving (PLATEAU).
     'mlp': dict(model='mlp', budgets=(2, 12), tuning_seeds=(100, 101),
                 test_seeds=(0, 1, 2, 3, 4), dataset='fashion_mnist',
                 validation_split=10_000),

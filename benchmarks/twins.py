@@ -89,9 +89,8 @@ LEVEL_DIGITS = 4
 FIELD_DIGITS = 6
 ALPHA = 0.05
 TIERS = {
-    # Sized with the measured speed of the vmapped runner (about 50,000
-    # images/s on two CPU cores): at most about 5,500 run-epochs before any
-    # extension, 80-100 minutes; the plan line prints this machine's.
+    # Sized for two CPU cores: at most 5,544 run-epochs before any
+    # extension; the plan line prints the minutes at this machine's speed.
     'mlp': dict(model='mlp', budgets=(2, 12), center=0.2,
                 coarse_steps=(-2, -1, 0, 1, 2),
                 tuning_seeds=(200, 201, 202, 203),

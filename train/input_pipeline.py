@@ -99,8 +99,12 @@ def _fashion_mnist_split(images_path, labels_path, size: int):
 def _fashion_mnist(data_dir: str | None) -> Dataset | None:
   """Fashion-MNIST from its four IDX files, or None to read a TFDS copy."""
   directory = pathlib.Path(data_dir or FASHION_MNIST_DIR).expanduser()
-  files = {name: next((p for p in (directory / f'{name}.gz', directory / name)
-                       if p.is_file()), None)
+
+  def existing(name: str) -> pathlib.Path | None:
+    candidates = (directory / f'{name}.gz', directory / name)
+    return next((path for path in candidates if path.is_file()), None)
+
+  files = {name: existing(name)
            for names in FASHION_MNIST_FILES.values() for name in names}
   found = [path.name for path in files.values() if path]
   if not found and (prepared := _tfds_dir(FASHION_MNIST, data_dir))[1]:
@@ -240,7 +244,7 @@ def load_dataset(name: str, *, data_dir: str | None = None, split_seed: int = 0,
 
 def tuning_split(dataset: Dataset) -> str:
   """The split a run is tuned on, its best checkpoint chosen by: the
-  validation split where there is one, else (as before there was) the test.
+  validation split where there is one, else the test split.
 
   >>> tuning_split(load_dataset('digits', validation_split=100))
   'validation'
