@@ -136,10 +136,11 @@ def on_stop(saved: Callable[[], str]) -> None:
 
 
 def catch_signals() -> None:
-  """SIGTERM, and Ctrl-C, raise Stopped (see `check_stopped`)."""
+  """SIGTERM and Ctrl-C raise Stopped (see `check_stopped`), also where a
+  shell started the program in the background, ignoring Ctrl-C, as the
+  training app does."""
   signal.signal(signal.SIGTERM, _stopped)
-  if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-    signal.signal(signal.SIGINT, _stopped)
+  signal.signal(signal.SIGINT, _stopped)
 
 
 def start(main: Callable[[], Any]) -> None:

@@ -589,8 +589,6 @@ def main():
   resume = common.command_line() + (
       '' if any(a.startswith('--out') for a in sys.argv[1:])
       else f' --out={args.out}')
-  # Also where a shell started it in the background, which ignores Ctrl-C.
-  signal.signal(signal.SIGINT, signal.default_int_handler)
   common.catch_signals()
   twins = None
   try:

@@ -110,9 +110,11 @@ def test_quick_study_stopped_resumes_and_writes_every_cell(tmp_path):
   command = [sys.executable, '-m', 'benchmarks.study', '--quick',
              f'--methods={QUICK_METHODS}', f'--out={tmp_path}']
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu'}
-  # Ctrl-C once 3 cells are saved: one line says so and how to resume.
-  first = subprocess.Popen(command, cwd=REPO, env=env, text=True,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  # Ctrl-C once 3 cells are saved: one line says so and how to resume. It
+  # starts as a shell's background job does, ignoring SIGINT.
+  first = subprocess.Popen(
+      ['bash', '-c', 'trap "" INT; exec "$@"', 'bash', *command], cwd=REPO,
+      env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
   partial = tmp_path / f'{study.NAME}.partial.json'
   deadline = time.monotonic() + 300
   while not (partial.exists()
