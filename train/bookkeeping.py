@@ -157,11 +157,10 @@ def open_run(workdir: pathlib.Path, config: ml_collections.ConfigDict,
   `check_resume`, then creates the fresh state (`create_state()`: a refused
   run does no heavy work), restores the newest checkpoint into it (through
   `target_for(fresh state)`, see `checkpoints.restore_newest`) or starts
-  from it; unless finished
-  (`num_steps` done), opens the checkpoint manager (the newest
-  `keep_checkpoints` and the best by `best_metric`) and metrics.jsonl, adds
-  this start to run.json and, with `stop_signals`, catches SIGINT and
-  SIGTERM. The run closes at the end of a `with` block or of the function
+  from it; unless finished (`num_steps` done), opens the checkpoint manager
+  (the newest `keep_checkpoints` and the best by `best_metric`) and
+  metrics.jsonl, adds this start to run.json and, with `stop_signals`,
+  catches SIGINT and SIGTERM. The run closes at the end of a `with` block or of the function
   decorated with `closes_runs` that opened it.
 
   Example:

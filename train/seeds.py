@@ -119,9 +119,9 @@ class SeedRunner:
   def _train_epoch_one(self, carry, keys, rows):
     schedule_key, augment_key, dropout_key, initial_loss, rate_scale = keys
     tx = self.optimizer(schedule_key, initial_loss, rate_scale)
-    inputs = engine.StepConstants(self.dataset.mean, self.dataset.std,
-                           augment_key if self.config.augment else None,
-                           dropout_key)
+    inputs = engine.StepConstants(
+        self.dataset.mean, self.dataset.std,
+        augment_key if self.config.augment else None, dropout_key)
     images, labels, _ = self._train
     positions = jnp.arange(self.config.batch_size, dtype=jnp.int32)
 

@@ -152,7 +152,7 @@ def _check_same_run(recorded: dict[str, Any], config: ml_collections.ConfigDict,
   """Refuses another config; `num_epochs` may change where the steps taken
   keep their rates (PLRS, constant...; not knee or MLR-SNet's snapshots)."""
   refused = workdir_lib.changed_fields(recorded, config.to_dict(),
-                                    base.base_config().to_dict())
+                                       base.base_config().to_dict())
   notes = {}
   if list(refused) == ['num_epochs']:
     old_epochs, new_epochs = refused['num_epochs']
@@ -264,8 +264,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                                   bn_axis_name=AXIS)
   keys = engine.run_keys(config.seed)
   inputs = engine.StepConstants(dataset.mean, dataset.std,
-                         keys.augment if config.augment else None,
-                         keys.dropout)
+                                keys.augment if config.augment else None,
+                                keys.dropout)
   # pmap spans every process's devices unless the config picks fewer local
   # ones (single process only).
   pmap_devices = devices if config.num_devices else None
